@@ -1,0 +1,1 @@
+//! AMQP plumbing on lapin: connection settings, the notabene publisher (publisher confirms), topology declaration.

@@ -1,0 +1,1 @@
+//! stackdistiller: raw OpenStack notifications to typed events, driven by event_definitions.yaml. Pure.

@@ -1,0 +1,390 @@
+//! The event model shared by every stv3 crate.
+//!
+//! An [`Event`] is what the distiller makes from one raw notification and what
+//! winchester stores, groups into streams and hands to pipelines. It is plain
+//! data: no I/O lives here.
+//!
+//! Time convention: every timestamp is a [`Timestamp`] (a `chrono::NaiveDateTime`)
+//! that is **UTC by convention**, exactly like the original winchester, which
+//! stripped tzinfo after converting to UTC.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::{Map, Value};
+
+/// A UTC instant without a zone attached (the original's "naive UTC").
+pub type Timestamp = NaiveDateTime;
+
+/// Trait datatype codes, identical to the original `Datatype` enum and the
+/// integer stored in the `trait.type` / `dist_trait.type` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(i32)]
+pub enum Datatype {
+    None = 0,
+    Text = 1,
+    Int = 2,
+    Float = 3,
+    Datetime = 4,
+    Timerange = 5,
+}
+
+impl Datatype {
+    /// The config spelling (`text|int|float|datetime`), as used in event_definitions.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Datatype::None => "none",
+            Datatype::Text => "text",
+            Datatype::Int => "int",
+            Datatype::Float => "float",
+            Datatype::Datetime => "datetime",
+            Datatype::Timerange => "timerange",
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_code(code: i32) -> Option<Self> {
+        Some(match code {
+            0 => Datatype::None,
+            1 => Datatype::Text,
+            2 => Datatype::Int,
+            3 => Datatype::Float,
+            4 => Datatype::Datetime,
+            5 => Datatype::Timerange,
+            _ => return None,
+        })
+    }
+
+    /// Parse a config type name. `string` is accepted as an alias of `text`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "text" | "string" => Datatype::Text,
+            "int" => Datatype::Int,
+            "float" => Datatype::Float,
+            "datetime" => Datatype::Datetime,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Datatype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One typed trait value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraitValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Datetime(Timestamp),
+}
+
+impl TraitValue {
+    pub fn datatype(&self) -> Datatype {
+        match self {
+            TraitValue::Text(_) => Datatype::Text,
+            TraitValue::Int(_) => Datatype::Int,
+            TraitValue::Float(_) => Datatype::Float,
+            TraitValue::Datetime(_) => Datatype::Datetime,
+        }
+    }
+
+    pub fn as_datetime(&self) -> Option<Timestamp> {
+        match self {
+            TraitValue::Datetime(t) => Some(*t),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            TraitValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Canonical JSON value: text as a string, int as an integer, float as a
+    /// number, datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            TraitValue::Text(s) => Value::String(s.clone()),
+            TraitValue::Int(i) => Value::from(*i),
+            TraitValue::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            TraitValue::Datetime(t) => Value::String(format_timestamp(t)),
+        }
+    }
+}
+
+impl fmt::Display for TraitValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraitValue::Text(s) => f.write_str(s),
+            TraitValue::Int(i) => write!(f, "{i}"),
+            TraitValue::Float(x) => write!(f, "{x}"),
+            TraitValue::Datetime(t) => f.write_str(&format_timestamp(t)),
+        }
+    }
+}
+
+/// A distilled event: the envelope plus typed traits (sorted by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub message_id: String,
+    pub event_type: String,
+    /// The notification's own time (`timestamp`, else `_context_timestamp`, else now).
+    pub generated: Timestamp,
+    pub traits: BTreeMap<String, TraitValue>,
+}
+
+impl Event {
+    pub fn new(message_id: impl Into<String>, event_type: impl Into<String>, generated: Timestamp) -> Self {
+        Event {
+            message_id: message_id.into(),
+            event_type: event_type.into(),
+            generated,
+            traits: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_trait(mut self, name: impl Into<String>, value: TraitValue) -> Self {
+        self.traits.insert(name.into(), value);
+        self
+    }
+
+    /// Look up a field the way winchester's flat event dict does: the
+    /// envelope keys `message_id`, `event_type` and `timestamp` first, then traits.
+    pub fn get(&self, name: &str) -> Option<TraitValue> {
+        match name {
+            "message_id" => Some(TraitValue::Text(self.message_id.clone())),
+            "event_type" => Some(TraitValue::Text(self.event_type.clone())),
+            "timestamp" => Some(TraitValue::Datetime(self.generated)),
+            _ => self.traits.get(name).cloned(),
+        }
+    }
+
+    /// Every datetime-valued field, including `timestamp` (= generated).
+    /// These are the variables bound when a timex criterion is evaluated.
+    pub fn datetime_fields(&self) -> BTreeMap<String, Timestamp> {
+        let mut out: BTreeMap<String, Timestamp> = self
+            .traits
+            .iter()
+            .filter_map(|(k, v)| v.as_datetime().map(|t| (k.clone(), t)))
+            .collect();
+        out.insert("timestamp".to_string(), self.generated);
+        out
+    }
+
+    /// The canonical JSON form shared by every stv3 tool (and the Python oracle):
+    /// `{"event_type","generated","message_id","traits":[{"name","type","value"}...]}`,
+    /// keys sorted, traits sorted by name.
+    pub fn to_canonical_json(&self) -> Value {
+        let traits: Vec<Value> = self
+            .traits
+            .iter()
+            .map(|(name, v)| {
+                let mut m = Map::new();
+                m.insert("name".into(), Value::String(name.clone()));
+                m.insert("type".into(), Value::String(v.datatype().name().into()));
+                m.insert("value".into(), v.to_json());
+                Value::Object(m)
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert("event_type".into(), Value::String(self.event_type.clone()));
+        m.insert("generated".into(), Value::String(format_timestamp(&self.generated)));
+        m.insert("message_id".into(), Value::String(self.message_id.clone()));
+        m.insert("traits".into(), Value::Array(traits));
+        Value::Object(m)
+    }
+
+    /// One compact canonical line (no trailing newline).
+    pub fn to_canonical_line(&self) -> String {
+        self.to_canonical_json().to_string()
+    }
+
+    /// A flat object (`{trait..., message_id, event_type, timestamp}`), the
+    /// shape winchester pipelines and the replay output use.
+    pub fn to_flat_json(&self) -> Value {
+        let mut m = Map::new();
+        for (k, v) in &self.traits {
+            m.insert(k.clone(), v.to_json());
+        }
+        m.insert("event_type".into(), Value::String(self.event_type.clone()));
+        m.insert("message_id".into(), Value::String(self.message_id.clone()));
+        m.insert("timestamp".into(), Value::String(format_timestamp(&self.generated)));
+        Value::Object(sort_object(m))
+    }
+}
+
+fn sort_object(m: Map<String, Value>) -> Map<String, Value> {
+    let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().collect()
+}
+
+/// Format a timestamp canonically: `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 6 fractional digits.
+pub fn format_timestamp(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Errors from [`parse_timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid datetime {input:?}: {reason}")]
+pub struct TimestampError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+/// Parse an ISO-8601 datetime the way the original (`iso8601.parse_date`) did:
+/// `T` or space separator, optional fraction, optional `Z` or `±HH:MM` offset
+/// (converted to UTC); a naive value is UTC. A bare date is midnight UTC.
+pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimestampError> {
+    let err = |reason| TimestampError { input: input.to_string(), reason };
+    let s = input.trim();
+    if s.len() < 10 {
+        return Err(err("too short"));
+    }
+    let date = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").map_err(|_| err("bad date part"))?;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight"));
+    }
+    let sep = rest.as_bytes()[0];
+    if sep != b'T' && sep != b't' && sep != b' ' {
+        return Err(err("expected 'T' or ' ' after the date"));
+    }
+    let time = &rest[1..];
+    // Split off a zone suffix.
+    let (clock, offset_secs) = split_zone(time).ok_or_else(|| err("bad zone offset"))?;
+    let naive_time = parse_clock(clock).ok_or_else(|| err("bad time part"))?;
+    let local = date.and_time(naive_time);
+    Ok(local - chrono::Duration::seconds(offset_secs))
+}
+
+fn split_zone(time: &str) -> Option<(&str, i64)> {
+    if let Some(stripped) = time.strip_suffix('Z').or_else(|| time.strip_suffix('z')) {
+        return Some((stripped, 0));
+    }
+    // Look for a +/- after the clock part (position >= 2 so we never take a sign at 0).
+    if let Some(pos) = time.rfind(['+', '-']) {
+        if pos >= 2 {
+            let (clock, zone) = time.split_at(pos);
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let z = &zone[1..];
+            let (h, m) = if let Some((h, m)) = z.split_once(':') {
+                (h, m)
+            } else if z.len() == 4 {
+                (&z[..2], &z[2..])
+            } else {
+                (z, "0")
+            };
+            let h: i64 = h.parse().ok()?;
+            let m: i64 = m.parse().ok()?;
+            return Some((clock, sign * (h * 3600 + m * 60)));
+        }
+    }
+    Some((time, 0))
+}
+
+fn parse_clock(clock: &str) -> Option<chrono::NaiveTime> {
+    let (hms, frac) = match clock.split_once(['.', ',']) {
+        Some((a, b)) => (a, Some(b)),
+        None => (clock, None),
+    };
+    let mut parts = hms.split(':');
+    let h: u32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(0))?;
+    let s: u32 = parts.next().map(|p| p.parse().ok()).unwrap_or(Some(0))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let micros = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let mut digits: String = f.chars().take(6).collect();
+            while digits.len() < 6 {
+                digits.push('0');
+            }
+            digits.parse().ok()?
+        }
+        Some(_) => return None,
+    };
+    chrono::NaiveTime::from_hms_micro_opt(h, m, s, micros)
+}
+
+/// Wall-clock now, as naive UTC.
+pub fn now() -> Timestamp {
+    Utc::now().naive_utc()
+}
+
+/// Convert an aware UTC datetime to the naive-UTC convention.
+pub fn from_utc(t: DateTime<Utc>) -> Timestamp {
+    t.naive_utc()
+}
+
+/// Microseconds since the Unix epoch (the store's portable representation).
+pub fn to_micros(t: &Timestamp) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+/// Inverse of [`to_micros`].
+pub fn from_micros(us: i64) -> Timestamp {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(|d| d.naive_utc())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Option<&str>) {
+        let got = parse_timestamp(input).ok().map(|t| format_timestamp(&t));
+        assert_eq!(got.as_deref(), expected, "input {input:?}");
+    }
+
+    #[test]
+    fn parses_the_formats_nova_emits() {
+        check("2013-08-08 21:06:37.803826", Some("2013-08-08T21:06:37.803826Z"));
+        check("2013-08-08T21:06:37.803826", Some("2013-08-08T21:06:37.803826Z"));
+        check("2013-08-08T21:06:37Z", Some("2013-08-08T21:06:37.000000Z"));
+        check("2013-08-08T21:06:37+02:00", Some("2013-08-08T19:06:37.000000Z"));
+        check("2013-08-08T21:06:37.5-0130", Some("2013-08-08T22:36:37.500000Z"));
+        check("2013-08-08 21:06", Some("2013-08-08T21:06:00.000000Z"));
+        check("2013-08-08", Some("2013-08-08T00:00:00.000000Z"));
+        check("2012-05-08 20:23:41", Some("2012-05-08T20:23:41.000000Z"));
+        check("", None);
+        check("yesterday", None);
+        check("2013-13-08 21:06:37", None);
+        check("2013-08-08X21:06:37", None);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_traits() {
+        let t = parse_timestamp("2015-03-01 18:01:00").unwrap();
+        let e = Event::new("m1", "compute.instance.update", t)
+            .with_trait("zeta", TraitValue::Int(3))
+            .with_trait("alpha", TraitValue::Text("x".into()))
+            .with_trait("when", TraitValue::Datetime(t))
+            .with_trait("f", TraitValue::Float(1.5));
+        assert_eq!(
+            e.to_canonical_line(),
+            r#"{"event_type":"compute.instance.update","generated":"2015-03-01T18:01:00.000000Z","message_id":"m1","traits":[{"name":"alpha","type":"text","value":"x"},{"name":"f","type":"float","value":1.5},{"name":"when","type":"datetime","value":"2015-03-01T18:01:00.000000Z"},{"name":"zeta","type":"int","value":3}]}"#
+        );
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = parse_timestamp("2015-03-01 18:01:00.123456").unwrap();
+        assert_eq!(from_micros(to_micros(&t)), t);
+    }
+}

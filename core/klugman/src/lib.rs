@@ -1,0 +1,1 @@
+//! klugman: command-line client for the stv3 REST API.

@@ -1,0 +1,1 @@
+//! notigen: deterministic, realistic nova notification streams from a seed.

@@ -1,0 +1,1 @@
+//! winchester processing side: pipelines, handlers, pipeline-worker, replay.

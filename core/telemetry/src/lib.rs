@@ -1,0 +1,120 @@
+//! Observability shared by every long-running stv3 process.
+//!
+//! * [`init_logging`]: `tracing` to stderr, human or JSON, filtered by `RUST_LOG`
+//!   or the `--log-level` flag.
+//! * [`serve_ops`]: a small axum server with `/health` and Prometheus `/metrics`.
+//! * [`version_string`]: the version and git sha stamped by the root `build.rs`
+//!   through `STV3_GIT_SHA` (set at compile time, when available).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::{routing::get, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Common logging flags, flattened into every binary's clap struct.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log level or RUST_LOG-style filter (e.g. `info`, `stv3=debug`).
+    #[arg(long, env = "STV3_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Log format: human or json.
+    #[arg(long, env = "STV3_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Initialise tracing once. Safe to call twice (the second call is ignored).
+pub fn init_logging(args: &LogArgs) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(&args.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// `<crate version> (<git sha>)`.
+pub fn version_string(pkg_version: &'static str) -> &'static str {
+    let sha = env!("STV3_GIT_SHA");
+    Box::leak(format!("{pkg_version} ({sha})").into_boxed_str())
+}
+
+/// Liveness flag the process flips when it becomes unhealthy.
+#[derive(Clone, Default)]
+pub struct Health(Arc<AtomicBool>);
+
+impl Health {
+    pub fn healthy() -> Self {
+        Health(Arc::new(AtomicBool::new(true)))
+    }
+    pub fn set(&self, ok: bool) {
+        self.0.store(ok, Ordering::SeqCst);
+    }
+    pub fn is_ok(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Install the global Prometheus recorder (once) and return its handle.
+pub fn install_metrics() -> PrometheusHandle {
+    use std::sync::OnceLock;
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install prometheus recorder")
+        })
+        .clone()
+}
+
+/// A router with `/health` and `/metrics`, to merge into an existing server.
+pub fn ops_router(process: &'static str, health: Health) -> Router {
+    let handle = install_metrics();
+    Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    let ok = health.is_ok();
+                    let body = serde_json::json!({"status": if ok {"ok"} else {"unhealthy"}, "process": process});
+                    let code = if ok {
+                        axum::http::StatusCode::OK
+                    } else {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (code, axum::Json(body))
+                }
+            }),
+        )
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+}
+
+/// Serve `/health` and `/metrics` on `addr` in a background task.
+/// Returns the bound address (useful with port 0).
+pub async fn serve_ops(process: &'static str, addr: SocketAddr, health: Health) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = ops_router(process, health);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "ops server stopped");
+        }
+    });
+    tracing::info!(%bound, "serving /health and /metrics");
+    Ok(bound)
+}

@@ -1,0 +1,128 @@
+//! Helpers for tests that need a real service.
+//!
+//! A test that needs RabbitMQ, MariaDB or sshd starts with
+//! `let Some(url) = require(Service::MariaDb, "my_test") else { return };`.
+//!
+//! * The service is up: the test runs.
+//! * The service is down and `STV3_TEST_REQUIRE_ALL=1`: the test **fails** (panics).
+//! * The service is down otherwise: the test returns early, and its name is
+//!   appended to the skip log (`$STV3_SKIP_LOG`, set by `stv3ctl test`), which
+//!   `stv3ctl test` prints in one loud closing line.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A real service a test may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    RabbitMq,
+    MariaDb,
+    Sshd,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::RabbitMq => "RabbitMQ",
+            Service::MariaDb => "MariaDB",
+            Service::Sshd => "sshd",
+        }
+    }
+
+    /// The default URL (or address) of the service, overridable by env.
+    pub fn url(self) -> String {
+        match self {
+            Service::RabbitMq => std::env::var("STV3_TEST_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            Service::MariaDb => {
+                std::env::var("STV3_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+            }
+            Service::Sshd => "/usr/sbin/sshd".into(),
+        }
+    }
+
+    fn probe(self) -> bool {
+        match self {
+            Service::RabbitMq => tcp_open(host_port(&self.url(), 5672)),
+            Service::MariaDb => tcp_open(host_port(&self.url(), 3306)),
+            Service::Sshd => std::path::Path::new("/usr/sbin/sshd").exists(),
+        }
+    }
+}
+
+fn host_port(url: &str, default_port: u16) -> SocketAddr {
+    let after_scheme = url.split("://").nth(1).unwrap_or(url);
+    let authority = after_scheme.split('/').next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("127.0.0.1");
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or(default_port)),
+        None => (hostport, default_port),
+    };
+    let host = if host.is_empty() || host == "localhost" { "127.0.0.1" } else { host };
+    format!("{host}:{port}").parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], default_port)))
+}
+
+fn tcp_open(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// True when `STV3_TEST_REQUIRE_ALL` is set to a truthy value.
+pub fn require_all() -> bool {
+    matches!(std::env::var("STV3_TEST_REQUIRE_ALL").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+}
+
+/// Gate a test on a service. Returns the service URL when it is reachable.
+/// See the module docs for the skip/fail policy.
+pub fn require(service: Service, test_name: &str) -> Option<String> {
+    if service.probe() {
+        return Some(service.url());
+    }
+    if require_all() {
+        panic!(
+            "{test_name}: {} is not reachable at {} and STV3_TEST_REQUIRE_ALL=1",
+            service.name(),
+            service.url()
+        );
+    }
+    eprintln!("SKIPPED {test_name}: {} not reachable at {}", service.name(), service.url());
+    if let Ok(path) = std::env::var("STV3_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{test_name} (needs {})", service.name());
+        }
+    }
+    None
+}
+
+/// A unique, valid SQL identifier for a scratch database: `stv3t_<tag>_<pid>_<n>`.
+pub fn scratch_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
+    format!("stv3t_{tag}_{}_{n}_{nanos}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parses_urls() {
+        assert_eq!(host_port("mysql://root@127.0.0.1:3306", 1), "127.0.0.1:3306".parse().unwrap());
+        assert_eq!(host_port("amqp://guest:guest@localhost:5673/%2f", 1), "127.0.0.1:5673".parse().unwrap());
+        assert_eq!(host_port("mysql://localhost", 3306), "127.0.0.1:3306".parse().unwrap());
+    }
+
+    #[test]
+    fn scratch_names_are_unique_identifiers() {
+        let a = scratch_name("db-test!");
+        let b = scratch_name("db-test!");
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{a}");
+    }
+}

@@ -1,0 +1,1 @@
+//! winchester: triggers, streams and pipelines over a SQL event store (MySQL/MariaDB or SQLite).

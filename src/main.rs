@@ -1,0 +1,56 @@
+//! `stv3ctl`: package, deploy, test and run StackTach.v3 (stv3).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STV3_GIT_SHA"), ")");
+
+#[derive(Parser)]
+#[command(name = "stv3ctl", version = VERSION, about = "Package, deploy, test and run stv3 (StackTach.v3 in Rust)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every test suite and print a summary (the README's test command).
+    Test {
+        /// Only the suites that need no RabbitMQ, MariaDB or sshd.
+        #[arg(long)]
+        quick: bool,
+        /// Extra arguments for the test binaries, e.g. a test name filter.
+        #[arg(last = true)]
+        test_args: Vec<String>,
+    },
+    /// List the templates and role files embedded in this binary.
+    Embedded,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Test { quick, test_args } => stv3_deployer::testrun::run(&stv3_deployer::testrun::TestOptions {
+            quick,
+            cargo_args: vec![],
+            test_args,
+        }),
+        Cmd::Embedded => {
+            for (path, text) in EMBEDDED {
+                println!("{path}\t{} bytes", text.len());
+            }
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(1, 255) as u8),
+        Err(e) => {
+            eprintln!("stv3ctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
