@@ -1,0 +1,328 @@
+//! The two sqlx implementations of [`ApiStore`](super::ApiStore). The SQL is
+//! shared ([`super::sql`]); a macro stamps out the same code for the MySQL
+//! and the SQLite pool types.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::Row;
+use stv3_event::{from_micros, TraitValue};
+
+use super::sql::{self, Bind, FilterStyle, Sql};
+use super::url::SqliteTarget;
+use super::{ApiStore, StoreError, StoreResult};
+use crate::model::{DistValue, EventQuery, EventRow, ResetOutcome, StreamQuery, StreamRow, StreamState};
+
+fn trait_value(kind: i64, s: Option<String>, f: Option<f64>, i: Option<i64>, dt: Option<i64>) -> Option<TraitValue> {
+    match kind {
+        1 => s.map(TraitValue::Text),
+        2 => i.map(TraitValue::Int),
+        3 => f.map(TraitValue::Float),
+        4 => dt.map(|t| TraitValue::Datetime(from_micros(t))),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dist_value(
+    kind: i64,
+    s: Option<String>,
+    f: Option<f64>,
+    i: Option<i64>,
+    dt: Option<i64>,
+    begin: Option<i64>,
+    end: Option<i64>,
+) -> DistValue {
+    if kind == 5 {
+        return DistValue::Range { begin: begin.map(from_micros), end: end.map(from_micros) };
+    }
+    trait_value(kind, s, f, i, dt).map(DistValue::Value).unwrap_or(DistValue::Null)
+}
+
+macro_rules! api_store {
+    ($name:ident, $db:ty, $pool:ty, $backend:literal) => {
+        /// [`ApiStore`] over a sqlx pool.
+        #[derive(Clone)]
+        pub struct $name {
+            pool: $pool,
+            style: FilterStyle,
+        }
+
+        impl $name {
+            pub fn from_pool(pool: $pool, style: FilterStyle) -> Self {
+                $name { pool, style }
+            }
+
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            fn query<'q>(s: &'q Sql) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+                let mut q = sqlx::query(&s.text);
+                for b in &s.binds {
+                    q = match b {
+                        Bind::I(v) => q.bind(*v),
+                        Bind::F(v) => q.bind(*v),
+                        Bind::S(v) => q.bind(v.as_str()),
+                    };
+                }
+                q
+            }
+
+            fn stream_row(r: &<$db as sqlx::Database>::Row) -> Result<StreamRow, sqlx::Error> {
+                Ok(StreamRow {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    first_event: from_micros(r.try_get(3)?),
+                    last_event: from_micros(r.try_get(4)?),
+                    fire_timestamp: r.try_get::<Option<i64>, _>(5)?.map(from_micros),
+                    expire_timestamp: r.try_get::<Option<i64>, _>(6)?.map(from_micros),
+                    dist_traits: Vec::new(),
+                })
+            }
+
+            fn event_row(r: &<$db as sqlx::Database>::Row) -> Result<EventRow, sqlx::Error> {
+                Ok(EventRow {
+                    id: r.try_get(0)?,
+                    message_id: r.try_get(1)?,
+                    generated: from_micros(r.try_get(2)?),
+                    event_type: r.try_get(3)?,
+                    traits: Vec::new(),
+                })
+            }
+
+            async fn fill_dist_traits(&self, rows: &mut [StreamRow]) -> StoreResult<()> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let s = sql::dist_traits_for(&ids);
+                let mut by_id: HashMap<i64, Vec<(String, DistValue)>> = HashMap::new();
+                for r in Self::query(&s).fetch_all(&self.pool).await? {
+                    let v = dist_value(
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                        r.try_get(6)?,
+                        r.try_get(7)?,
+                        r.try_get(8)?,
+                    );
+                    by_id.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, v));
+                }
+                for row in rows.iter_mut() {
+                    row.dist_traits = by_id.remove(&row.id).unwrap_or_default();
+                }
+                Ok(())
+            }
+
+            async fn fill_traits(&self, rows: &mut [EventRow]) -> StoreResult<()> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut by_id: HashMap<i64, Vec<(String, Option<TraitValue>)>> = HashMap::new();
+                for chunk in rows.chunks(1000) {
+                    let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
+                    let s = sql::traits_for(&ids);
+                    for r in Self::query(&s).fetch_all(&self.pool).await? {
+                        let v = trait_value(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
+                        by_id.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, v));
+                    }
+                }
+                for row in rows.iter_mut() {
+                    row.traits = by_id.remove(&row.id).unwrap_or_default();
+                }
+                Ok(())
+            }
+
+            async fn streams_impl(&self, q: &StreamQuery) -> StoreResult<Vec<StreamRow>> {
+                if q.limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let s = sql::streams(q, false, self.style);
+                let mut rows = Self::query(&s)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(Self::stream_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.fill_dist_traits(&mut rows).await?;
+                Ok(rows)
+            }
+
+            async fn count_streams_impl(&self, q: &StreamQuery) -> StoreResult<u64> {
+                let s = sql::streams(q, true, self.style);
+                let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn get_stream_impl(&self, id: i64) -> StoreResult<Option<StreamRow>> {
+                let s = sql::stream_by_id(id);
+                let Some(r) = Self::query(&s).fetch_optional(&self.pool).await? else { return Ok(None) };
+                let mut rows = vec![Self::stream_row(&r)?];
+                self.fill_dist_traits(&mut rows).await?;
+                Ok(rows.pop())
+            }
+
+            async fn events_from(&self, s: &Sql) -> StoreResult<Vec<EventRow>> {
+                let mut rows = Self::query(s)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(Self::event_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.fill_traits(&mut rows).await?;
+                Ok(rows)
+            }
+
+            async fn events_impl(&self, q: &EventQuery) -> StoreResult<Vec<EventRow>> {
+                if q.limit == 0 {
+                    return Ok(Vec::new());
+                }
+                self.events_from(&sql::events(q, false, self.style)).await
+            }
+
+            async fn count_events_impl(&self, q: &EventQuery) -> StoreResult<u64> {
+                let s = sql::events(q, true, self.style);
+                let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn get_event_impl(&self, message_id: &str) -> StoreResult<Option<EventRow>> {
+                Ok(self.events_from(&sql::event_by_message_id(message_id)).await?.pop())
+            }
+
+            async fn delete_impl(&self, id: i64) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let key: Option<Option<String>> = sqlx::query("SELECT stream_key FROM stream WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                let Some(key) = key else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                sqlx::query("DELETE FROM streamevent WHERE stream_id = ?").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM dist_trait WHERE stream_id = ?").bind(id).execute(&mut *tx).await?;
+                if let Some(key) = key {
+                    // The stream no longer exists: the ingest key must not point at it.
+                    sqlx::query("UPDATE stream_key SET stream_id = NULL WHERE stream_key = ? AND stream_id = ?")
+                        .bind(key)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let n = sqlx::query("DELETE FROM stream WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            async fn reset_impl(&self, id: i64) -> StoreResult<ResetOutcome> {
+                let Some(r) = sqlx::query("SELECT state, state_serial_no FROM stream WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(ResetOutcome::NotFound);
+                };
+                let state: i64 = r.try_get(0)?;
+                let serial: i64 = r.try_get(1)?;
+                let Some(target) = StreamState::from_code(state).and_then(StreamState::reset_target) else {
+                    return Ok(ResetOutcome::Unchanged { state });
+                };
+                let n = sqlx::query(
+                    "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = NULL \
+                     WHERE id = ? AND state_serial_no = ? AND state = ?",
+                )
+                .bind(target.code())
+                .bind(id)
+                .bind(serial)
+                .bind(state)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(if n == 1 { ResetOutcome::Reset { from: state, to: target.code() } } else { ResetOutcome::Conflict })
+            }
+        }
+
+        impl ApiStore for $name {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+            fn find_streams<'a>(&'a self, q: &'a StreamQuery) -> BoxFuture<'a, StoreResult<Vec<StreamRow>>> {
+                self.streams_impl(q).boxed()
+            }
+            fn count_streams<'a>(&'a self, q: &'a StreamQuery) -> BoxFuture<'a, StoreResult<u64>> {
+                self.count_streams_impl(q).boxed()
+            }
+            fn get_stream(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<StreamRow>>> {
+                self.get_stream_impl(id).boxed()
+            }
+            fn stream_events(&self, id: i64) -> BoxFuture<'_, StoreResult<Vec<EventRow>>> {
+                async move { self.events_from(&sql::stream_events(id)).await }.boxed()
+            }
+            fn find_events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, StoreResult<Vec<EventRow>>> {
+                self.events_impl(q).boxed()
+            }
+            fn count_events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, StoreResult<u64>> {
+                self.count_events_impl(q).boxed()
+            }
+            fn get_event<'a>(&'a self, message_id: &'a str) -> BoxFuture<'a, StoreResult<Option<EventRow>>> {
+                self.get_event_impl(message_id).boxed()
+            }
+            fn delete_stream(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>> {
+                self.delete_impl(id).boxed()
+            }
+            fn reset_stream(&self, id: i64) -> BoxFuture<'_, StoreResult<ResetOutcome>> {
+                self.reset_impl(id).boxed()
+            }
+            fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+                async move {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                }
+                .boxed()
+            }
+        }
+    };
+}
+
+api_store!(MySqlApiStore, sqlx::MySql, sqlx::MySqlPool, "mysql");
+api_store!(SqliteApiStore, sqlx::Sqlite, sqlx::SqlitePool, "sqlite");
+
+impl MySqlApiStore {
+    pub async fn connect(url: &str, max_connections: u32, style: FilterStyle) -> StoreResult<Self> {
+        let pool = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self::from_pool(pool, style))
+    }
+}
+
+impl SqliteApiStore {
+    pub async fn connect(target: &SqliteTarget, max_connections: u32, style: FilterStyle) -> StoreResult<Self> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let (opts, max) = match target {
+            SqliteTarget::Memory => (SqliteConnectOptions::new().in_memory(true), 1),
+            SqliteTarget::File(path) => {
+                if !path.exists() {
+                    return Err(StoreError::Url {
+                        url: format!("sqlite:{}", path.display()),
+                        reason: "no such database file".into(),
+                    });
+                }
+                (SqliteConnectOptions::new().filename(path), max_connections.max(1))
+            }
+        };
+        let opts = opts.foreign_keys(true).busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        Ok(Self::from_pool(pool, style))
+    }
+}

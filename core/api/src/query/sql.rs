@@ -1,0 +1,271 @@
+//! SQL text for every API read, shared by the MySQL and SQLite backends (both
+//! use `?` placeholders and accept backquoted identifiers). Index-friendly by
+//! construction: trait filters are `EXISTS` probes on the `(event_id|stream_id,
+//! name)` primary keys or `IN` lookups on the `(name, value)` indexes, and
+//! lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id.
+
+use crate::model::{EventQuery, Mark, StreamQuery, TraitFilter};
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    I(i64),
+    F(f64),
+    S(String),
+}
+
+/// SQL text and its parameters, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+}
+
+/// How trait filters are written. `Exists` walks the main table in id order and
+/// probes the trait primary key per row (best when the filter matches many rows);
+/// `In` starts from the `(name, value)` index (best when it matches few).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterStyle {
+    Exists,
+    In,
+}
+
+/// The typed comparisons for one filter: `(col = ? OR col2 = ? ...)`.
+fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: bool) {
+    let mut parts: Vec<String> = Vec::new();
+    parts.push(format!("{alias}.{prefix}_string = ?"));
+    sql.binds.push(Bind::S(f.text.clone()));
+    if let Some(i) = f.int {
+        parts.push(format!("{alias}.{prefix}_int = ?"));
+        sql.binds.push(Bind::I(i));
+    }
+    if let Some(x) = f.float {
+        parts.push(format!("{alias}.{prefix}_float = ?"));
+        sql.binds.push(Bind::F(x));
+    }
+    if let Some(t) = f.datetime {
+        parts.push(format!("{alias}.{prefix}_datetime = ?"));
+        sql.binds.push(Bind::I(t));
+        if dist {
+            // A datetime matches a time-range distinguishing trait that contains it.
+            parts.push(format!("({alias}.dt_timerange_begin <= ? AND {alias}.dt_timerange_end > ?)"));
+            sql.binds.push(Bind::I(t));
+            sql.binds.push(Bind::I(t));
+        }
+    }
+    if parts.len() == 1 {
+        sql.push(&parts[0]);
+    } else {
+        sql.push("(");
+        sql.push(&parts.join(" OR "));
+        sql.push(")");
+    }
+}
+
+fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool) {
+    let (table, alias, owner, key, prefix) = if dist {
+        ("dist_trait", "d", "s.id", "stream_id", "dt")
+    } else {
+        ("`trait`", "t", "e.id", "event_id", "t")
+    };
+    match style {
+        FilterStyle::Exists => sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.{key} = {owner} AND {alias}.name = ? AND "
+        )),
+        FilterStyle::In => sql.push(&format!(" AND {owner} IN (SELECT {alias}.{key} FROM {table} {alias} WHERE {alias}.name = ? AND ")),
+    }
+    sql.binds.push(Bind::S(f.name.clone()));
+    typed_match(sql, f, alias, prefix, dist);
+    sql.push(")");
+}
+
+fn mark_bound(sql: &mut Sql, col: &str, mark: &Mark) {
+    if let Some(b) = mark.bound {
+        sql.push(&format!(" AND {col} {} ?", if mark.ascending { ">" } else { "<" }));
+        sql.binds.push(Bind::I(b));
+    }
+}
+
+fn order_limit(sql: &mut Sql, col: &str, mark: &Mark, limit: u32) {
+    sql.push(&format!(" ORDER BY {col} {} LIMIT ?", if mark.ascending { "ASC" } else { "DESC" }));
+    sql.binds.push(Bind::I(limit as i64));
+}
+
+pub const STREAM_COLUMNS: &str =
+    "s.id, s.name, s.state, s.first_event, s.last_event, s.fire_timestamp, s.expire_timestamp";
+
+/// `SELECT` (or `COUNT(*)`) over streams with the API filters.
+pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
+    let mut sql = Sql::default();
+    if count {
+        sql.push("SELECT COUNT(*) FROM stream s WHERE 1=1");
+    } else {
+        sql.push(&format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE 1=1"));
+    }
+    if let Some(t) = q.older_than {
+        sql.push(" AND s.first_event < ?");
+        sql.binds.push(Bind::I(t));
+    }
+    if let Some(t) = q.younger_than {
+        sql.push(" AND s.last_event > ?");
+        sql.binds.push(Bind::I(t));
+    }
+    if let Some(st) = q.state {
+        sql.push(" AND s.state = ?");
+        sql.binds.push(Bind::I(st));
+    }
+    if let Some(name) = &q.trigger_name {
+        sql.push(" AND s.name = ?");
+        sql.binds.push(Bind::S(name.clone()));
+    }
+    for f in &q.traits {
+        trait_filter(&mut sql, f, style, true);
+    }
+    mark_bound(&mut sql, "s.id", &q.mark);
+    if !count {
+        order_limit(&mut sql, "s.id", &q.mark, q.limit);
+    }
+    sql
+}
+
+pub fn stream_by_id(id: i64) -> Sql {
+    Sql { text: format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE s.id = ?"), binds: vec![Bind::I(id)] }
+}
+
+fn in_list(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2 + 2);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+pub fn dist_traits_for(ids: &[i64]) -> Sql {
+    Sql {
+        text: format!(
+            "SELECT stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, dt_timerange_end \
+             FROM dist_trait WHERE stream_id IN {} ORDER BY stream_id, name",
+            in_list(ids.len())
+        ),
+        binds: ids.iter().map(|i| Bind::I(*i)).collect(),
+    }
+}
+
+pub fn traits_for(ids: &[i64]) -> Sql {
+    Sql {
+        text: format!(
+            "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN {} ORDER BY event_id, name",
+            in_list(ids.len())
+        ),
+        binds: ids.iter().map(|i| Bind::I(*i)).collect(),
+    }
+}
+
+pub const EVENT_COLUMNS: &str = "e.id, e.message_id, e.generated, et.`desc`";
+
+/// `SELECT` (or `COUNT(*)`) over events with the API filters. An unknown
+/// `event_name` simply matches nothing (the original inserted it: a write on GET).
+pub fn events(q: &EventQuery, count: bool, style: FilterStyle) -> Sql {
+    let mut sql = Sql::default();
+    if count {
+        sql.push("SELECT COUNT(*) FROM event e WHERE 1=1");
+    } else {
+        sql.push(&format!("SELECT {EVENT_COLUMNS} FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE 1=1"));
+    }
+    if let Some(t) = q.from {
+        sql.push(" AND e.generated > ?");
+        sql.binds.push(Bind::I(t));
+    }
+    if let Some(t) = q.to {
+        sql.push(" AND e.generated <= ?");
+        sql.binds.push(Bind::I(t));
+    }
+    if let Some(name) = &q.event_name {
+        sql.push(" AND e.event_type_id = (SELECT et2.id FROM event_type et2 WHERE et2.`desc` = ?)");
+        sql.binds.push(Bind::S(name.clone()));
+    }
+    for f in &q.traits {
+        trait_filter(&mut sql, f, style, false);
+    }
+    mark_bound(&mut sql, "e.id", &q.mark);
+    if !count {
+        order_limit(&mut sql, "e.id", &q.mark, q.limit);
+    }
+    sql
+}
+
+pub fn event_by_message_id(message_id: &str) -> Sql {
+    Sql {
+        text: format!(
+            "SELECT {EVENT_COLUMNS} FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE e.message_id = ?"
+        ),
+        binds: vec![Bind::S(message_id.to_string())],
+    }
+}
+
+/// A stream's events, oldest `generated` first (as winchester returned them).
+pub fn stream_events(stream_id: i64) -> Sql {
+    Sql {
+        text: format!(
+            "SELECT {EVENT_COLUMNS} FROM streamevent se JOIN event e ON e.id = se.event_id \
+             JOIN event_type et ON et.id = e.event_type_id WHERE se.stream_id = ? ORDER BY e.generated ASC, e.id ASC"
+        ),
+        binds: vec![Bind::I(stream_id)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::trait_filter as tf;
+
+    #[test]
+    fn stream_list_sql() {
+        let q = StreamQuery {
+            state: Some(4),
+            trigger_name: Some("t".into()),
+            traits: vec![tf("instance_id", "abc")],
+            mark: Mark { ascending: false, bound: Some(10) },
+            limit: 5,
+            ..Default::default()
+        };
+        let sql = streams(&q, false, FilterStyle::Exists);
+        assert_eq!(
+            sql.text,
+            "SELECT s.id, s.name, s.state, s.first_event, s.last_event, s.fire_timestamp, s.expire_timestamp FROM stream s \
+             WHERE 1=1 AND s.state = ? AND s.name = ? AND EXISTS (SELECT 1 FROM dist_trait d WHERE d.stream_id = s.id \
+             AND d.name = ? AND d.dt_string = ?) AND s.id < ? ORDER BY s.id DESC LIMIT ?"
+        );
+        assert_eq!(
+            sql.binds,
+            vec![Bind::I(4), Bind::S("t".into()), Bind::S("instance_id".into()), Bind::S("abc".into()), Bind::I(10), Bind::I(5)]
+        );
+    }
+
+    #[test]
+    fn typed_event_filter_sql() {
+        let q = EventQuery { traits: vec![tf("memory_mb", "512")], mark: Mark { ascending: true, bound: None }, limit: 3, ..Default::default() };
+        let sql = events(&q, false, FilterStyle::In);
+        assert!(
+            sql.text.ends_with(
+                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) ORDER BY e.id ASC LIMIT ?"
+            ),
+            "{}",
+            sql.text
+        );
+        let count = events(&q, true, FilterStyle::In);
+        assert!(count.text.starts_with("SELECT COUNT(*) FROM event e WHERE 1=1 AND e.id IN"), "{}", count.text);
+        assert!(!count.text.contains("LIMIT"));
+    }
+}
