@@ -1,0 +1,423 @@
+//! The [`Distiller`]: picks the definition for a notification's event_type
+//! (definitions scanned in reverse file order, first match wins, the
+//! optional catchall last) and builds the [`Event`]: envelope
+//! (`message_id`, `event_type`, `generated` from `timestamp`, else
+//! `_context_timestamp`, else now) plus every trait that produced a value.
+//!
+//! Differences from the original, on purpose:
+//! * an oslo.messaging v2 envelope (`{"oslo.version", "oslo.message": "<json>"}`)
+//!   is unwrapped transparently;
+//! * a trait whose conversion fails is dropped and reported in
+//!   [`Diagnostics::dropped_traits`] instead of failing the notification;
+//! * a missing or non-string `event_type`/`message_id`, or an unparseable
+//!   timestamp, is a typed [`DistillError`] instead of an exception.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::RwLock;
+
+use serde_json::Value;
+use stv3_event::{Event, Timestamp};
+
+use crate::definitions::{self, DefinitionError, EventDefinition};
+use crate::json::{Doc, JsonNode, View};
+use crate::plugins::PluginRegistry;
+
+/// At most this many distinct event_types are remembered by the match cache.
+const CACHE_LIMIT: usize = 4096;
+
+/// Load-time options.
+#[derive(Debug, Clone, Default)]
+pub struct DistillerOptions {
+    /// Append `{event_type: '*', traits: {}}` when no definition is a catchall.
+    pub catchall: bool,
+    pub plugins: PluginRegistry,
+}
+
+/// A notification that cannot be turned into an event at all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DistillError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("the notification is not a JSON object")]
+    NotAnObject,
+    #[error("invalid oslo.messaging v2 envelope: {0}")]
+    BadEnvelope(String),
+    #[error("{}missing '{field}'", prefix(.message_id))]
+    Missing {
+        field: &'static str,
+        message_id: Option<String>,
+    },
+    #[error("{}'{field}' must be a string, found {found}", prefix(.message_id))]
+    NotAString {
+        field: &'static str,
+        found: &'static str,
+        message_id: Option<String>,
+    },
+    #[error("message {message_id}: invalid '{field}' {value}: {reason}")]
+    BadTimestamp {
+        field: &'static str,
+        value: String,
+        reason: String,
+        message_id: String,
+    },
+}
+
+fn prefix(message_id: &Option<String>) -> String {
+    match message_id {
+        Some(m) => format!("message {m}: "),
+        None => String::new(),
+    }
+}
+
+impl DistillError {
+    /// The message_id, when the notification had a usable one.
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            DistillError::Missing { message_id, .. }
+            | DistillError::NotAString { message_id, .. } => message_id.as_deref(),
+            DistillError::BadTimestamp { message_id, .. } => Some(message_id),
+            _ => None,
+        }
+    }
+}
+
+/// A trait that had a value but was dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedTrait {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What else happened while distilling one notification.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Diagnostics {
+    pub dropped_traits: Vec<DroppedTrait>,
+    /// Neither `timestamp` nor `_context_timestamp` was usable: `generated` is now.
+    pub generated_from_clock: bool,
+    /// The notification came wrapped in an oslo.messaging v2 envelope.
+    pub oslo_v2: bool,
+}
+
+/// The result for one notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Event {
+        event: Event,
+        diagnostics: Diagnostics,
+    },
+    /// No definition matched (the original's "Dropping Notification").
+    Unmatched {
+        event_type: String,
+        message_id: String,
+        oslo_v2: bool,
+    },
+}
+
+impl Outcome {
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Outcome::Event { event, .. } => Some(event),
+            Outcome::Unmatched { .. } => None,
+        }
+    }
+
+    pub fn into_event(self) -> Option<Event> {
+        match self {
+            Outcome::Event { event, .. } => Some(event),
+            Outcome::Unmatched { .. } => None,
+        }
+    }
+
+    pub fn message_id(&self) -> &str {
+        match self {
+            Outcome::Event { event, .. } => &event.message_id,
+            Outcome::Unmatched { message_id, .. } => message_id,
+        }
+    }
+
+    pub fn dropped_traits(&self) -> &[DroppedTrait] {
+        match self {
+            Outcome::Event { diagnostics, .. } => &diagnostics.dropped_traits,
+            Outcome::Unmatched { .. } => &[],
+        }
+    }
+}
+
+/// Compiled event definitions, ready to distill notifications. `Sync`: one
+/// instance can serve many threads.
+#[derive(Debug)]
+pub struct Distiller {
+    /// In match order: reversed file order, then the implicit catchall.
+    definitions: Vec<EventDefinition>,
+    catchall: bool,
+    warnings: Vec<String>,
+    cache: RwLock<HashMap<Box<str>, Option<u32>>>,
+}
+
+impl Distiller {
+    /// Load a definitions file with the built-in plugins.
+    pub fn from_file(path: impl AsRef<Path>, catchall: bool) -> Result<Distiller, DefinitionError> {
+        Self::from_file_with(
+            path,
+            &DistillerOptions {
+                catchall,
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn from_file_with(
+        path: impl AsRef<Path>,
+        options: &DistillerOptions,
+    ) -> Result<Distiller, DefinitionError> {
+        let path = path.as_ref();
+        let src = std::fs::read_to_string(path).map_err(|source| DefinitionError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml_str_with(&src, &path.display().to_string(), options)
+    }
+
+    /// Load definitions from YAML text; `origin` names it in errors.
+    pub fn from_yaml_str(
+        src: &str,
+        origin: &str,
+        catchall: bool,
+    ) -> Result<Distiller, DefinitionError> {
+        Self::from_yaml_str_with(
+            src,
+            origin,
+            &DistillerOptions {
+                catchall,
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn from_yaml_str_with(
+        src: &str,
+        origin: &str,
+        options: &DistillerOptions,
+    ) -> Result<Distiller, DefinitionError> {
+        let loaded = definitions::load(src, origin, &options.plugins)?;
+        Ok(Self::from_definitions(
+            loaded.definitions,
+            loaded.warnings,
+            options,
+        ))
+    }
+
+    /// Build from already compiled definitions given in FILE order.
+    pub fn from_definitions(
+        mut defs: Vec<EventDefinition>,
+        warnings: Vec<String>,
+        options: &DistillerOptions,
+    ) -> Distiller {
+        defs.reverse();
+        if options.catchall && !defs.iter().any(EventDefinition::is_catchall) {
+            defs.push(EventDefinition::catchall(&options.plugins));
+        }
+        Distiller {
+            definitions: defs,
+            catchall: options.catchall,
+            warnings,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Definitions in match order (reversed file order, catchall last).
+    pub fn definitions(&self) -> &[EventDefinition] {
+        &self.definitions
+    }
+
+    pub fn catchall(&self) -> bool {
+        self.catchall
+    }
+
+    /// Non-fatal remarks from loading (unknown keys).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Index (in match order) of the definition for `event_type`.
+    pub fn definition_for(&self, event_type: &str) -> Option<usize> {
+        if let Ok(cache) = self.cache.read() {
+            if let Some(hit) = cache.get(event_type) {
+                return hit.map(|i| i as usize);
+            }
+        }
+        let found = self
+            .definitions
+            .iter()
+            .position(|d| d.matches_type(event_type));
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() < CACHE_LIMIT {
+                cache.insert(event_type.into(), found.map(|i| i as u32));
+            }
+        }
+        found
+    }
+
+    /// Distill a parsed notification.
+    pub fn distill(&self, notification: &Value) -> Result<Outcome, DistillError> {
+        self.distill_node(notification)
+    }
+
+    /// Parse one JSON notification and distill it (the hot path: no
+    /// `serde_json::Value` is built).
+    pub fn distill_bytes(&self, bytes: &[u8]) -> Result<Outcome, DistillError> {
+        let doc = Doc::parse(bytes).map_err(|e| DistillError::Json(e.to_string()))?;
+        self.distill_node(&doc)
+    }
+
+    /// Distill any [`JsonNode`] document.
+    pub fn distill_node<N: JsonNode>(&self, root: &N) -> Result<Outcome, DistillError> {
+        if !matches!(root.view(), View::Object) {
+            return Err(DistillError::NotAnObject);
+        }
+        if let Some(inner) = root.get("oslo.message") {
+            let Some(text) = inner.as_str() else {
+                return Err(DistillError::BadEnvelope(
+                    "'oslo.message' is not a string".into(),
+                ));
+            };
+            let doc = Doc::parse_str(text)
+                .map_err(|e| DistillError::BadEnvelope(format!("'oslo.message': {e}")))?;
+            if !matches!(doc.view(), View::Object) {
+                return Err(DistillError::BadEnvelope(
+                    "'oslo.message' is not a JSON object".into(),
+                ));
+            }
+            return self.distill_body(&doc, true);
+        }
+        self.distill_body(root, false)
+    }
+
+    fn distill_body<N: JsonNode>(&self, root: &N, oslo_v2: bool) -> Result<Outcome, DistillError> {
+        let message_id = match root.get("message_id") {
+            None => {
+                return Err(DistillError::Missing {
+                    field: "message_id",
+                    message_id: None,
+                })
+            }
+            Some(v) => match v.as_str() {
+                Some(s) => s,
+                None => {
+                    return Err(DistillError::NotAString {
+                        field: "message_id",
+                        found: kind_name(v),
+                        message_id: None,
+                    })
+                }
+            },
+        };
+        let event_type = match root.get("event_type") {
+            None => {
+                return Err(DistillError::Missing {
+                    field: "event_type",
+                    message_id: Some(message_id.to_string()),
+                })
+            }
+            Some(v) => match v.as_str() {
+                Some(s) => s,
+                None => {
+                    return Err(DistillError::NotAString {
+                        field: "event_type",
+                        found: kind_name(v),
+                        message_id: Some(message_id.to_string()),
+                    })
+                }
+            },
+        };
+        let Some(index) = self.definition_for(event_type) else {
+            return Ok(Outcome::Unmatched {
+                event_type: event_type.to_string(),
+                message_id: message_id.to_string(),
+                oslo_v2,
+            });
+        };
+        let (generated, from_clock) = extract_when(root, message_id)?;
+        let def = &self.definitions[index];
+        let mut event = Event::new(message_id, event_type, generated);
+        let mut diagnostics = Diagnostics {
+            generated_from_clock: from_clock,
+            oslo_v2,
+            ..Default::default()
+        };
+        for t in &def.traits {
+            match t.extract(root) {
+                Ok(Some(value)) => {
+                    event.traits.insert(t.name.clone(), value);
+                }
+                Ok(None) => {}
+                Err(reason) => diagnostics.dropped_traits.push(DroppedTrait {
+                    name: t.name.clone(),
+                    reason: reason.to_string(),
+                }),
+            }
+        }
+        Ok(Outcome::Event { event, diagnostics })
+    }
+}
+
+fn kind_name<N: JsonNode>(v: &N) -> &'static str {
+    match v.view() {
+        View::Null => "null",
+        View::Bool(_) => "a boolean",
+        View::Int(_) | View::UInt(_) | View::Float(_) => "a number",
+        View::Str(_) => "a string",
+        View::Array => "a list",
+        View::Object => "an object",
+    }
+}
+
+/// Python truthiness of a JSON value.
+fn truthy<N: JsonNode>(v: &N) -> bool {
+    match v.view() {
+        View::Null => false,
+        View::Bool(b) => b,
+        View::Int(i) => i != 0,
+        View::UInt(u) => u != 0,
+        View::Float(f) => f != 0.0,
+        View::Str(s) => !s.is_empty(),
+        View::Array => !v.items().is_empty(),
+        View::Object => {
+            let mut any = false;
+            v.for_each_member(&mut |_, _| any = true);
+            any
+        }
+    }
+}
+
+/// `body.get('timestamp', body.get('_context_timestamp'))`, then now when
+/// falsy. Returns the time and whether it came from the clock.
+fn extract_when<N: JsonNode>(
+    root: &N,
+    message_id: &str,
+) -> Result<(Timestamp, bool), DistillError> {
+    let (field, value) = match root.get("timestamp") {
+        Some(v) => ("timestamp", Some(v)),
+        None => ("_context_timestamp", root.get("_context_timestamp")),
+    };
+    match value {
+        Some(v) if truthy(v) => match v.view() {
+            View::Str(s) => stv3_event::parse_timestamp(s)
+                .map(|t| (t, false))
+                .map_err(|e| DistillError::BadTimestamp {
+                    field,
+                    value: s.chars().take(64).collect(),
+                    reason: e.reason.to_string(),
+                    message_id: message_id.to_string(),
+                }),
+            _ => Err(DistillError::BadTimestamp {
+                field,
+                value: crate::convert::py_repr(v).chars().take(64).collect(),
+                reason: "not a string".into(),
+                message_id: message_id.to_string(),
+            }),
+        },
+        _ => Ok((stv3_event::now(), true)),
+    }
+}

@@ -1,0 +1,770 @@
+//! The JSONPath subset of `fields`, compiled once at load into a walker.
+//!
+//! Syntax (as python jsonpath-rw 1.x parses it): dotted fields `a.b`,
+//! bracketed fields `a[b]`, quoted names `a.'x.y'` / `a."x.y"` (which may
+//! contain dots), comma lists `a.b,c`, the wildcard `*` (every member of an
+//! object), indexes `[n]` (negative counts from the end), `[*]` and slices
+//! `[m:n]`, the root `$`, parentheses and unions `p|q`. `..`, `where`, `&`
+//! and the backquoted operators are rejected at load.
+//!
+//! Evaluation returns matches in jsonpath-rw order: a union yields all
+//! matches of its left side, then its right side. Each match carries its
+//! dotted path (`payload.image_meta.org.openstack__1__architecture`,
+//! `payload.list.[0]`), which is what trait plugins receive.
+
+use std::fmt;
+
+use crate::json::{JsonNode, View};
+
+/// A compiled `fields` expression.
+#[derive(Debug, Clone)]
+pub struct FieldPath {
+    source: String,
+    alts: Vec<Alt>,
+}
+
+#[derive(Debug, Clone)]
+enum Alt {
+    /// A chain of plain field names (the overwhelmingly common case), with
+    /// its dotted path precomputed.
+    Simple {
+        keys: Vec<Box<str>>,
+        path: String,
+    },
+    General(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Root,
+    Fields(Vec<Box<str>>),
+    AnyField,
+    Index(i64),
+    Slice(Option<i64>, Option<i64>),
+    Chain(Vec<Expr>),
+    Union(Vec<Expr>),
+}
+
+/// A syntax error in a path, with the 1-based character position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSONPath {path:?} at character {position}: {message}")]
+pub struct PathError {
+    pub path: String,
+    pub position: usize,
+    pub message: String,
+}
+
+/// One match: the node and its dotted path.
+#[derive(Debug, Clone)]
+pub struct Match<'n, N> {
+    pub path: String,
+    pub node: &'n N,
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl FieldPath {
+    /// Compile one path expression.
+    pub fn parse(source: &str) -> Result<FieldPath, PathError> {
+        let toks = lex(source)?;
+        let mut p = Parser {
+            toks: &toks,
+            pos: 0,
+            src: source,
+        };
+        let expr = p.union()?;
+        if p.pos < toks.len() {
+            return Err(p.err_at(p.pos, "unexpected token"));
+        }
+        Ok(Self::from_expr(source, expr))
+    }
+
+    /// Compile a list of paths into their union, in list order (the
+    /// original joins them as `(p1)|(p2)|...`).
+    pub fn parse_union<S: AsRef<str>>(sources: &[S]) -> Result<FieldPath, PathError> {
+        let mut exprs = Vec::with_capacity(sources.len());
+        for s in sources {
+            let s = s.as_ref();
+            let toks = lex(s)?;
+            let mut p = Parser {
+                toks: &toks,
+                pos: 0,
+                src: s,
+            };
+            let expr = p.union()?;
+            if p.pos < toks.len() {
+                return Err(p.err_at(p.pos, "unexpected token"));
+            }
+            exprs.push(expr);
+        }
+        let source = if sources.len() == 1 {
+            sources[0].as_ref().to_string()
+        } else {
+            sources
+                .iter()
+                .map(|s| format!("({})", s.as_ref()))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        Ok(Self::from_expr(&source, Expr::Union(exprs)))
+    }
+
+    fn from_expr(source: &str, expr: Expr) -> FieldPath {
+        let mut flat = Vec::new();
+        flatten_union(expr, &mut flat);
+        let alts = flat
+            .into_iter()
+            .map(|e| match simple_keys(&e) {
+                Some(keys) => {
+                    let path = keys.iter().map(|k| &**k).collect::<Vec<_>>().join(".");
+                    Alt::Simple { keys, path }
+                }
+                None => Alt::General(e),
+            })
+            .collect();
+        FieldPath {
+            source: source.to_string(),
+            alts,
+        }
+    }
+
+    /// The expression as written (lists shown as `(p1)|(p2)`).
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The first match whose value is not null (what a trait without a
+    /// plugin uses). Stops at the first hit.
+    pub fn first_non_null<'n, N: JsonNode>(&self, root: &'n N) -> Option<&'n N> {
+        for alt in &self.alts {
+            match alt {
+                Alt::Simple { keys, .. } => {
+                    let mut node = root;
+                    let mut ok = true;
+                    for k in keys {
+                        match node.get(k) {
+                            Some(n) => node = n,
+                            None => {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    if ok && !node.is_null() {
+                        return Some(node);
+                    }
+                }
+                Alt::General(e) => {
+                    let mut found = None;
+                    let mut trail = Vec::new();
+                    eval(e, root, root, &mut trail, &mut |n, _| {
+                        if found.is_none() && !n.is_null() {
+                            found = Some(n);
+                        }
+                    });
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Every non-null match with its dotted path, in union order.
+    pub fn matches<'n, N: JsonNode>(&self, root: &'n N) -> Vec<Match<'n, N>> {
+        let mut out = Vec::new();
+        for alt in &self.alts {
+            match alt {
+                Alt::Simple { keys, path } => {
+                    let mut node = Some(root);
+                    for k in keys {
+                        node = node.and_then(|n| n.get(k));
+                    }
+                    if let Some(n) = node {
+                        if !n.is_null() {
+                            out.push(Match {
+                                path: path.clone(),
+                                node: n,
+                            });
+                        }
+                    }
+                }
+                Alt::General(e) => {
+                    let mut trail = Vec::new();
+                    eval(e, root, root, &mut trail, &mut |n, t| {
+                        if !n.is_null() {
+                            out.push(Match {
+                                path: trail_string(t),
+                                node: n,
+                            });
+                        }
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn flatten_union(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Union(items) => {
+            for i in items {
+                flatten_union(i, out);
+            }
+        }
+        other => out.push(other),
+    }
+}
+
+fn simple_keys(e: &Expr) -> Option<Vec<Box<str>>> {
+    let one = |e: &Expr| match e {
+        Expr::Fields(f) if f.len() == 1 && &*f[0] != "*" => Some(f[0].clone()),
+        _ => None,
+    };
+    match e {
+        Expr::Chain(items) => items.iter().map(one).collect(),
+        e => one(e).map(|k| vec![k]),
+    }
+}
+
+/// One step of a match's path, already rendered (`name` or `[3]`).
+type Seg = String;
+
+fn trail_string(t: &[Seg]) -> String {
+    t.join(".")
+}
+
+type Cont<'k, 'n, N> = dyn FnMut(&'n N, &mut Vec<Seg>) + 'k;
+
+fn eval<'n, N: JsonNode>(
+    e: &Expr,
+    root: &'n N,
+    node: &'n N,
+    trail: &mut Vec<Seg>,
+    k: &mut Cont<'_, 'n, N>,
+) {
+    match e {
+        Expr::Root => {
+            let mut fresh = Vec::new();
+            k(root, &mut fresh);
+        }
+        Expr::Fields(names) => {
+            for name in names {
+                if let Some(child) = node.get(name) {
+                    trail.push(name.to_string());
+                    k(child, trail);
+                    trail.pop();
+                }
+            }
+        }
+        Expr::AnyField => {
+            let mut children: Vec<(&'n str, &'n N)> = Vec::new();
+            node.for_each_member(&mut |kk, v| children.push((kk, v)));
+            for (kk, v) in children {
+                trail.push(kk.to_string());
+                k(v, trail);
+                trail.pop();
+            }
+        }
+        Expr::Index(i) => {
+            if matches!(node.view(), View::Array) {
+                let items = node.items();
+                let idx = if *i < 0 { items.len() as i64 + *i } else { *i };
+                if idx >= 0 && (idx as usize) < items.len() {
+                    trail.push(format!("[{idx}]"));
+                    k(&items[idx as usize], trail);
+                    trail.pop();
+                }
+            }
+        }
+        Expr::Slice(start, end) => match node.view() {
+            View::Array => {
+                let items = node.items();
+                let len = items.len() as i64;
+                let norm = |v: Option<i64>, dflt: i64| match v {
+                    None => dflt,
+                    Some(x) if x < 0 => (len + x).max(0),
+                    Some(x) => x.min(len),
+                };
+                let (s, e) = (norm(*start, 0), norm(*end, len));
+                for idx in s..e.max(s) {
+                    trail.push(format!("[{idx}]"));
+                    k(&items[idx as usize], trail);
+                    trail.pop();
+                }
+            }
+            // jsonpath-rw wraps a dict, an int or a string in a one-element
+            // list before slicing it.
+            View::Object | View::Int(_) | View::UInt(_) | View::Bool(_) | View::Str(_) => {
+                if start.unwrap_or(0) <= 0 && end.is_none_or(|e| e > 0 || e < -1) {
+                    trail.push("[0]".to_string());
+                    k(node, trail);
+                    trail.pop();
+                }
+            }
+            _ => {}
+        },
+        Expr::Chain(items) => eval_chain(items, root, node, trail, k),
+        Expr::Union(items) => {
+            for item in items {
+                eval(item, root, node, trail, k);
+            }
+        }
+    }
+}
+
+fn eval_chain<'n, N: JsonNode>(
+    items: &[Expr],
+    root: &'n N,
+    node: &'n N,
+    trail: &mut Vec<Seg>,
+    k: &mut Cont<'_, 'n, N>,
+) {
+    match items.split_first() {
+        None => k(node, trail),
+        Some((first, rest)) => eval(first, root, node, trail, &mut |n, t| {
+            eval_chain(rest, root, n, t, k)
+        }),
+    }
+}
+
+// ---------------------------------------------------------------- lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Id(String),
+    Num(i64),
+    Punct(char),
+    DoubleDot,
+}
+
+fn lex(src: &str) -> Result<Vec<(Tok, usize)>, PathError> {
+    let err = |pos: usize, msg: &str| PathError {
+        path: src.to_string(),
+        position: pos + 1,
+        message: msg.to_string(),
+    };
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        match c {
+            ' ' | '\t' | '\n' => i += 1,
+            '.' if chars.get(i + 1) == Some(&'.') => {
+                out.push((Tok::DoubleDot, start));
+                i += 2;
+            }
+            '*' | '.' | '[' | ']' | '(' | ')' | '$' | ',' | ':' | '|' | '&' => {
+                out.push((Tok::Punct(c), start));
+                i += 1;
+            }
+            '\'' | '"' => {
+                let quote = c;
+                i += 1;
+                let mut s = String::new();
+                loop {
+                    match chars.get(i) {
+                        None => return Err(err(start, "unterminated quoted name")),
+                        Some('\\') => {
+                            match chars.get(i + 1) {
+                                Some(e) => s.push(*e),
+                                None => return Err(err(i, "unterminated quoted name")),
+                            }
+                            i += 2;
+                        }
+                        Some(q) if *q == quote => {
+                            i += 1;
+                            break;
+                        }
+                        Some(other) => {
+                            s.push(*other);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push((Tok::Id(s), start));
+            }
+            '`' => {
+                return Err(err(
+                    start,
+                    "backquoted operators (`this`, `parent`) are not supported",
+                ))
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == '@' => {
+                let mut s = String::new();
+                while let Some(&d) = chars.get(i) {
+                    if d.is_ascii_alphanumeric() || d == '_' || d == '@' || d == '-' {
+                        s.push(d);
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if s == "where" {
+                    return Err(err(start, "'where' is not supported"));
+                }
+                out.push((Tok::Id(s), start));
+            }
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
+                let mut s = String::from(c);
+                i += 1;
+                while let Some(&d) = chars.get(i) {
+                    if d.is_ascii_digit() {
+                        s.push(d);
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                let n: i64 = s.parse().map_err(|_| err(start, "number out of range"))?;
+                out.push((Tok::Num(n), start));
+            }
+            other => return Err(err(start, &format!("unexpected character {other:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- parser
+
+struct Parser<'t> {
+    toks: &'t [(Tok, usize)],
+    pos: usize,
+    src: &'t str,
+}
+
+impl Parser<'_> {
+    fn err_at(&self, tok_index: usize, msg: &str) -> PathError {
+        let position = self
+            .toks
+            .get(tok_index)
+            .map(|t| t.1 + 1)
+            .unwrap_or(self.src.chars().count() + 1);
+        let message = if tok_index >= self.toks.len() {
+            format!("{msg} (end of path)")
+        } else {
+            msg.to_string()
+        };
+        PathError {
+            path: self.src.to_string(),
+            position,
+            message,
+        }
+    }
+
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|t| &t.0)
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::Punct(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn union(&mut self) -> Result<Expr, PathError> {
+        let mut items = vec![self.chain()?];
+        while self.eat('|') {
+            items.push(self.chain()?);
+        }
+        Ok(if items.len() == 1 {
+            items.pop().expect("one")
+        } else {
+            Expr::Union(items)
+        })
+    }
+
+    fn chain(&mut self) -> Result<Expr, PathError> {
+        let mut items = vec![self.atom()?];
+        loop {
+            match self.peek() {
+                Some(Tok::Punct('.')) => {
+                    self.pos += 1;
+                    items.push(self.atom()?);
+                }
+                Some(Tok::Punct('[')) => items.push(self.bracket()?),
+                Some(Tok::DoubleDot) => {
+                    return Err(
+                        self.err_at(self.pos, "the descendant operator '..' is not supported")
+                    )
+                }
+                Some(Tok::Punct('&')) => {
+                    return Err(self.err_at(self.pos, "intersection '&' is not supported"))
+                }
+                _ => break,
+            }
+        }
+        // Flatten nested chains so simple paths stay simple.
+        let mut flat = Vec::new();
+        for i in items {
+            match i {
+                Expr::Chain(inner) => flat.extend(inner),
+                other => flat.push(other),
+            }
+        }
+        Ok(if flat.len() == 1 {
+            flat.pop().expect("one")
+        } else {
+            Expr::Chain(flat)
+        })
+    }
+
+    fn atom(&mut self) -> Result<Expr, PathError> {
+        match self.peek().cloned() {
+            Some(Tok::Punct('$')) => {
+                self.pos += 1;
+                Ok(Expr::Root)
+            }
+            Some(Tok::Punct('*')) => {
+                self.pos += 1;
+                Ok(Expr::AnyField)
+            }
+            Some(Tok::Punct('(')) => {
+                self.pos += 1;
+                let e = self.union()?;
+                if !self.eat(')') {
+                    return Err(self.err_at(self.pos, "expected ')'"));
+                }
+                Ok(e)
+            }
+            Some(Tok::Punct('[')) => self.bracket(),
+            Some(Tok::Id(_)) => self.fields(),
+            _ => Err(self.err_at(self.pos, "expected a field name, '*', '$', '[' or '('")),
+        }
+    }
+
+    fn fields(&mut self) -> Result<Expr, PathError> {
+        let mut names: Vec<Box<str>> = Vec::new();
+        loop {
+            match self.peek().cloned() {
+                Some(Tok::Id(s)) => {
+                    self.pos += 1;
+                    names.push(s.into_boxed_str());
+                }
+                _ => return Err(self.err_at(self.pos, "expected a field name")),
+            }
+            if !self.eat(',') {
+                break;
+            }
+        }
+        Ok(Expr::Fields(names))
+    }
+
+    fn bracket(&mut self) -> Result<Expr, PathError> {
+        if !self.eat('[') {
+            return Err(self.err_at(self.pos, "expected '['"));
+        }
+        let e = match self.peek().cloned() {
+            Some(Tok::Punct('*')) => {
+                self.pos += 1;
+                Expr::Slice(None, None)
+            }
+            Some(Tok::Id(_)) => self.fields()?,
+            Some(Tok::Num(n)) => {
+                self.pos += 1;
+                if self.eat(':') {
+                    let end = self.maybe_num();
+                    Expr::Slice(Some(n), end)
+                } else {
+                    Expr::Index(n)
+                }
+            }
+            Some(Tok::Punct(':')) => {
+                self.pos += 1;
+                let end = self.maybe_num();
+                Expr::Slice(None, end)
+            }
+            _ => {
+                return Err(self.err_at(
+                    self.pos,
+                    "expected a field name, an index, '*' or a slice inside '[...]'",
+                ))
+            }
+        };
+        if !self.eat(']') {
+            return Err(self.err_at(self.pos, "expected ']'"));
+        }
+        Ok(e)
+    }
+
+    fn maybe_num(&mut self) -> Option<i64> {
+        if let Some(Tok::Num(n)) = self.peek().cloned() {
+            self.pos += 1;
+            Some(n)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn doc() -> Value {
+        json!({
+            "publisher_id": "compute.host-1",
+            "payload": {
+                "host": "h1",
+                "instance_id": "id-1",
+                "instance_uuid": "uuid-1",
+                "nothing": null,
+                "image_meta": {"org.openstack__1__architecture": "x64", "disk_gb": "20"},
+                "list": [10, 20, 30],
+                "thing": {"bar": 12, "boing": 13},
+            }
+        })
+    }
+
+    /// (path, expected [(dotted path, value)])
+    fn check(path: &str, expected: &[(&str, Value)]) {
+        let d = doc();
+        let p = FieldPath::parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let got: Vec<(String, Value)> = p
+            .matches(&d)
+            .into_iter()
+            .map(|m| (m.path, m.node.clone()))
+            .collect();
+        let want: Vec<(String, Value)> = expected
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.clone()))
+            .collect();
+        assert_eq!(got, want, "path {path}");
+        // the doc walker agrees with the Value walker
+        let bytes = serde_json::to_vec(&d).unwrap();
+        let bd = crate::json::Doc::parse(&bytes).unwrap();
+        let got2: Vec<(String, Value)> = p
+            .matches(&bd)
+            .into_iter()
+            .map(|m| (m.path, m.node.to_value()))
+            .collect();
+        assert_eq!(got2, want, "path {path} on Doc");
+        assert_eq!(
+            p.first_non_null(&d).cloned(),
+            want.first().map(|w| w.1.clone()),
+            "first of {path}"
+        );
+    }
+
+    #[test]
+    fn path_vectors() {
+        check("payload.host", &[("payload.host", json!("h1"))]);
+        check("payload[host]", &[("payload.host", json!("h1"))]);
+        check("payload.['host']", &[("payload.host", json!("h1"))]);
+        check("$.payload.host", &[("payload.host", json!("h1"))]);
+        check("payload.nothing", &[]);
+        check("payload.missing", &[]);
+        check("payload.host.deeper", &[]);
+        check(
+            "payload.image_meta.'org.openstack__1__architecture'",
+            &[(
+                "payload.image_meta.org.openstack__1__architecture",
+                json!("x64"),
+            )],
+        );
+        check(
+            "payload.image_meta.\"org.openstack__1__architecture\"",
+            &[(
+                "payload.image_meta.org.openstack__1__architecture",
+                json!("x64"),
+            )],
+        );
+        check(
+            "payload.thing.*",
+            &[
+                ("payload.thing.bar", json!(12)),
+                ("payload.thing.boing", json!(13)),
+            ],
+        );
+        check("payload.list[1]", &[("payload.list.[1]", json!(20))]);
+        check("payload.list[-1]", &[("payload.list.[2]", json!(30))]);
+        check("payload.list[7]", &[]);
+        check(
+            "payload.list[*]",
+            &[
+                ("payload.list.[0]", json!(10)),
+                ("payload.list.[1]", json!(20)),
+                ("payload.list.[2]", json!(30)),
+            ],
+        );
+        check(
+            "payload.list[1:]",
+            &[
+                ("payload.list.[1]", json!(20)),
+                ("payload.list.[2]", json!(30)),
+            ],
+        );
+        check("payload.host[*]", &[("payload.host.[0]", json!("h1"))]);
+        check(
+            "payload.instance_id|payload.instance_uuid",
+            &[
+                ("payload.instance_id", json!("id-1")),
+                ("payload.instance_uuid", json!("uuid-1")),
+            ],
+        );
+        check(
+            "(payload.instance_uuid)|(payload.nothing)|(payload.instance_id)",
+            &[
+                ("payload.instance_uuid", json!("uuid-1")),
+                ("payload.instance_id", json!("id-1")),
+            ],
+        );
+        check(
+            "payload.(host|instance_id)",
+            &[
+                ("payload.host", json!("h1")),
+                ("payload.instance_id", json!("id-1")),
+            ],
+        );
+        check(
+            "payload.host,instance_id",
+            &[
+                ("payload.host", json!("h1")),
+                ("payload.instance_id", json!("id-1")),
+            ],
+        );
+        check("publisher_id", &[("publisher_id", json!("compute.host-1"))]);
+    }
+
+    #[test]
+    fn union_of_list_keeps_list_order() {
+        let d = doc();
+        let p = FieldPath::parse_union(&["payload.image_meta.disk_gb", "payload.list[0]"]).unwrap();
+        assert_eq!(p.first_non_null(&d), Some(&json!("20")));
+        let p = FieldPath::parse_union(&["payload.list[0]", "payload.image_meta.disk_gb"]).unwrap();
+        assert_eq!(p.first_non_null(&d), Some(&json!(10)));
+        assert_eq!(p.as_str(), "(payload.list[0])|(payload.image_meta.disk_gb)");
+    }
+
+    #[test]
+    fn bad_paths_are_rejected_with_a_position() {
+        for (src, pos) in [
+            ("payload.bogus(", 14),
+            ("payload..host", 8),
+            ("payload.'open", 9),
+            ("payload[", 9),
+            ("payload.", 9),
+            ("payload.#", 9),
+            ("", 1),
+            ("a.`this`", 3),
+            ("a where b", 3),
+        ] {
+            let e = FieldPath::parse(src).expect_err(src);
+            assert_eq!(e.position, pos, "{src}: {e}");
+        }
+    }
+}
