@@ -1,0 +1,217 @@
+//! Inventory parsing and resolution: one `check` helper, a table of cases.
+
+use super::*;
+use std::collections::BTreeMap;
+
+fn secrets() -> SecretStore {
+    let mut v = BTreeMap::new();
+    for (k, s) in [
+        ("database", "db-pw-1"),
+        ("rabbit_c1", "r1-pw"),
+        ("rabbit_c2", "r2-pw"),
+        ("special", "p@ss:w/rd"),
+    ] {
+        v.insert(k.to_string(), s.to_string());
+    }
+    SecretStore::from_values(v, BTreeMap::new(), false)
+}
+
+const BASE: &str = "regions:
+  r1:
+    database:
+      url: mysql://winchester@db1:3306/winchester
+    cells:
+      - name: c1
+        rabbit: {url: amqp://stv3@rabbit1}
+      - name: c2
+        rabbit: {url: amqp://stv3@rabbit2:5673, vhost: /c2}
+    hosts:
+      - {name: w1, roles: [worker], pipeline_workers: 3}
+      - {name: a1, address: 10.0.0.5, roles: [api, db], port: 2222}
+";
+
+fn check(yaml: &str, expected: Result<&dyn Fn(&Region), &str>) {
+    let result = parse(Path::new("inv.yaml"), yaml).and_then(|inv| resolve(&inv, "r1", &secrets()));
+    match (result, expected) {
+        (Ok(region), Ok(f)) => f(&region),
+        (Err(e), Err(msg)) => assert!(
+            e.to_string().contains(msg),
+            "error `{e}` does not contain `{msg}`"
+        ),
+        (Ok(_), Err(msg)) => panic!("expected an error containing `{msg}`"),
+        (Err(e), Ok(_)) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[test]
+fn resolves_defaults_and_values() {
+    check(
+        BASE,
+        Ok(&|r: &Region| {
+            assert_eq!(r.cells.len(), 2);
+            assert_eq!(r.cells[0].rabbit.host, "rabbit1");
+            assert_eq!(r.cells[0].rabbit.port, 5672);
+            assert_eq!(r.cells[1].rabbit.port, 5673);
+            assert_eq!(r.cells[1].vhost, "/c2");
+            assert_eq!(r.cells[0].queues[0].name, "monitor.info3");
+            assert_eq!(r.cells[0].queues[0].routing_key, "monitor.info");
+            assert_eq!(r.cells[0].rabbit.password.expose(), "r1-pw");
+            assert_eq!(
+                r.database.with_password(),
+                "mysql://winchester:db-pw-1@db1:3306/winchester"
+            );
+            assert_eq!(
+                r.database.redacted(),
+                "mysql://winchester:<redacted>@db1:3306/winchester"
+            );
+            assert_eq!(r.hosts[0].address, "w1");
+            assert_eq!(r.hosts[0].pipeline_workers, Some(3));
+            assert_eq!(r.hosts[1].roles, vec![RoleName::Db, RoleName::Api]);
+            assert_eq!(r.hosts[1].port, 2222);
+            assert_eq!(r.republish.cell, "c1");
+            assert_eq!(r.paths.etc, "/etc/stv3");
+            assert_eq!(r.api_bind, "0.0.0.0:8000");
+        }),
+    );
+}
+
+#[test]
+fn provenance_names_lines_defaults_and_secrets() {
+    check(
+        BASE,
+        Ok(&|r: &Region| {
+            let find = |k: &str| {
+                r.provenance
+                    .iter()
+                    .find(|p| p.key == k)
+                    .unwrap_or_else(|| panic!("no {k}"))
+            };
+            assert_eq!(
+                find("cells[1].rabbit.vhost").origin.to_string(),
+                "inv.yaml:9:56"
+            );
+            assert_eq!(find("api.bind").origin, Origin::Default);
+            assert_eq!(
+                find("cells[0].rabbit.password").origin.to_string(),
+                "secrets file <memory> key rabbit_c1"
+            );
+            assert_eq!(find("cells[0].rabbit.password").value, "<redacted>");
+            assert_eq!(find("hosts[0].pipeline_workers").value, "3");
+            let json = serde_json::to_string(r).unwrap();
+            assert!(
+                !json.contains("db-pw-1") && !json.contains("r1-pw"),
+                "secret leaked into JSON"
+            );
+        }),
+    );
+}
+
+#[test]
+fn error_table() {
+    let cases: &[(&str, &str)] = &[
+        (
+            &BASE.replace("amqp://stv3@rabbit1", "amqp://stv3:guest@rabbit1"),
+            "inv.yaml:7: cells[0].rabbit.url: passwords do not belong in the inventory",
+        ),
+        (
+            &BASE.replace("roles: [worker]", "roles: [wrker]"),
+            "inv.yaml:11: hosts[0].roles: unknown role `wrker`",
+        ),
+        (
+            &BASE.replace("pipeline_workers: 3", "pipeline_workers: 0"),
+            "hosts[0].pipeline_workers: must be at least 1",
+        ),
+        (&BASE.replace("name: c2", "name: c1"), "duplicate cell `c1`"),
+        (
+            &BASE.replace("roles: [api, db]", "roles: [api]"),
+            "no host has role `db`",
+        ),
+        (
+            &BASE.replace("mysql://winchester@db1", "postgres://winchester@db1"),
+            "scheme `postgres`",
+        ),
+        (
+            &BASE.replace("    cells:", "    cellz: 1\n    cells:"),
+            "inv.yaml",
+        ),
+        (
+            &BASE.replace(
+                "rabbit: {url: amqp://stv3@rabbit1}",
+                "rabbit: {url: amqp://stv3@rabbit1, password_secret: nope}",
+            ),
+            "secret `nope` (needed by cells[0].rabbit.url) is missing: set STV3_SECRET_NOPE",
+        ),
+        (&BASE.replace("port: 2222", "port: notaport"), "inv.yaml"),
+        (
+            &format!("{BASE}    init: upstart\n"),
+            "init: expected auto, systemd or sysv",
+        ),
+    ];
+    for (yaml, msg) in cases {
+        check(yaml, Err(msg));
+    }
+}
+
+#[test]
+fn unknown_key_error_names_line_and_key() {
+    let yaml = BASE.replace("    cells:", "    cellz: 1\n    cells:");
+    let err = parse(Path::new("inv.yaml"), &yaml).unwrap_err().to_string();
+    assert!(err.contains("cellz"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    eprintln!("{err}");
+}
+
+#[test]
+fn insecure_default_refused() {
+    let mut v = BTreeMap::new();
+    v.insert("database".to_string(), "testpasswd".to_string());
+    let inv = parse(Path::new("inv.yaml"), BASE).unwrap();
+    let err = resolve(
+        &inv,
+        "r1",
+        &SecretStore::from_values(v, BTreeMap::new(), false),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("known default password"), "{err}");
+}
+
+#[test]
+fn unknown_region() {
+    let inv = parse(Path::new("inv.yaml"), BASE).unwrap();
+    let err = resolve(&inv, "nope", &secrets()).unwrap_err().to_string();
+    assert!(
+        err.contains("region `nope` is not in the inventory (regions: r1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn password_is_percent_encoded() {
+    let yaml = BASE.replace(
+        "url: mysql://winchester@db1:3306/winchester",
+        "url: mysql://winchester@db1:3306/winchester\n      password_secret: special",
+    );
+    check(
+        &yaml,
+        Ok(&|r: &Region| {
+            assert_eq!(
+                r.database.with_password(),
+                "mysql://winchester:p%40ss%3Aw%2Frd@db1:3306/winchester"
+            )
+        }),
+    );
+}
+
+#[test]
+fn example_inventory_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let inv = load(&root.join("examples/inventory.yaml")).unwrap();
+    let store =
+        SecretStore::load(Some(&root.join("examples/secrets.example.yaml")), false).unwrap();
+    let r = resolve(&inv, "dfw", &store).unwrap();
+    assert_eq!(
+        r.cells.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["global", "cell1"]
+    );
+    assert_eq!(r.hosts.len(), 3);
+}
