@@ -4,3 +4,4 @@
 //! * [`testrun`]: `stv3ctl test`, which runs every suite and summarises it.
 
 pub mod testrun;
+pub mod inventory;
