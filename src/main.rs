@@ -6,10 +6,25 @@ use clap::{Parser, Subcommand};
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STV3_GIT_SHA"), ")");
+/// `<version> (<git sha>)`, with `-dirty` when built from a modified tree.
+fn version() -> &'static str {
+    let dirty = if env!("STV3_GIT_DIRTY") == "true" {
+        "-dirty"
+    } else {
+        ""
+    };
+    Box::leak(
+        format!(
+            "{} ({}{dirty})",
+            env!("CARGO_PKG_VERSION"),
+            env!("STV3_GIT_SHA")
+        )
+        .into_boxed_str(),
+    )
+}
 
 #[derive(Parser)]
-#[command(name = "stv3ctl", version = VERSION, about = "Package, deploy, test and run stv3 (StackTach.v3 in Rust)")]
+#[command(name = "stv3ctl", version = version(), about = "Package, deploy, test and run stv3 (StackTach.v3 in Rust)")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -28,22 +43,28 @@ enum Cmd {
     },
     /// List the templates and role files embedded in this binary.
     Embedded,
+    /// Build the core binaries and pack a reproducible release tarball
+    /// (`dist/stv3-<version>-<target>.tar.gz` + `.sha256`); `verify`/`inspect` one.
+    Package(stv3_deployer::package::cli::PackageArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Test { quick, test_args } => stv3_deployer::testrun::run(&stv3_deployer::testrun::TestOptions {
-            quick,
-            cargo_args: vec![],
-            test_args,
-        }),
+        Cmd::Test { quick, test_args } => {
+            stv3_deployer::testrun::run(&stv3_deployer::testrun::TestOptions {
+                quick,
+                cargo_args: vec![],
+                test_args,
+            })
+        }
         Cmd::Embedded => {
             for (path, text) in EMBEDDED {
                 println!("{path}\t{} bytes", text.len());
             }
             Ok(0)
         }
+        Cmd::Package(args) => stv3_deployer::package::cli::run(args),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

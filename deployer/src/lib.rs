@@ -2,6 +2,9 @@
 //! thin clap front end over these modules:
 //!
 //! * [`testrun`]: `stv3ctl test`, which runs every suite and summarises it.
+//! * [`package`]: `stv3ctl package`, the reproducible release tarball with its
+//!   manifest, plus `package verify` (also used by deploy) and `package inspect`.
 
+pub mod package;
 pub mod testrun;
 pub mod inventory;
