@@ -14,8 +14,7 @@ use crate::trigger::TriggerDefinition;
 use crate::yaml::{Node, Value};
 
 /// A config error, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {key}: {message}", file.display())]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based; 0 when unknown (e.g. the file could not be read).
@@ -24,6 +23,21 @@ pub struct ConfigError {
     pub key: String,
     pub message: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// `database:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,6 +48,7 @@ impl TimeMatch {
 #[derive(Clone)]
 pub struct TimeExpr {
     src: String,
+    expr: stv3_timex::Expr,
 }
 
 impl fmt::Debug for TimeExpr {
@@ -59,7 +60,8 @@ impl fmt::Debug for TimeExpr {
 impl TimeExpr {
     /// Parse once (at config load). The error is the timex message.
     pub fn parse(src: &str) -> Result<Self, String> {
-        Ok(TimeExpr { src: src.to_string() })
+        let expr = stv3_timex::parse(src).map_err(|e| e.to_string())?;
+        Ok(TimeExpr { src: src.to_string(), expr })
     }
 
     pub fn source(&self) -> &str {
@@ -67,8 +69,14 @@ impl TimeExpr {
     }
 
     /// Evaluate with the given variables. An undefined variable is an error.
-    pub fn eval(&self, _vars: &BTreeMap<String, Timestamp>) -> Result<TimeMatch, String> {
-        todo!("waiting for stv3-timex")
+    /// `$timestamp` defaults to the wall clock when not bound (as the original).
+    pub fn eval(&self, vars: &BTreeMap<String, Timestamp>) -> Result<TimeMatch, String> {
+        let m = self.expr.eval(vars).map_err(|e| e.to_string())?;
+        Ok(if m.is_range() {
+            TimeMatch::Range { begin: m.begin(), end: m.end() }
+        } else {
+            TimeMatch::Timestamp(m.timestamp())
+        })
     }
 
     /// Evaluate with a single `$timestamp` binding.

@@ -12,12 +12,38 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use stv3_event::{Event, Timestamp};
 
+use crate::config::{ConfigError, WinchesterConfig};
 use crate::store::{AnyStore, IngestReport, Store, StoreError};
 use crate::trigger::{TriggerDefinition, TriggerSet};
 
 /// Converts a raw notification into an event (the distiller). `Ok(None)` = dropped.
 pub trait NotificationConverter: Send + Sync {
     fn convert(&self, notification: &Value) -> Result<Option<Event>, String>;
+}
+
+impl NotificationConverter for stv3_distiller::Distiller {
+    fn convert(&self, notification: &Value) -> Result<Option<Event>, String> {
+        match self.distill(notification) {
+            Ok(outcome) => {
+                for d in outcome.dropped_traits() {
+                    tracing::debug!(message_id = %outcome.message_id(), "trait {} dropped: {}", d.name, d.reason);
+                }
+                Ok(outcome.into_event())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Building a TriggerManager from winchester.yaml failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}: {error}", path.display())]
+    Distiller { path: std::path::PathBuf, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Counters since the last stats line.
@@ -29,7 +55,8 @@ struct Stats {
     dropped: AtomicU64,
 }
 
-/// Notifications/events in, streams out.
+/// Notifications/events in, streams out. Methods take `&self`: one manager can
+/// be shared by tasks (the store serializes what must be serialized).
 pub struct TriggerManager<S: Store = AnyStore> {
     store: S,
     triggers: TriggerSet,
@@ -37,6 +64,26 @@ pub struct TriggerManager<S: Store = AnyStore> {
     stats: Stats,
     statistics_period: Duration,
     last_stats: Mutex<Instant>,
+}
+
+impl TriggerManager<AnyStore> {
+    /// Everything from winchester.yaml: the store (schema checked, never
+    /// migrated), the triggers and, if `distiller_config` is set, the distiller.
+    pub async fn from_config(cfg: &WinchesterConfig) -> Result<Self, SetupError> {
+        let triggers = cfg.load_triggers()?;
+        let converter: Option<Box<dyn NotificationConverter>> = match &cfg.distiller_config {
+            None => None,
+            Some(p) => Some(Box::new(
+                stv3_distiller::Distiller::from_file(p, cfg.catch_all_notifications)
+                    .map_err(|e| SetupError::Distiller { path: p.clone(), error: e.to_string() })?,
+            )),
+        };
+        let store = AnyStore::open(&cfg.database.url).await?;
+        let mut tm = TriggerManager::new(store, triggers)
+            .with_statistics_period(Duration::from_secs_f64(cfg.statistics_period.max(0.001)));
+        tm.converter = converter;
+        Ok(tm)
+    }
 }
 
 impl<S: Store> TriggerManager<S> {
@@ -70,28 +117,69 @@ impl<S: Store> TriggerManager<S> {
         &self.triggers
     }
 
-    /// Distill one notification (no store access). `Ok(None)`: dropped (no definition matched).
+    /// Distill one notification (no store access). `Ok(None)`: dropped (no
+    /// definition matched, or no distiller configured). `Err`: unusable notification.
     pub fn convert_notification(&self, notification: &Value) -> Result<Option<Event>, String> {
-        let _ = notification;
-        todo!()
+        match &self.converter {
+            None => Ok(None),
+            Some(c) => c.convert(notification),
+        }
     }
 
     /// Distill and add one notification.
     pub async fn add_notification(&self, notification: &Value, now: Timestamp) -> Result<IngestReport, StoreError> {
-        let _ = (notification, now);
-        todo!()
+        self.add_notifications(std::slice::from_ref(notification), now).await
     }
 
-    /// Distill and add a batch of notifications in one transaction.
+    /// Distill and add a batch of notifications in one transaction. Dropped and
+    /// unconvertible notifications are logged and counted, not errors.
     pub async fn add_notifications(&self, notifications: &[Value], now: Timestamp) -> Result<IngestReport, StoreError> {
-        let _ = (notifications, now);
-        todo!()
+        self.stats.received.fetch_add(notifications.len() as u64, Ordering::Relaxed);
+        let mut events = Vec::with_capacity(notifications.len());
+        for n in notifications {
+            match self.convert_notification(n) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "Dropping unconverted {} notification {}",
+                        n.get("event_type").and_then(|v| v.as_str()).unwrap_or("?"),
+                        n.get("message_id").and_then(|v| v.as_str()).unwrap_or("?")
+                    );
+                }
+                Err(e) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("Received invalid notification: {e}");
+                }
+            }
+        }
+        let mut report = self.ingest(&events, now).await?;
+        report.received = notifications.len();
+        Ok(report)
     }
 
     /// Save a batch of events and add them to streams, in one transaction.
     pub async fn add_events(&self, events: &[Event], now: Timestamp) -> Result<IngestReport, StoreError> {
-        let _ = (events, now);
-        todo!()
+        self.stats.received.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.ingest(events, now).await
+    }
+
+    async fn ingest(&self, events: &[Event], now: Timestamp) -> Result<IngestReport, StoreError> {
+        let report = self.store.ingest(events, &self.triggers, now).await?;
+        self.stats.saved.fetch_add(report.saved as u64, Ordering::Relaxed);
+        self.stats.duplicates.fetch_add(report.duplicates.len() as u64, Ordering::Relaxed);
+        for d in &report.duplicates {
+            tracing::info!("Received duplicate event {d}, Ignoring.");
+        }
+        for (m, why) in &report.invalid {
+            tracing::warn!("Received invalid event {m}: {why}");
+        }
+        metrics::counter!("winchester_events_saved_total").increment(report.saved as u64);
+        metrics::counter!("winchester_events_duplicate_total").increment(report.duplicates.len() as u64);
+        metrics::counter!("winchester_streams_created_total").increment(report.new_streams as u64);
+        metrics::counter!("winchester_streams_ready_total").increment(report.ready_to_fire as u64);
+        self.maybe_log_statistics();
+        Ok(report)
     }
 
     /// Add one event (a batch of one).
@@ -112,8 +200,30 @@ impl<S: Store> TriggerManager<S> {
     /// If `statistics_period` has elapsed: log "Received N notifications. Saved M events."
     /// and the trigger debug dump, reset the counters, and return the lines.
     pub fn maybe_log_statistics(&self) -> Option<Vec<String>> {
-        let _ = (&self.stats.received, &self.stats.saved, &self.stats.duplicates, &self.stats.dropped);
-        let _ = Ordering::Relaxed;
-        todo!()
+        {
+            let mut last = self.last_stats.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < self.statistics_period {
+                return None;
+            }
+            *last = Instant::now();
+        }
+        Some(self.log_statistics())
+    }
+
+    /// Log and reset the stats and debug counters now; returns the lines logged.
+    pub fn log_statistics(&self) -> Vec<String> {
+        let received = self.stats.received.swap(0, Ordering::Relaxed);
+        let saved = self.stats.saved.swap(0, Ordering::Relaxed);
+        let dups = self.stats.duplicates.swap(0, Ordering::Relaxed);
+        let dropped = self.stats.dropped.swap(0, Ordering::Relaxed);
+        let mut lines = vec![format!("Received {received} notifications. Saved {saved} events.")];
+        if dups > 0 || dropped > 0 {
+            lines.push(format!("Duplicates {dups}. Dropped {dropped}."));
+        }
+        lines.extend(self.triggers.dump_debug());
+        for l in &lines {
+            tracing::info!("{l}");
+        }
+        lines
     }
 }

@@ -1,99 +1,74 @@
-//! The mysql implementation of [`Store`](super::Store).
+//! The MySQL/MariaDB implementation of [`Store`](super::Store).
+//!
+//! Sessions run at READ COMMITTED (no gap locks); find-or-create of streams
+//! locks the `stream_key` rows with `SELECT ... FOR UPDATE` in key order, and an
+//! ingest transaction that hits a deadlock or a lock wait timeout is retried.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
-use sqlx::MySqlPool;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlQueryResult};
+use sqlx::{Executor, MySql, MySqlPool};
 use stv3_event::{Event, Timestamp};
 
-use super::{EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamQuery};
+use super::sql::Dialect;
+use super::{
+    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamJoin, StreamQuery,
+};
 use crate::stream::{Stream, StreamState};
 
-/// The mysql store.
+type Db = MySql;
+type ThisStore = MySqlStore;
+const DIALECT: Dialect = Dialect::MySql;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// The MySQL/MariaDB store.
 #[derive(Clone, Debug)]
 pub struct MySqlStore {
     pool: MySqlPool,
+    types: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => match d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            // 1213 deadlock, 1205 lock wait timeout
+            Some(m) => matches!(m.number(), 1213 | 1205),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn inserted_id(res: &MySqlQueryResult) -> i64 {
+    res.last_insert_id() as i64
 }
 
 impl MySqlStore {
-    /// Connect to an sqlx-form URL (see [`super::url`]). Does not migrate.
-    pub async fn connect(_url: &str) -> Result<Self, StoreError> {
-        todo!()
+    /// Connect to a `mysql://` URL. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let opts = MySqlConnectOptions::from_str(url)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(MySqlStore { pool, types: Arc::default() })
     }
 
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
     }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+        self.pool.begin().await
+    }
 }
 
-#[allow(unused_variables)]
-impl Store for MySqlStore {
-    async fn check_schema(&self) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        todo!()
-    }
-    async fn migration_history(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        todo!()
-    }
-    async fn ingest(&self, events: &[Event], rules: &dyn IngestRules, now: Timestamp) -> Result<IngestReport, StoreError> {
-        todo!()
-    }
-    async fn event_type_ids(&self, names: &[String]) -> Result<BTreeMap<String, i64>, StoreError> {
-        todo!()
-    }
-    async fn get_event_by_message_id(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        todo!()
-    }
-    async fn get_stream_by_id(&self, id: i64) -> Result<Option<Stream>, StoreError> {
-        todo!()
-    }
-    async fn get_active_stream(&self, key: &str, now: Timestamp) -> Result<Option<Stream>, StoreError> {
-        todo!()
-    }
-    async fn get_stream_events(&self, stream_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        todo!()
-    }
-    async fn ready_streams(&self, kind: ReadyKind, now: Timestamp, limit: u32) -> Result<Vec<Stream>, StoreError> {
-        todo!()
-    }
-    async fn claim_stream(&self, stream: &Stream, to: StreamState, lease_until: Timestamp) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn complete_stream(&self, claimed: &Stream, purge: bool) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn error_stream(&self, claimed: &Stream) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn set_stream_state(&self, stream: &Stream, to: StreamState) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn reset_stream(&self, id: i64) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn purge_stream(&self, id: i64) -> Result<bool, StoreError> {
-        todo!()
-    }
-    async fn find_older_events(&self, before: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
-        todo!()
-    }
-    async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        todo!()
-    }
-    async fn find_streams(&self, q: &StreamQuery) -> Result<Vec<Marked<Stream>>, StoreError> {
-        todo!()
-    }
-    async fn count_streams(&self, q: &StreamQuery) -> Result<u64, StoreError> {
-        todo!()
-    }
-    async fn find_events(&self, q: &EventQuery) -> Result<Vec<Marked<StoredEvent>>, StoreError> {
-        todo!()
-    }
-    async fn count_events(&self, q: &EventQuery) -> Result<u64, StoreError> {
-        todo!()
-    }
-}
+include!("imp.rs");

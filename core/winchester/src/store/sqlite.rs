@@ -1,99 +1,91 @@
-//! The sqlite implementation of [`Store`](super::Store).
+//! The SQLite implementation of [`Store`](super::Store): the embedded default.
+//!
+//! WAL journal, `synchronous=FULL` (a returned ingest is durable), foreign keys
+//! on, a 30 s busy timeout. Writes start with `BEGIN IMMEDIATE`, so the single
+//! SQLite writer makes find-or-create of streams atomic without row locks.
+//! An in-memory database (`sqlite://`) uses one connection and is migrated on
+//! open (it has no other way to get a schema).
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
 use stv3_event::{Event, Timestamp};
 
-use super::{EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamQuery};
+use super::sql::Dialect;
+use super::{
+    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamJoin, StreamQuery,
+};
 use crate::stream::{Stream, StreamState};
 
-/// The sqlite store.
+type Db = Sqlite;
+type ThisStore = SqliteStore;
+const DIALECT: Dialect = Dialect::Sqlite;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    types: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let m = d.message();
+            m.contains("database is locked") || m.contains("busy")
+        }
+        _ => false,
+    }
+}
+
+fn inserted_id(res: &SqliteQueryResult) -> i64 {
+    res.last_insert_rowid()
 }
 
 impl SqliteStore {
-    /// Connect to an sqlx-form URL (see [`super::url`]). Does not migrate.
-    pub async fn connect(_url: &str) -> Result<Self, StoreError> {
-        todo!()
+    /// Connect to an sqlx-form SQLite URL (see [`super::url`]). Creates the file
+    /// if missing; does not migrate (except an in-memory database).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let opts = if memory {
+            opts
+        } else {
+            opts.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full)
+        };
+        let pool = if memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts)
+                .await?
+        } else {
+            SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?
+        };
+        let store = SqliteStore { pool, types: Arc::default() };
+        if memory {
+            store.migrate().await?;
+        }
+        Ok(store)
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
-#[allow(unused_variables)]
-impl Store for SqliteStore {
-    async fn check_schema(&self) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        todo!()
-    }
-    async fn migration_history(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        todo!()
-    }
-    async fn ingest(&self, events: &[Event], rules: &dyn IngestRules, now: Timestamp) -> Result<IngestReport, StoreError> {
-        todo!()
-    }
-    async fn event_type_ids(&self, names: &[String]) -> Result<BTreeMap<String, i64>, StoreError> {
-        todo!()
-    }
-    async fn get_event_by_message_id(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        todo!()
-    }
-    async fn get_stream_by_id(&self, id: i64) -> Result<Option<Stream>, StoreError> {
-        todo!()
-    }
-    async fn get_active_stream(&self, key: &str, now: Timestamp) -> Result<Option<Stream>, StoreError> {
-        todo!()
-    }
-    async fn get_stream_events(&self, stream_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        todo!()
-    }
-    async fn ready_streams(&self, kind: ReadyKind, now: Timestamp, limit: u32) -> Result<Vec<Stream>, StoreError> {
-        todo!()
-    }
-    async fn claim_stream(&self, stream: &Stream, to: StreamState, lease_until: Timestamp) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn complete_stream(&self, claimed: &Stream, purge: bool) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn error_stream(&self, claimed: &Stream) -> Result<(), StoreError> {
-        todo!()
-    }
-    async fn set_stream_state(&self, stream: &Stream, to: StreamState) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn reset_stream(&self, id: i64) -> Result<Stream, StoreError> {
-        todo!()
-    }
-    async fn purge_stream(&self, id: i64) -> Result<bool, StoreError> {
-        todo!()
-    }
-    async fn find_older_events(&self, before: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
-        todo!()
-    }
-    async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        todo!()
-    }
-    async fn find_streams(&self, q: &StreamQuery) -> Result<Vec<Marked<Stream>>, StoreError> {
-        todo!()
-    }
-    async fn count_streams(&self, q: &StreamQuery) -> Result<u64, StoreError> {
-        todo!()
-    }
-    async fn find_events(&self, q: &EventQuery) -> Result<Vec<Marked<StoredEvent>>, StoreError> {
-        todo!()
-    }
-    async fn count_events(&self, q: &EventQuery) -> Result<u64, StoreError> {
-        todo!()
-    }
-}
+include!("imp.rs");

@@ -1,0 +1,1059 @@
+// The Store implementation shared by both backends. This file is `include!`d
+// by `sqlite.rs` and `mysql.rs`, which define beforehand:
+//   type Db; const DIALECT: Dialect; type ThisStore (fields pool, types, migrator);
+//   fn is_retryable(&sqlx::Error) -> bool; fn inserted_id(&QueryResult) -> i64;
+//   async fn ThisStore::begin_write(&self) -> Result<Transaction<'static, Db>, sqlx::Error>.
+// The SQL is the same for both (backticks quote identifiers in SQLite too);
+// dialect differences go through `DIALECT`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Row, Transaction};
+use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
+
+use super::sql::placeholders;
+use super::{Mark, StreamAgg};
+use crate::stream::{DistTraits, DistValue};
+
+/// Rows per multi-row INSERT / ids per IN (...) list.
+const CHUNK: usize = 500;
+/// Max attempts of one ingest transaction (deadlocks, concurrent duplicates).
+const MAX_ATTEMPTS: u32 = 8;
+
+const STREAM_COLS: &str = "s.id, s.name, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
+     s.state, s.state_serial_no, s.lease_expires, s.event_count, s.fire_counts, s.stream_key";
+
+type DbRow = <Db as sqlx::Database>::Row;
+
+fn stream_from_row(r: &DbRow) -> Result<Stream, StoreError> {
+    let state: i64 = r.try_get(6)?;
+    Ok(Stream {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        first_event: from_micros(r.try_get(2)?),
+        last_event: from_micros(r.try_get(3)?),
+        expire_timestamp: r.try_get::<Option<i64>, _>(4)?.map(from_micros),
+        fire_timestamp: r.try_get::<Option<i64>, _>(5)?.map(from_micros),
+        state: StreamState::from_code(state as i32)
+            .ok_or_else(|| StoreError::Corrupt(format!("stream state {state}")))?,
+        state_serial_no: r.try_get::<i64, _>(7)? as i32,
+        lease_expires: r.try_get::<Option<i64>, _>(8)?.map(from_micros),
+        event_count: r.try_get(9)?,
+        fire_counts: r.try_get(10)?,
+        stream_key: r.try_get(11)?,
+        distinguishing_traits: DistTraits::new(),
+    })
+}
+
+/// (type, t_string, t_float, t_int, t_datetime) of a trait value. Strings are
+/// capped at 255 characters (the column width).
+fn trait_columns(v: &TraitValue) -> (i64, Option<String>, Option<f64>, Option<i64>, Option<i64>) {
+    let ty = v.datatype().code() as i64;
+    match v {
+        TraitValue::Text(s) => (ty, Some(cap_255(s)), None, None, None),
+        TraitValue::Int(i) => (ty, None, None, Some(*i), None),
+        TraitValue::Float(f) => (ty, None, Some(*f), None, None),
+        TraitValue::Datetime(t) => (ty, None, None, None, Some(to_micros(t))),
+    }
+}
+
+fn cap_255(s: &str) -> String {
+    match s.char_indices().nth(255) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+fn trait_from_row(r: &DbRow, base: usize) -> Result<Option<TraitValue>, StoreError> {
+    let ty: i64 = r.try_get(base)?;
+    Ok(match Datatype::from_code(ty as i32) {
+        Some(Datatype::Text) => r.try_get::<Option<String>, _>(base + 1)?.map(TraitValue::Text),
+        Some(Datatype::Float) => r.try_get::<Option<f64>, _>(base + 2)?.map(TraitValue::Float),
+        Some(Datatype::Int) => r.try_get::<Option<i64>, _>(base + 3)?.map(TraitValue::Int),
+        Some(Datatype::Datetime) => r.try_get::<Option<i64>, _>(base + 4)?.map(|t| TraitValue::Datetime(from_micros(t))),
+        _ => None,
+    })
+}
+
+/// Push `AND EXISTS (...)` for a typed dist-trait equality.
+fn push_dist_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &DistValue) {
+    qb.push(" AND EXISTS (SELECT 1 FROM dist_trait d WHERE d.stream_id = s.id AND d.name = ");
+    qb.push_bind(name.to_string());
+    qb.push(" AND d.type = ");
+    qb.push_bind(value.datatype().code() as i64);
+    match value {
+        DistValue::Trait(TraitValue::Text(s)) => {
+            qb.push(" AND d.dt_string = ");
+            qb.push_bind(cap_255(s));
+        }
+        DistValue::Trait(TraitValue::Int(i)) => {
+            qb.push(" AND d.dt_int = ");
+            qb.push_bind(*i);
+        }
+        DistValue::Trait(TraitValue::Float(f)) => {
+            qb.push(" AND d.dt_float = ");
+            qb.push_bind(*f);
+        }
+        DistValue::Trait(TraitValue::Datetime(t)) => {
+            qb.push(" AND d.dt_datetime = ");
+            qb.push_bind(to_micros(t));
+        }
+        DistValue::Range { begin, end } => {
+            qb.push(" AND d.dt_timerange_begin = ");
+            qb.push_bind(to_micros(begin));
+            qb.push(" AND d.dt_timerange_end = ");
+            qb.push_bind(to_micros(end));
+        }
+    }
+    qb.push(")");
+}
+
+/// Push `AND EXISTS (...)` for a typed trait equality.
+fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitValue) {
+    let (ty, s, f, i, d) = trait_columns(value);
+    qb.push(" AND EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ");
+    qb.push_bind(name.to_string());
+    qb.push(" AND t.type = ");
+    qb.push_bind(ty);
+    if let Some(s) = s {
+        qb.push(" AND t.t_string = ");
+        qb.push_bind(s);
+    }
+    if let Some(f) = f {
+        qb.push(" AND t.t_float = ");
+        qb.push_bind(f);
+    }
+    if let Some(i) = i {
+        qb.push(" AND t.t_int = ");
+        qb.push_bind(i);
+    }
+    if let Some(d) = d {
+        qb.push(" AND t.t_datetime = ");
+        qb.push_bind(d);
+    }
+    qb.push(")");
+}
+
+/// In-memory state of one stream touched by an ingest batch.
+struct Work {
+    /// None until inserted.
+    id: Option<i64>,
+    trigger: usize,
+    key: String,
+    dist: DistTraits,
+    agg: StreamAgg,
+    state: StreamState,
+    is_new: bool,
+    dirty: bool,
+    became_ready: bool,
+}
+
+impl Work {
+    fn usable(&self, now: Timestamp) -> bool {
+        self.state == StreamState::Active && self.agg.expire_timestamp.map(|e| e > now).unwrap_or(false)
+    }
+}
+
+/// One validated event of a batch.
+struct Valid<'a> {
+    event: &'a Event,
+}
+
+impl ThisStore {
+    /// The embedded migrations of this dialect.
+    pub fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    /// The newest migration version this build knows.
+    pub fn expected_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    async fn load_dist_traits(&self, streams: &mut [Stream]) -> Result<(), StoreError> {
+        if streams.is_empty() {
+            return Ok(());
+        }
+        let mut by_id: HashMap<i64, usize> = HashMap::new();
+        for (i, s) in streams.iter().enumerate() {
+            by_id.insert(s.id, i);
+        }
+        let ids: Vec<i64> = streams.iter().map(|s| s.id).collect();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, \
+                 dt_timerange_end FROM dist_trait WHERE stream_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let sid: i64 = r.try_get(0)?;
+                let name: String = r.try_get(1)?;
+                let ty: i64 = r.try_get(2)?;
+                let value = if ty == Datatype::Timerange.code() as i64 {
+                    match (r.try_get::<Option<i64>, _>(7)?, r.try_get::<Option<i64>, _>(8)?) {
+                        (Some(b), Some(e)) => Some(DistValue::Range { begin: from_micros(b), end: from_micros(e) }),
+                        _ => None,
+                    }
+                } else {
+                    // dist_trait has the same column order as trait from `type` on.
+                    trait_from_row(&r, 2)?.map(DistValue::Trait)
+                };
+                if let (Some(v), Some(&i)) = (value, by_id.get(&sid)) {
+                    streams[i].distinguishing_traits.insert(name, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams by a WHERE clause with binds already pushed; dist traits loaded.
+    async fn fetch_streams(&self, mut qb: QueryBuilder<'_, Db>) -> Result<Vec<Stream>, StoreError> {
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut out = rows.iter().map(stream_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.load_dist_traits(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Events by id, in the order given (missing ids are skipped).
+    async fn events_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut found: HashMap<i64, StoredEvent> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT e.id, e.message_id, e.generated, et.`desc` FROM event e \
+                 JOIN event_type et ON et.id = e.event_type_id WHERE e.id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let id: i64 = r.try_get(0)?;
+                let mid: String = r.try_get(1)?;
+                let generated: i64 = r.try_get(2)?;
+                let etype: String = r.try_get(3)?;
+                found.insert(id, StoredEvent { id, event: Event::new(mid, etype, from_micros(generated)) });
+            }
+            let sql = format!(
+                "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let id: i64 = r.try_get(0)?;
+                let name: String = r.try_get(1)?;
+                if let (Some(v), Some(e)) = (trait_from_row(&r, 2)?, found.get_mut(&id)) {
+                    e.event.traits.insert(name, v);
+                }
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn ids(&self, mut qb: QueryBuilder<'_, Db>) -> Result<Vec<i64>, StoreError> {
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from)).collect()
+    }
+
+    fn stream_where<'a>(qb: &mut QueryBuilder<'a, Db>, q: &'a StreamQuery, mark: &Mark) {
+        qb.push(" WHERE 1=1");
+        if let Some(id) = mark.id {
+            qb.push(if mark.ascending { " AND s.id > " } else { " AND s.id < " });
+            qb.push_bind(id);
+        }
+        if let Some(id) = q.stream_id {
+            qb.push(" AND s.id = ");
+            qb.push_bind(id);
+        }
+        if let Some(st) = q.state {
+            qb.push(" AND s.state = ");
+            qb.push_bind(st.code() as i64);
+        }
+        if let Some(t) = q.older_than {
+            qb.push(" AND s.first_event < ");
+            qb.push_bind(to_micros(&t));
+        }
+        if let Some(t) = q.younger_than {
+            qb.push(" AND s.last_event > ");
+            qb.push_bind(to_micros(&t));
+        }
+        if let Some(n) = &q.name {
+            qb.push(" AND s.name = ");
+            qb.push_bind(n.clone());
+        }
+        for (name, v) in &q.distinguishing_traits {
+            push_dist_filter(qb, name, v);
+        }
+    }
+
+    fn event_where<'a>(qb: &mut QueryBuilder<'a, Db>, q: &'a EventQuery, mark: &Mark) {
+        qb.push(" WHERE 1=1");
+        if let Some(id) = mark.id {
+            qb.push(if mark.ascending { " AND e.id > " } else { " AND e.id < " });
+            qb.push_bind(id);
+        }
+        if let Some(t) = q.from_datetime {
+            qb.push(" AND e.generated > ");
+            qb.push_bind(to_micros(&t));
+        }
+        if let Some(t) = q.to_datetime {
+            qb.push(" AND e.generated <= ");
+            qb.push_bind(to_micros(&t));
+        }
+        if let Some(n) = &q.event_name {
+            qb.push(" AND e.event_type_id = (SELECT et.id FROM event_type et WHERE et.`desc` = ");
+            qb.push_bind(n.clone());
+            qb.push(")");
+        }
+        for (name, v) in &q.traits {
+            push_trait_filter(qb, name, v);
+        }
+    }
+
+    /// Lock (MySQL: `FOR UPDATE`) the stream_key rows of `keys`, creating missing
+    /// ones. Returns key -> current stream id.
+    async fn lock_keys(
+        tx: &mut Transaction<'static, Db>,
+        keys: &[String],
+    ) -> Result<HashMap<String, Option<i64>>, StoreError> {
+        let mut out: HashMap<String, Option<i64>> = HashMap::with_capacity(keys.len());
+        Self::select_keys(tx, keys, &mut out).await?;
+        let missing: Vec<String> = keys.iter().filter(|k| !out.contains_key(*k)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut inserted = 0u64;
+        for chunk in missing.chunks(CHUNK) {
+            let mut qb: QueryBuilder<'_, Db> =
+                QueryBuilder::new(format!("{} INTO stream_key (stream_key, stream_id) ", DIALECT.insert_ignore()));
+            qb.push_values(chunk, |mut b, k| {
+                b.push_bind(k.clone()).push_bind(None::<i64>);
+            });
+            inserted += qb.build().execute(&mut **tx).await?.rows_affected();
+        }
+        if inserted == missing.len() as u64 {
+            for k in missing {
+                out.insert(k, None);
+            }
+        } else {
+            // Another ingester created some of them meanwhile: lock and read them.
+            Self::select_keys(tx, &missing, &mut out).await?;
+            for k in missing {
+                out.entry(k).or_insert(None);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn select_keys(
+        tx: &mut Transaction<'static, Db>,
+        keys: &[String],
+        out: &mut HashMap<String, Option<i64>>,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT stream_key, stream_id FROM stream_key WHERE stream_key IN ({}) ORDER BY stream_key{}",
+                placeholders(chunk.len()),
+                DIALECT.for_update()
+            );
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q.bind(k.clone());
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                out.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt of an ingest transaction. `Ok(None)`: retry (a concurrent
+    /// writer inserted one of our message_ids meanwhile).
+    async fn ingest_tx(
+        &self,
+        valid: &[Valid<'_>],
+        type_ids: &BTreeMap<String, i64>,
+        rules: &dyn IngestRules,
+        now: Timestamp,
+    ) -> Result<Option<IngestReport>, StoreError> {
+        let mut report = IngestReport::default();
+        let mut tx = self.begin_write().await?;
+
+        // 1. Duplicates already stored.
+        let mut existing: HashSet<String> = HashSet::new();
+        for chunk in valid.chunks(CHUNK) {
+            let sql = format!("SELECT message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = q.bind(v.event.message_id.clone());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                existing.insert(r.try_get(0)?);
+            }
+        }
+        let fresh: Vec<&Event> =
+            valid.iter().map(|v| v.event).filter(|e| !existing.contains(&e.message_id)).collect();
+        report.duplicates.extend(valid.iter().filter(|v| existing.contains(&v.event.message_id)).map(|v| v.event.message_id.clone()));
+        if fresh.is_empty() {
+            tx.commit().await?;
+            return Ok(Some(report));
+        }
+
+        // 2. Events.
+        for chunk in fresh.chunks(CHUNK) {
+            let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
+                "{} INTO event (message_id, generated, event_type_id) ",
+                DIALECT.insert_ignore()
+            ));
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.message_id.clone())
+                    .push_bind(to_micros(&e.generated))
+                    .push_bind(type_ids.get(&e.event_type).copied().unwrap_or(0));
+            });
+            let res = qb.build().execute(&mut *tx).await?;
+            if res.rows_affected() != chunk.len() as u64 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
+        for chunk in fresh.chunks(CHUNK) {
+            let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q.bind(e.message_id.clone());
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            let mut by_mid: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+            for r in rows {
+                by_mid.insert(r.try_get(1)?, r.try_get(0)?);
+            }
+            for e in chunk {
+                let id = by_mid
+                    .get(&e.message_id)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("event {} vanished after insert", e.message_id)))?;
+                event_ids.insert(e.message_id.as_str(), id);
+            }
+        }
+        report.saved = fresh.len();
+
+        // 3. Traits.
+        let trait_rows: Vec<(i64, &str, &TraitValue)> = fresh
+            .iter()
+            .flat_map(|e| {
+                let id = event_ids[e.message_id.as_str()];
+                e.traits.iter().filter(|(n, _)| n.chars().count() <= 100).map(move |(n, v)| (id, n.as_str(), v))
+            })
+            .collect();
+        for chunk in trait_rows.chunks(CHUNK) {
+            let mut qb: QueryBuilder<'_, Db> =
+                QueryBuilder::new("INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ");
+            qb.push_values(chunk, |mut b, (id, name, v)| {
+                let (ty, s, f, i, d) = trait_columns(v);
+                b.push_bind(*id).push_bind(name.to_string()).push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        // 4. Streams.
+        let plans: Vec<(&Event, Vec<StreamJoin>)> =
+            fresh.iter().map(|e| (*e, rules.plan(e))).filter(|(_, j)| !j.is_empty()).collect();
+        if !plans.is_empty() {
+            let keys: Vec<String> =
+                plans.iter().flat_map(|(_, js)| js.iter().map(|j| j.key.clone())).collect::<BTreeSet<_>>().into_iter().collect();
+            let key_rows = Self::lock_keys(&mut tx, &keys).await?;
+            // Load the streams the keys point at.
+            let ids: Vec<i64> = key_rows.values().flatten().copied().collect();
+            let mut current: HashMap<i64, Stream> = HashMap::new();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!("SELECT {STREAM_COLS} FROM stream s WHERE s.id IN ({})", placeholders(chunk.len()));
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    let s = stream_from_row(&r)?;
+                    current.insert(s.id, s);
+                }
+            }
+            let mut works: Vec<Work> = Vec::new();
+            let mut by_key: HashMap<String, usize> = HashMap::new();
+            let mut links: Vec<(usize, i64)> = Vec::new();
+            for (event, joins) in &plans {
+                let event_id = event_ids[event.message_id.as_str()];
+                for j in joins {
+                    let idx = match by_key.get(&j.key) {
+                        Some(&i) if works[i].usable(now) => Some(i),
+                        Some(_) => None,
+                        None => {
+                            let existing = key_rows.get(&j.key).copied().flatten().and_then(|id| current.remove(&id));
+                            match existing {
+                                Some(s) => {
+                                    let w = Work {
+                                        id: Some(s.id),
+                                        trigger: j.trigger,
+                                        key: j.key.clone(),
+                                        dist: j.dist.clone(),
+                                        agg: StreamAgg {
+                                            first_event: s.first_event,
+                                            last_event: s.last_event,
+                                            expire_timestamp: s.expire_timestamp,
+                                            fire_timestamp: s.fire_timestamp,
+                                            event_count: s.event_count,
+                                            fire_counts: s.fire_counts.clone(),
+                                        },
+                                        state: s.state,
+                                        is_new: false,
+                                        dirty: false,
+                                        became_ready: false,
+                                    };
+                                    works.push(w);
+                                    by_key.insert(j.key.clone(), works.len() - 1);
+                                    if works[works.len() - 1].usable(now) {
+                                        Some(works.len() - 1)
+                                    } else {
+                                        None
+                                    }
+                                }
+                                None => None,
+                            }
+                        }
+                    };
+                    let (idx, new_stream) = match idx {
+                        Some(i) => (i, false),
+                        None => {
+                            works.push(Work {
+                                id: None,
+                                trigger: j.trigger,
+                                key: j.key.clone(),
+                                dist: j.dist.clone(),
+                                agg: StreamAgg {
+                                    first_event: event.generated,
+                                    last_event: event.generated,
+                                    expire_timestamp: None,
+                                    fire_timestamp: None,
+                                    event_count: 0,
+                                    fire_counts: None,
+                                },
+                                state: StreamState::Active,
+                                is_new: true,
+                                dirty: true,
+                                became_ready: false,
+                            });
+                            by_key.insert(j.key.clone(), works.len() - 1);
+                            (works.len() - 1, true)
+                        }
+                    };
+                    let w = &mut works[idx];
+                    let ready = rules.apply(w.trigger, &mut w.agg, event, new_stream, now).map_err(|reason| {
+                        StoreError::Rule {
+                            trigger: rules.trigger_name(w.trigger).to_string(),
+                            message_id: event.message_id.clone(),
+                            reason,
+                        }
+                    })?;
+                    w.dirty = true;
+                    w.became_ready |= ready;
+                    links.push((idx, event_id));
+                }
+            }
+
+            // New streams.
+            for w in works.iter_mut().filter(|w| w.is_new) {
+                let res = sqlx::query(
+                    "INSERT INTO stream (first_event, last_event, expire_timestamp, fire_timestamp, name, state, \
+                     state_serial_no, event_count, fire_counts, stream_key) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                )
+                .bind(to_micros(&w.agg.first_event))
+                .bind(to_micros(&w.agg.last_event))
+                .bind(w.agg.expire_timestamp.map(|t| to_micros(&t)))
+                .bind(w.agg.fire_timestamp.map(|t| to_micros(&t)))
+                .bind(rules.trigger_name(w.trigger).to_string())
+                .bind(StreamState::Active.code() as i64)
+                .bind(w.agg.event_count)
+                .bind(w.agg.fire_counts.clone())
+                .bind(w.key.clone())
+                .execute(&mut *tx)
+                .await?;
+                w.id = Some(inserted_id(&res));
+                report.new_streams += 1;
+            }
+            let dist_rows: Vec<(i64, &str, &DistValue)> = works
+                .iter()
+                .filter(|w| w.is_new)
+                .flat_map(|w| w.dist.iter().map(move |(n, v)| (w.id.unwrap_or(0), n.as_str(), v)))
+                .collect();
+            for chunk in dist_rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(
+                    "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, \
+                     dt_timerange_begin, dt_timerange_end) ",
+                );
+                qb.push_values(chunk, |mut b, (sid, name, v)| {
+                    b.push_bind(*sid).push_bind(name.to_string());
+                    match v {
+                        DistValue::Trait(tv) => {
+                            let (ty, s, f, i, d) = trait_columns(tv);
+                            b.push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
+                            b.push_bind(None::<i64>).push_bind(None::<i64>);
+                        }
+                        DistValue::Range { begin, end } => {
+                            b.push_bind(Datatype::Timerange.code() as i64)
+                                .push_bind(None::<String>)
+                                .push_bind(None::<f64>)
+                                .push_bind(None::<i64>)
+                                .push_bind(None::<i64>)
+                                .push_bind(to_micros(begin))
+                                .push_bind(to_micros(end));
+                        }
+                    }
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            // Point each key at its newest stream.
+            let pointers: Vec<(&str, i64)> = by_key
+                .iter()
+                .filter(|(_, &i)| works[i].is_new)
+                .map(|(k, &i)| (k.as_str(), works[i].id.unwrap_or(0)))
+                .collect();
+            for chunk in pointers.chunks(CHUNK) {
+                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream_key SET stream_id = CASE stream_key");
+                for (k, id) in chunk {
+                    qb.push(" WHEN ");
+                    qb.push_bind(k.to_string());
+                    qb.push(" THEN ");
+                    qb.push_bind(*id);
+                }
+                qb.push(" END WHERE stream_key IN (");
+                let mut sep = qb.separated(", ");
+                for (k, _) in chunk {
+                    sep.push_bind(k.to_string());
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            // Existing streams.
+            for w in works.iter().filter(|w| !w.is_new && w.dirty) {
+                sqlx::query(
+                    "UPDATE stream SET first_event = ?, last_event = ?, expire_timestamp = ?, fire_timestamp = ?, \
+                     event_count = ?, fire_counts = ? WHERE id = ?",
+                )
+                .bind(to_micros(&w.agg.first_event))
+                .bind(to_micros(&w.agg.last_event))
+                .bind(w.agg.expire_timestamp.map(|t| to_micros(&t)))
+                .bind(w.agg.fire_timestamp.map(|t| to_micros(&t)))
+                .bind(w.agg.event_count)
+                .bind(w.agg.fire_counts.clone())
+                .bind(w.id.unwrap_or(0))
+                .execute(&mut *tx)
+                .await?;
+            }
+            report.ready_to_fire = works.iter().filter(|w| w.became_ready).count();
+            // Links.
+            report.stream_events = links.len();
+            for chunk in links.chunks(CHUNK) {
+                let mut qb: QueryBuilder<'_, Db> =
+                    QueryBuilder::new(format!("{} INTO streamevent (stream_id, event_id) ", DIALECT.insert_ignore()));
+                qb.push_values(chunk, |mut b, (idx, eid)| {
+                    b.push_bind(works[*idx].id.unwrap_or(0)).push_bind(*eid);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(report))
+    }
+
+    async fn finish_claimed(&self, claimed: &Stream, to: Option<StreamState>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let res = sqlx::query(
+            "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = NULL \
+             WHERE id = ? AND state_serial_no = ?",
+        )
+        .bind(to.unwrap_or(StreamState::Completed).code() as i64)
+        .bind(claimed.id)
+        .bind(claimed.state_serial_no as i64)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::Locked { stream_id: claimed.id, serial: claimed.state_serial_no });
+        }
+        if to.is_none() {
+            Self::delete_stream(&mut tx, claimed.id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_stream(tx: &mut Transaction<'static, Db>, id: i64) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM streamevent WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM dist_trait WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
+        let n = sqlx::query("DELETE FROM stream WHERE id = ?").bind(id).execute(&mut **tx).await?.rows_affected();
+        Ok(n > 0)
+    }
+}
+
+impl Store for ThisStore {
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let expected = Self::expected_version();
+        let applied = match sqlx::query("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(r) => r.try_get::<Option<i64>, _>(0)?,
+            Err(sqlx::Error::Database(_)) => None, // no migrations table: never migrated
+            Err(e) => return Err(e.into()),
+        };
+        if applied.unwrap_or(0) < expected {
+            return Err(StoreError::SchemaBehind { applied, expected });
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        let before: HashSet<i64> = self.migration_history().await.unwrap_or_default().into_iter().map(|(v, _)| v).collect();
+        Self::migrator().run(&self.pool).await?;
+        let after = self.migration_history().await?;
+        Ok(after.into_iter().map(|(v, _)| v).filter(|v| !before.contains(v)).collect())
+    }
+
+    async fn migration_history(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = match sqlx::query("SELECT version, description FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn ingest(&self, events: &[Event], rules: &dyn IngestRules, now: Timestamp) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport { received: events.len(), ..Default::default() };
+        let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
+        let mut valid: Vec<Valid<'_>> = Vec::with_capacity(events.len());
+        for e in events {
+            if e.message_id.is_empty() || e.message_id.chars().count() > 50 {
+                report.invalid.push((e.message_id.clone(), "message_id must be 1 to 50 characters".into()));
+                continue;
+            }
+            if e.event_type.is_empty() || e.event_type.chars().count() > 255 {
+                report.invalid.push((e.message_id.clone(), "event_type must be 1 to 255 characters".into()));
+                continue;
+            }
+            if !seen.insert(e.message_id.as_str()) {
+                report.duplicates.push(e.message_id.clone());
+                continue;
+            }
+            valid.push(Valid { event: e });
+        }
+        if valid.is_empty() {
+            return Ok(report);
+        }
+        let names: Vec<String> =
+            valid.iter().map(|v| v.event.event_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let type_ids = self.event_type_ids(&names).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = self.ingest_tx(&valid, &type_ids, rules, now).await;
+            match res {
+                Ok(Some(r)) => {
+                    report.merge(IngestReport { received: 0, ..r });
+                    return Ok(report);
+                }
+                Ok(None) if attempt < MAX_ATTEMPTS => {}
+                Err(StoreError::Db(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, "ingest transaction retried: {e}");
+                }
+                Ok(None) => {
+                    return Err(StoreError::Corrupt("ingest kept colliding with concurrent duplicates".into()))
+                }
+                Err(e) => return Err(e),
+            }
+            let backoff = 5u64 * (1 << attempt.min(6)) + rand::random::<u64>() % 20;
+            tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+        }
+    }
+
+    async fn event_type_ids(&self, names: &[String]) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut out = BTreeMap::new();
+        let mut missing: Vec<String> = Vec::new();
+        {
+            let cache = self.types.lock().unwrap_or_else(|e| e.into_inner());
+            for n in names {
+                match cache.get(n) {
+                    Some(id) => {
+                        out.insert(n.clone(), *id);
+                    }
+                    None => missing.push(n.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort();
+        missing.dedup();
+        for chunk in missing.chunks(CHUNK) {
+            // Get-or-create that never fails on a concurrent insert of the same
+            // name: INSERT IGNORE (autocommit), then SELECT.
+            let mut qb: QueryBuilder<'_, Db> =
+                QueryBuilder::new(format!("{} INTO event_type (`desc`) ", DIALECT.insert_ignore()));
+            qb.push_values(chunk, |mut b, n| {
+                b.push_bind(n.clone());
+            });
+            qb.build().execute(&self.pool).await?;
+            let sql = format!("SELECT id, `desc` FROM event_type WHERE `desc` IN ({})", placeholders(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for n in chunk {
+                q = q.bind(n.clone());
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            let mut cache = self.types.lock().unwrap_or_else(|e| e.into_inner());
+            for r in rows {
+                let id: i64 = r.try_get(0)?;
+                let name: String = r.try_get(1)?;
+                cache.insert(name.clone(), id);
+                out.insert(name, id);
+            }
+        }
+        for n in names {
+            if !out.contains_key(n) {
+                return Err(StoreError::Corrupt(format!("event type {n:?} missing after insert")));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_event_by_message_id(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query("SELECT id FROM event WHERE message_id = ?").bind(message_id).fetch_optional(&self.pool).await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(self.events_by_ids(&[r.try_get(0)?]).await?.into_iter().next()),
+        }
+    }
+
+    async fn get_stream_by_id(&self, id: i64) -> Result<Option<Stream>, StoreError> {
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!("SELECT {STREAM_COLS} FROM stream s WHERE s.id = "));
+        qb.push_bind(id);
+        Ok(self.fetch_streams(qb).await?.into_iter().next())
+    }
+
+    async fn get_active_stream(&self, key: &str, now: Timestamp) -> Result<Option<Stream>, StoreError> {
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
+            "SELECT {STREAM_COLS} FROM stream_key k JOIN stream s ON s.id = k.stream_id WHERE k.stream_key = "
+        ));
+        qb.push_bind(key.to_string());
+        qb.push(" AND s.state = ");
+        qb.push_bind(StreamState::Active.code() as i64);
+        qb.push(" AND s.expire_timestamp > ");
+        qb.push_bind(to_micros(&now));
+        Ok(self.fetch_streams(qb).await?.into_iter().next())
+    }
+
+    async fn get_stream_events(&self, stream_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(
+            "SELECT e.id FROM streamevent se JOIN event e ON e.id = se.event_id WHERE se.stream_id = ",
+        );
+        qb.push_bind(stream_id);
+        qb.push(" ORDER BY e.generated, e.id");
+        let ids = self.ids(qb).await?;
+        self.events_by_ids(&ids).await
+    }
+
+    async fn ready_streams(&self, kind: ReadyKind, now: Timestamp, limit: u32) -> Result<Vec<Stream>, StoreError> {
+        let n = to_micros(&now);
+        let (retry, claimed, col) = match kind {
+            ReadyKind::Fire => (StreamState::RetryFire, StreamState::Firing, "fire_timestamp"),
+            ReadyKind::Expire => (StreamState::RetryExpire, StreamState::Expiring, "expire_timestamp"),
+        };
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!("SELECT {STREAM_COLS} FROM stream s WHERE ((s.state IN ("));
+        qb.push_bind(StreamState::Active.code() as i64);
+        qb.push(", ");
+        qb.push_bind(retry.code() as i64);
+        qb.push(format!(") AND s.{col} < "));
+        qb.push_bind(n);
+        qb.push(") OR (s.state = ");
+        qb.push_bind(claimed.code() as i64);
+        qb.push(" AND s.lease_expires < ");
+        qb.push_bind(n);
+        qb.push(format!(")) ORDER BY s.{col}, s.id LIMIT "));
+        qb.push_bind(limit as i64);
+        self.fetch_streams(qb).await
+    }
+
+    async fn claim_stream(&self, stream: &Stream, to: StreamState, lease_until: Timestamp) -> Result<Stream, StoreError> {
+        let res = sqlx::query(
+            "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = ? \
+             WHERE id = ? AND state_serial_no = ?",
+        )
+        .bind(to.code() as i64)
+        .bind(to_micros(&lease_until))
+        .bind(stream.id)
+        .bind(stream.state_serial_no as i64)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::Locked { stream_id: stream.id, serial: stream.state_serial_no });
+        }
+        let mut s = stream.clone();
+        s.state = to;
+        s.state_serial_no += 1;
+        s.lease_expires = Some(lease_until);
+        Ok(s)
+    }
+
+    async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {
+        let res = sqlx::query("UPDATE stream SET lease_expires = ? WHERE id = ? AND state_serial_no = ?")
+            .bind(to_micros(&lease_until))
+            .bind(claimed.id)
+            .bind(claimed.state_serial_no as i64)
+            .execute(&self.pool)
+            .await?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::Locked { stream_id: claimed.id, serial: claimed.state_serial_no });
+        }
+        Ok(())
+    }
+
+    async fn complete_stream(&self, claimed: &Stream, purge: bool) -> Result<(), StoreError> {
+        self.finish_claimed(claimed, if purge { None } else { Some(StreamState::Completed) }).await
+    }
+
+    async fn error_stream(&self, claimed: &Stream) -> Result<(), StoreError> {
+        let to = match claimed.state {
+            StreamState::Expiring | StreamState::RetryExpire | StreamState::ExpireError => StreamState::ExpireError,
+            _ => StreamState::Error,
+        };
+        self.finish_claimed(claimed, Some(to)).await
+    }
+
+    async fn set_stream_state(&self, stream: &Stream, to: StreamState) -> Result<Stream, StoreError> {
+        let res = sqlx::query(
+            "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = NULL \
+             WHERE id = ? AND state_serial_no = ?",
+        )
+        .bind(to.code() as i64)
+        .bind(stream.id)
+        .bind(stream.state_serial_no as i64)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::Locked { stream_id: stream.id, serial: stream.state_serial_no });
+        }
+        self.get_stream_by_id(stream.id).await?.ok_or(StoreError::StreamNotFound(stream.id))
+    }
+
+    async fn reset_stream(&self, id: i64) -> Result<Stream, StoreError> {
+        let s = self.get_stream_by_id(id).await?.ok_or(StoreError::StreamNotFound(id))?;
+        match s.state {
+            StreamState::Error => self.set_stream_state(&s, StreamState::RetryFire).await,
+            StreamState::ExpireError => self.set_stream_state(&s, StreamState::RetryExpire).await,
+            _ => Ok(s),
+        }
+    }
+
+    async fn purge_stream(&self, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = Self::delete_stream(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn find_older_events(&self, before: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT id FROM event WHERE generated < ");
+        qb.push_bind(to_micros(&before));
+        qb.push(" ORDER BY generated, id LIMIT ");
+        qb.push_bind(limit as i64);
+        self.ids(qb).await
+    }
+
+    async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut n = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let list = placeholders(chunk.len());
+            for sql in [
+                format!("DELETE FROM streamevent WHERE event_id IN ({list})"),
+                format!("DELETE FROM `trait` WHERE event_id IN ({list})"),
+                format!("DELETE FROM event WHERE id IN ({list})"),
+            ] {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                let res = q.execute(&mut *tx).await?;
+                if sql.starts_with("DELETE FROM event ") {
+                    n += res.rows_affected();
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn find_streams(&self, q: &StreamQuery) -> Result<Vec<Marked<Stream>>, StoreError> {
+        let mark = match &q.mark {
+            Some(m) => Mark::parse(m)?,
+            None => Mark::default(),
+        };
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!("SELECT {STREAM_COLS} FROM stream s"));
+        Self::stream_where(&mut qb, q, &mark);
+        qb.push(if mark.ascending { " ORDER BY s.id ASC" } else { " ORDER BY s.id DESC" });
+        if let Some(l) = q.limit {
+            qb.push(" LIMIT ");
+            qb.push_bind(l as i64);
+        }
+        let streams = self.fetch_streams(qb).await?;
+        Ok(streams.into_iter().map(|s| Marked { mark: mark.render(s.id), item: s }).collect())
+    }
+
+    async fn count_streams(&self, q: &StreamQuery) -> Result<u64, StoreError> {
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT COUNT(*) FROM stream s");
+        let mark = match &q.mark {
+            Some(m) => Mark::parse(m)?,
+            None => Mark::default(),
+        };
+        Self::stream_where(&mut qb, q, &mark);
+        let n: i64 = qb.build().fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(n as u64)
+    }
+
+    async fn find_events(&self, q: &EventQuery) -> Result<Vec<Marked<StoredEvent>>, StoreError> {
+        let mark = match &q.mark {
+            Some(m) => Mark::parse(m)?,
+            None => Mark::default(),
+        };
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT e.id FROM event e");
+        Self::event_where(&mut qb, q, &mark);
+        qb.push(if mark.ascending { " ORDER BY e.id ASC" } else { " ORDER BY e.id DESC" });
+        if let Some(l) = q.limit {
+            qb.push(" LIMIT ");
+            qb.push_bind(l as i64);
+        }
+        let ids = self.ids(qb).await?;
+        let events = self.events_by_ids(&ids).await?;
+        Ok(events.into_iter().map(|e| Marked { mark: mark.render(e.id), item: e }).collect())
+    }
+
+    async fn count_events(&self, q: &EventQuery) -> Result<u64, StoreError> {
+        let mark = match &q.mark {
+            Some(m) => Mark::parse(m)?,
+            None => Mark::default(),
+        };
+        let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT COUNT(*) FROM event e");
+        Self::event_where(&mut qb, q, &mark);
+        let n: i64 = qb.build().fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(n as u64)
+    }
+}
