@@ -24,7 +24,12 @@ const OPEN_PATHS: &[&str] = &["/health", "/metrics"];
 
 fn token_matches(expected: &str, got: &str) -> bool {
     // Length-independent comparison time for equal-length inputs.
-    expected.len() == got.len() && expected.bytes().zip(got.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected.len() == got.len()
+        && expected
+            .bytes()
+            .zip(got.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn auth(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
@@ -35,8 +40,13 @@ async fn auth(State(token): State<Arc<String>>, req: Request, next: Next) -> Res
     let bearer = h
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let other = ["x-auth-token", "x-api-key"].iter().find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let other = ["x-auth-token", "x-api-key"]
+        .iter()
+        .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()));
     match bearer.or(other) {
         Some(got) if token_matches(&token, got.trim()) => next.run(req).await,
         _ => ApiError::Unauthorized.into_response(),
@@ -44,13 +54,18 @@ async fn auth(State(token): State<Arc<String>>, req: Request, next: Next) -> Res
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("stv3_api_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("stv3_api_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("stv3_api_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
     resp
 }
 
@@ -67,7 +82,10 @@ pub fn build(opts: AppOptions) -> Router {
     let health = stv3_telemetry::Health::healthy();
     let doc = crate::openapi::document(&versions);
     let mut app = routes::router(opts.state)
-        .route("/openapi.json", get(move || std::future::ready(Json(doc.clone()))))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(Json(doc.clone()))),
+        )
         .merge(stv3_telemetry::ops_router("stv3-api", health))
         .layer(middleware::from_fn(record_metrics));
     if let Some(token) = opts.auth_token.filter(|t| !t.is_empty()) {
@@ -107,14 +125,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let svc = NormalizePathLayer::trim_trailing_slash().layer(app);
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(svc))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(svc),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Bind `addr` and serve in a background task; returns the bound address.
 /// Used by tests and the load tool.
-pub async fn spawn(addr: SocketAddr, app: Router) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn spawn(
+    addr: SocketAddr,
+    app: Router,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let h = tokio::spawn(async move {

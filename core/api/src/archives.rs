@@ -54,8 +54,16 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<ArchiveEntry>> {
             } else if ft.is_file() && entry.file_name().to_string_lossy().ends_with(SUFFIX) {
                 let meta = entry.metadata()?;
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let id = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
-                out.push(ArchiveEntry { id, size: meta.len(), mtime: mtime(meta.modified()?) });
+                let id = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push(ArchiveEntry {
+                    id,
+                    size: meta.len(),
+                    mtime: mtime(meta.modified()?),
+                });
             }
         }
     }
@@ -107,7 +115,10 @@ mod tests {
         assert_eq!(l[1].filename(), "a.json.gz");
 
         let check = |id: &str, status: Option<u16>| {
-            let got = resolve(d.path(), id).map(|_| ()).map_err(|e| e.status().as_u16()).err();
+            let got = resolve(d.path(), id)
+                .map(|_| ())
+                .map_err(|e| e.status().as_u16())
+                .err();
             assert_eq!(got, status, "{id}");
         };
         check("b.json.gz", None);
@@ -126,7 +137,11 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.json.gz"), b"s").unwrap();
         let d = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.json.gz"), d.path().join("link.json.gz")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.json.gz"),
+            d.path().join("link.json.gz"),
+        )
+        .unwrap();
         let e = resolve(d.path(), "link.json.gz").unwrap_err();
         assert_eq!(e.status().as_u16(), 400);
     }

@@ -18,11 +18,18 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: key {key}: {message}")]
-    Key { path: String, key: String, message: String },
+    Key {
+        path: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// The effective configuration.
@@ -79,18 +86,27 @@ struct WinchesterDb {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Read `database.url` from a winchester.yaml (all other keys are ignored).
 pub fn winchester_database_url(path: &Path) -> Result<String, ConfigError> {
     let text = read(path)?;
     let p = path.display().to_string();
-    let doc: WinchesterYaml =
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
+    let doc: WinchesterYaml = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
     doc.database
         .and_then(|d| d.url)
-        .ok_or_else(|| ConfigError::Key { path: p, key: "database.url".into(), message: "missing".into() })
+        .ok_or_else(|| ConfigError::Key {
+            path: p,
+            key: "database.url".into(),
+            message: "missing".into(),
+        })
 }
 
 /// Resolve a path named inside a config file: as given (the original resolved
@@ -100,13 +116,21 @@ fn resolve(named: &str, config_file: &Path) -> PathBuf {
     if p.is_absolute() || p.exists() {
         return p;
     }
-    config_file.parent().map(|d| d.join(&p)).filter(|c| c.exists()).unwrap_or(p)
+    config_file
+        .parent()
+        .map(|d| d.join(&p))
+        .filter(|c| c.exists())
+        .unwrap_or(p)
 }
 
 fn apply_native(cfg: &mut ApiConfig, n: NativeFile, file: &Path) -> Result<(), ConfigError> {
     let p = file.display().to_string();
     if let Some(b) = n.bind {
-        cfg.bind = parse_bind(&b).map_err(|message| ConfigError::Key { path: p.clone(), key: "bind".into(), message })?;
+        cfg.bind = parse_bind(&b).map_err(|message| ConfigError::Key {
+            path: p.clone(),
+            key: "bind".into(),
+            message,
+        })?;
     }
     if let Some(w) = n.winchester_config {
         cfg.database_url = Some(winchester_database_url(&resolve(&w, file))?);
@@ -122,7 +146,11 @@ fn apply_native(cfg: &mut ApiConfig, n: NativeFile, file: &Path) -> Result<(), C
     }
     if let Some(v) = n.max_limit {
         if v == 0 {
-            return Err(ConfigError::Key { path: p, key: "max_limit".into(), message: "must be at least 1".into() });
+            return Err(ConfigError::Key {
+                path: p,
+                key: "max_limit".into(),
+                message: "must be at least 1".into(),
+            });
         }
         cfg.max_limit = v;
     }
@@ -130,7 +158,11 @@ fn apply_native(cfg: &mut ApiConfig, n: NativeFile, file: &Path) -> Result<(), C
         cfg.archive_dir = Some(resolve(&d, file));
     }
     if let Some(v) = n.enabled_versions {
-        check_versions(&v).map_err(|message| ConfigError::Key { path: p.clone(), key: "enabled_versions".into(), message })?;
+        check_versions(&v).map_err(|message| ConfigError::Key {
+            path: p.clone(),
+            key: "enabled_versions".into(),
+            message,
+        })?;
         cfg.enabled_versions = v;
     }
     if let Some(v) = n.db_max_connections {
@@ -161,7 +193,10 @@ pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
 
 /// Strip a ConfigParser inline comment (`value ; comment`).
 fn ini_value(v: &str) -> &str {
-    let cut = [" ;", "\t;", " #", "\t#"].iter().filter_map(|m| v.find(m)).min();
+    let cut = [" ;", "\t;", " #", "\t#"]
+        .iter()
+        .filter_map(|m| v.find(m))
+        .min();
     match cut {
         Some(i) => v[..i].trim(),
         None => v.trim(),
@@ -170,10 +205,17 @@ fn ini_value(v: &str) -> &str {
 
 fn load_ini(cfg: &mut ApiConfig, text: &str, file: &Path) -> Result<(), ConfigError> {
     let p = file.display().to_string();
-    let ini = ini::Ini::load_from_str_noescape(text).map_err(|e| ConfigError::Parse { path: p.clone(), message: e.to_string() })?;
+    let ini = ini::Ini::load_from_str_noescape(text).map_err(|e| ConfigError::Parse {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
     if let Some(v) = ini.get_from(Some("global"), "enabled_versions") {
         let mut versions = Vec::new();
-        for part in ini_value(v).split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for part in ini_value(v)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let n: u8 = part.parse().map_err(|_| ConfigError::Key {
                 path: p.clone(),
                 key: "global.enabled_versions".into(),
@@ -212,8 +254,15 @@ fn load_ini(cfg: &mut ApiConfig, text: &str, file: &Path) -> Result<(), ConfigEr
         let mut n = NativeFile::default();
         for (k, v) in section.iter() {
             let v = ini_value(v).to_string();
-            let key_err = |message: String| ConfigError::Key { path: p.clone(), key: format!("stv3.{k}"), message };
-            let num = |v: &str| v.parse::<u32>().map_err(|_| key_err(format!("{v:?} is not a number")));
+            let key_err = |message: String| ConfigError::Key {
+                path: p.clone(),
+                key: format!("stv3.{k}"),
+                message,
+            };
+            let num = |v: &str| {
+                v.parse::<u32>()
+                    .map_err(|_| key_err(format!("{v:?} is not a number")))
+            };
             match k {
                 "bind" => n.bind = Some(v),
                 "database_url" => n.database_url = Some(v),
@@ -236,15 +285,24 @@ pub fn load(path: &Path) -> Result<ApiConfig, ConfigError> {
     let text = read(path)?;
     let p = path.display().to_string();
     let mut cfg = ApiConfig::default();
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "toml" => {
-            let n: NativeFile = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+            let n: NativeFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: p,
+                message: e.to_string(),
+            })?;
             apply_native(&mut cfg, n, path)?;
         }
         "yaml" | "yml" => {
-            let n: NativeFile =
-                serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+            let n: NativeFile = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: p,
+                message: e.to_string(),
+            })?;
             apply_native(&mut cfg, n, path)?;
         }
         _ => load_ini(&mut cfg, &text, path)?,
@@ -279,7 +337,10 @@ mod tests {
             "[global]\nenabled_versions=1,2\nv1_impl=quince.v1_impl:Impl\nv2_impl=quince.v2_impl:Impl\n\n[quince]\nwinchester_config=winchester.yaml\noahu_config=../../..|oahu_config:Config        ; legacy\n",
         );
         let cfg = load(&conf).unwrap();
-        assert_eq!(cfg.database_url.as_deref(), Some("mysql://winchester:testpasswd@localhost/winchester"));
+        assert_eq!(
+            cfg.database_url.as_deref(),
+            Some("mysql://winchester:testpasswd@localhost/winchester")
+        );
         assert_eq!(cfg.enabled_versions, vec![1, 2]);
         assert_eq!(cfg.bind, "0.0.0.0:8000".parse().unwrap());
     }
@@ -310,8 +371,15 @@ mod tests {
         let cfg = load(&t).unwrap();
         assert_eq!(cfg.auth_token.as_deref(), Some("s3cret"));
         assert_eq!(cfg.max_limit, 500);
-        assert_eq!(cfg.archive_dir, Some(PathBuf::from("/var/lib/stv3/archive")));
-        let y = write(d.path(), "api.yaml", "bind: ':8002'\ndatabase_url: sqlite:///e.db\nenabled_versions: [1]\n");
+        assert_eq!(
+            cfg.archive_dir,
+            Some(PathBuf::from("/var/lib/stv3/archive"))
+        );
+        let y = write(
+            d.path(),
+            "api.yaml",
+            "bind: ':8002'\ndatabase_url: sqlite:///e.db\nenabled_versions: [1]\n",
+        );
         let cfg = load(&y).unwrap();
         assert_eq!(cfg.bind.port(), 8002);
         assert_eq!(cfg.enabled_versions, vec![1]);
@@ -324,8 +392,16 @@ mod tests {
             ("a.toml", "bnd = \"x\"\n", "a.toml"),
             ("b.toml", "bind = \"nowhere\"\n", "key bind"),
             ("c.yaml", "enabled_versions: [3]\n", "enabled_versions"),
-            ("d.conf", "[global]\nenabled_versions=1,x\n", "global.enabled_versions"),
-            ("e.conf", "[quince]\nwinchester_config=/nonexistent/w.yaml\n", "/nonexistent/w.yaml"),
+            (
+                "d.conf",
+                "[global]\nenabled_versions=1,x\n",
+                "global.enabled_versions",
+            ),
+            (
+                "e.conf",
+                "[quince]\nwinchester_config=/nonexistent/w.yaml\n",
+                "/nonexistent/w.yaml",
+            ),
             ("f.conf", "[stv3]\nmax_limt=5\n", "stv3.max_limt"),
         ];
         for (name, text, want) in cases {

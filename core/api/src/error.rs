@@ -25,7 +25,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad(parameter: &str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { parameter: parameter.to_string(), message: message.into() }
+        ApiError::BadRequest {
+            parameter: parameter.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -53,7 +56,11 @@ impl ApiError {
 
 /// The JSON error body for a status and message (also used by the 404/405 fallbacks).
 pub fn error_body(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"error": kind, "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": kind, "message": message})),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {

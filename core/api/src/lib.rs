@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod params;
 pub mod query;
 pub mod routes;
+pub mod testkit;
 pub mod wire;
 
 pub use app::{build, serve, spawn, AppOptions};

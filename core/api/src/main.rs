@@ -73,18 +73,30 @@ async fn main() -> anyhow::Result<()> {
     let Some(url) = cfg.database_url.clone() else {
         bail!("no database: give --db URL, or --config with database_url / winchester_config / [quince] winchester_config");
     };
-    let style = if cli.trait_filter == "in" { FilterStyle::In } else { FilterStyle::Exists };
+    let style = if cli.trait_filter == "in" {
+        FilterStyle::In
+    } else {
+        FilterStyle::Exists
+    };
     let store = query::connect(&url, cfg.db_max_connections, style)
         .await
         .with_context(|| format!("opening database {}", query::url::redact(&url)))?;
     let state = AppState {
         store,
-        limits: Limits { default: cfg.default_limit, max: cfg.max_limit },
+        limits: Limits {
+            default: cfg.default_limit,
+            max: cfg.max_limit,
+        },
         archive_dir: cfg.archive_dir.clone(),
         versions: cfg.enabled_versions.clone(),
     };
-    let app = stv3_api::build(AppOptions { state, auth_token: cfg.auth_token.clone() });
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
+    let app = stv3_api::build(AppOptions {
+        state,
+        auth_token: cfg.auth_token.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("binding {}", cfg.bind))?;
     tracing::info!(
         bind = %listener.local_addr()?,
         db = %query::url::redact(&url),

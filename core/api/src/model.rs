@@ -130,7 +130,10 @@ pub struct EventQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DistValue {
     Value(TraitValue),
-    Range { begin: Option<Timestamp>, end: Option<Timestamp> },
+    Range {
+        begin: Option<Timestamp>,
+        end: Option<Timestamp>,
+    },
     Null,
 }
 
@@ -161,9 +164,14 @@ pub struct EventRow {
 pub enum ResetOutcome {
     NotFound,
     /// The state changed from → to.
-    Reset { from: i64, to: i64 },
+    Reset {
+        from: i64,
+        to: i64,
+    },
     /// The stream is not in an error state; nothing changed.
-    Unchanged { state: i64 },
+    Unchanged {
+        state: i64,
+    },
     /// Someone else changed the stream between our read and our write.
     Conflict,
 }

@@ -71,7 +71,10 @@ pub struct ErrorBody {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "stv3-api", description = "StackTach.v3 REST API (quincy/quince compatible)"),
+    info(
+        title = "stv3-api",
+        description = "StackTach.v3 REST API (quincy/quince compatible)"
+    ),
     paths(
         crate::routes::list_streams,
         crate::routes::count_streams,
@@ -93,11 +96,18 @@ struct ApiDoc;
 pub fn document(versions: &[u8]) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    let v1: Vec<(String, utoipa::openapi::PathItem)> =
-        doc.paths.paths.iter().filter(|(k, _)| k.starts_with("/v1/")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let v1: Vec<(String, utoipa::openapi::PathItem)> = doc
+        .paths
+        .paths
+        .iter()
+        .filter(|(k, _)| k.starts_with("/v1/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if versions.contains(&2) {
         for (k, v) in &v1 {
-            doc.paths.paths.insert(format!("/v2/{}", &k[4..]), v.clone());
+            doc.paths
+                .paths
+                .insert(format!("/v2/{}", &k[4..]), v.clone());
         }
     } else {
         doc.paths.paths.retain(|k, _| !k.starts_with("/v2/"));

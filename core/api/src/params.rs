@@ -41,7 +41,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { default: 200, max: 1000 }
+        Limits {
+            default: 200,
+            max: 1000,
+        }
     }
 }
 
@@ -54,14 +57,31 @@ pub fn parse_datetime(raw: &str) -> Option<Timestamp> {
     if let Ok(t) = parse_timestamp(s) {
         return Some(t);
     }
-    let normalized: String = s.chars().enumerate().map(|(i, c)| if i < 10 && c == '/' { '-' } else { c }).collect();
+    let normalized: String = s
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < 10 && c == '/' { '-' } else { c })
+        .collect();
     if let Ok(t) = parse_timestamp(&normalized) {
         return Some(t);
     }
     // MM-DD-YYYY...
     let b = normalized.as_bytes();
-    if b.len() >= 10 && b[2] == b'-' && b[5] == b'-' && b[..10].iter().enumerate().all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit()) {
-        let iso = format!("{}-{}-{}{}", &normalized[6..10], &normalized[0..2], &normalized[3..5], &normalized[10..]);
+    if b.len() >= 10
+        && b[2] == b'-'
+        && b[5] == b'-'
+        && b[..10]
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit())
+    {
+        let iso = format!(
+            "{}-{}-{}{}",
+            &normalized[6..10],
+            &normalized[0..2],
+            &normalized[3..5],
+            &normalized[10..]
+        );
         return parse_timestamp(&iso).ok();
     }
     None
@@ -70,9 +90,14 @@ pub fn parse_datetime(raw: &str) -> Option<Timestamp> {
 fn datetime_param(p: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     match p.get(name) {
         None => Ok(None),
-        Some(raw) => parse_datetime(raw).map(|t| Some(to_micros(&t))).ok_or_else(|| {
-            ApiError::bad(name, format!("cannot parse {raw:?} as a datetime (use e.g. 2015-02-28T13:30:00)"))
-        }),
+        Some(raw) => parse_datetime(raw)
+            .map(|t| Some(to_micros(&t)))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    name,
+                    format!("cannot parse {raw:?} as a datetime (use e.g. 2015-02-28T13:30:00)"),
+                )
+            }),
     }
 }
 
@@ -96,7 +121,9 @@ pub fn parse_limit(raw: Option<&str>, limits: Limits) -> Result<u32, ApiError> {
 /// `mark`: see [`Mark`]. A leading space is read as `+` (an unescaped `+` in a
 /// query string decodes to a space).
 pub fn parse_mark(raw: Option<&str>) -> Result<Mark, ApiError> {
-    let Some(raw) = raw else { return Ok(Mark::default()) };
+    let Some(raw) = raw else {
+        return Ok(Mark::default());
+    };
     let s = raw.trim_end();
     let (ascending, hex) = if let Some(rest) = s.strip_prefix('+').or_else(|| s.strip_prefix(' ')) {
         (true, rest.trim_start())
@@ -106,61 +133,101 @@ pub fn parse_mark(raw: Option<&str>) -> Result<Mark, ApiError> {
         (false, s)
     };
     if hex.is_empty() {
-        return Ok(Mark { ascending, bound: None });
+        return Ok(Mark {
+            ascending,
+            bound: None,
+        });
     }
     let bound = Some(hex)
         .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|h| i64::from_str_radix(h, 16).ok())
         .ok_or(())
-        .map_err(|()| ApiError::bad("mark", format!("{raw:?} is not a mark (hex id, optionally prefixed by + or -)")))?;
-    Ok(Mark { ascending, bound: Some(bound) })
+        .map_err(|()| {
+            ApiError::bad(
+                "mark",
+                format!("{raw:?} is not a mark (hex id, optionally prefixed by + or -)"),
+            )
+        })?;
+    Ok(Mark {
+        ascending,
+        bound: Some(bound),
+    })
 }
 
 /// `state`: one of the eight state names, case-insensitive.
 pub fn parse_state(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     match raw {
         None => Ok(None),
-        Some(s) => StreamState::from_name(s).map(|st| Some(st.code())).ok_or_else(|| {
-            let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.name()).collect();
-            ApiError::bad("state", format!("unknown state {s:?}; expected one of {}", names.join(", ")))
-        }),
+        Some(s) => StreamState::from_name(s)
+            .map(|st| Some(st.code()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.name()).collect();
+                ApiError::bad(
+                    "state",
+                    format!("unknown state {s:?}; expected one of {}", names.join(", ")),
+                )
+            }),
     }
 }
 
 fn looks_numeric(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
 }
 
 /// One filter value, typed: always text; also int, float and datetime when it parses as such.
 pub fn trait_filter(name: &str, value: &str) -> TraitFilter {
-    let int = value.parse::<i64>().ok();
-    let float = if looks_numeric(value) { value.parse::<f64>().ok().filter(|f| f.is_finite()) } else { None };
+    let float = if looks_numeric(value) {
+        value.parse::<f64>().ok().filter(|f| f.is_finite())
+    } else {
+        None
+    };
+    // `2048.0` also matches the int 2048.
+    let int = value.parse::<i64>().ok().or_else(|| {
+        float
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    });
     let datetime = if value.len() >= 8 && !looks_numeric(value) {
         parse_datetime(value).map(|t| to_micros(&t))
     } else {
         None
     };
-    TraitFilter { name: name.to_string(), text: value.to_string(), int, float, datetime }
+    TraitFilter {
+        name: name.to_string(),
+        text: value.to_string(),
+        int,
+        float,
+        datetime,
+    }
 }
 
 /// `k:v;k:v`. Pairs split on the **first** `:` (so values may contain `:`);
 /// names and values are trimmed; an empty trailing pair is ignored; a pair
 /// without `:` or with an empty name is a 400. Duplicate names: the last wins.
 pub fn parse_traits(raw: Option<&str>, param: &str) -> Result<Vec<TraitFilter>, ApiError> {
-    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
     let mut out: Vec<TraitFilter> = Vec::new();
     for pair in raw.split(';') {
         if pair.trim().is_empty() {
             continue;
         }
         let Some((name, value)) = pair.split_once(':') else {
-            return Err(ApiError::bad(param, format!("{pair:?} is not name:value (pairs are separated by ';')")));
+            return Err(ApiError::bad(
+                param,
+                format!("{pair:?} is not name:value (pairs are separated by ';')"),
+            ));
         };
         let (name, value) = (name.trim(), value.trim());
         if name.is_empty() {
-            return Err(ApiError::bad(param, format!("{pair:?} has an empty trait name")));
+            return Err(ApiError::bad(
+                param,
+                format!("{pair:?} has an empty trait name"),
+            ));
         }
         out.retain(|f| f.name != name);
         out.push(trait_filter(name, value));
@@ -172,7 +239,10 @@ pub fn parse_traits(raw: Option<&str>, param: &str) -> Result<Vec<TraitFilter>, 
 pub fn parse_details(raw: Option<&str>) -> bool {
     match raw {
         None => false,
-        Some(s) => !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "false" | "0" | "no" | "off" | "n" | "f"),
+        Some(s) => !matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "" | "false" | "0" | "no" | "off" | "n" | "f"
+        ),
     }
 }
 
@@ -219,9 +289,15 @@ mod tests {
     #[test]
     fn datetimes() {
         check_dt("2015-02-28T13:30", Some("2015-02-28T13:30:00.000000Z"));
-        check_dt("2015-02-28 13:30:05.25", Some("2015-02-28T13:30:05.250000Z"));
+        check_dt(
+            "2015-02-28 13:30:05.25",
+            Some("2015-02-28T13:30:05.250000Z"),
+        );
         check_dt("2015-02-28", Some("2015-02-28T00:00:00.000000Z"));
-        check_dt("2015-02-28T13:30:00+01:00", Some("2015-02-28T12:30:00.000000Z"));
+        check_dt(
+            "2015-02-28T13:30:00+01:00",
+            Some("2015-02-28T12:30:00.000000Z"),
+        );
         check_dt("01-31-2015T13:30", Some("2015-01-31T13:30:00.000000Z"));
         check_dt("2015/01/31", Some("2015-01-31T00:00:00.000000Z"));
         check_dt("01/31/2015 10:00", Some("2015-01-31T10:00:00.000000Z"));
@@ -248,12 +324,20 @@ mod tests {
         check_mark(Some("+-1"), None);
     }
 
-    fn check_traits(input: &str, expected: Result<Vec<(&str, &str, Option<i64>, bool)>, ()>) {
+    type Parsed<'a> = Result<Vec<(&'a str, &'a str, Option<i64>, bool)>, ()>;
+
+    fn check_traits(input: &str, expected: Parsed<'_>) {
         let got = parse_traits(Some(input), "traits")
-            .map(|v| v.iter().map(|f| (f.name.clone(), f.text.clone(), f.int, f.datetime.is_some())).collect::<Vec<_>>())
+            .map(|v| {
+                v.iter()
+                    .map(|f| (f.name.clone(), f.text.clone(), f.int, f.datetime.is_some()))
+                    .collect::<Vec<_>>()
+            })
             .map_err(|_| ());
         let expected = expected.map(|v| {
-            v.into_iter().map(|(n, t, i, d)| (n.to_string(), t.to_string(), i, d)).collect::<Vec<_>>()
+            v.into_iter()
+                .map(|(n, t, i, d)| (n.to_string(), t.to_string(), i, d))
+                .collect::<Vec<_>>()
         });
         assert_eq!(got, expected, "input {input:?}");
     }
@@ -261,10 +345,19 @@ mod tests {
     #[test]
     fn trait_lists() {
         check_traits("a:1", Ok(vec![("a", "1", Some(1), false)]));
-        check_traits(" a : x ; b:y;", Ok(vec![("a", "x", None, false), ("b", "y", None, false)]));
-        check_traits("launched_at:2015-01-01T10:00", Ok(vec![("launched_at", "2015-01-01T10:00", None, true)]));
+        check_traits(
+            " a : x ; b:y;",
+            Ok(vec![("a", "x", None, false), ("b", "y", None, false)]),
+        );
+        check_traits(
+            "launched_at:2015-01-01T10:00",
+            Ok(vec![("launched_at", "2015-01-01T10:00", None, true)]),
+        );
         check_traits("a:1;a:2", Ok(vec![("a", "2", Some(2), false)]));
-        check_traits("url:http://x:8/y", Ok(vec![("url", "http://x:8/y", None, false)]));
+        check_traits(
+            "url:http://x:8/y",
+            Ok(vec![("url", "http://x:8/y", None, false)]),
+        );
         check_traits("a", Err(()));
         check_traits(":v", Err(()));
         check_traits("a:1;junk", Err(()));
@@ -284,7 +377,10 @@ mod tests {
 
     #[test]
     fn limits_states_details() {
-        let l = Limits { default: 200, max: 1000 };
+        let l = Limits {
+            default: 200,
+            max: 1000,
+        };
         assert_eq!(parse_limit(None, l).unwrap(), 200);
         assert_eq!(parse_limit(Some("5"), l).unwrap(), 5);
         assert_eq!(parse_limit(Some("0"), l).unwrap(), 0);
@@ -293,7 +389,13 @@ mod tests {
         assert!(parse_limit(Some("ten"), l).is_err());
         assert_eq!(parse_state(Some("Expire_Error")).unwrap(), Some(5));
         assert!(parse_state(Some("collecting")).is_err());
-        for (raw, want) in [(None, false), (Some("false"), false), (Some("0"), false), (Some("True"), true), (Some("yes"), true)] {
+        for (raw, want) in [
+            (None, false),
+            (Some("false"), false),
+            (Some("0"), false),
+            (Some("True"), true),
+            (Some("yes"), true),
+        ] {
             assert_eq!(parse_details(raw), want, "{raw:?}");
         }
     }

@@ -49,13 +49,19 @@ fn encode(s: &str) -> String {
 
 /// A list response. When the page is full, a `Link: <...>; rel="next"` header
 /// and `X-Next-Mark` carry the mark of the next page (the body stays a bare list).
-fn page(items: Vec<Value>, limit: u32, next_mark: Option<String>, uri: &axum::http::Uri, pairs: &[(String, String)]) -> Response {
+fn page(
+    items: Vec<Value>,
+    limit: u32,
+    next_mark: Option<String>,
+    uri: &axum::http::Uri,
+    pairs: &[(String, String)],
+) -> Response {
     let full = limit > 0 && items.len() as u32 >= limit;
     let mut resp = Json(Value::Array(items)).into_response();
     if let (true, Some(mark)) = (full, next_mark) {
         let mut query: Vec<String> = pairs
             .iter()
-            .filter(|(k, _)| k != "mark")
+            .filter(|(k, v)| k != "mark" && !v.trim().is_empty())
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
         query.push(format!("mark={}", encode(&mark)));
@@ -82,12 +88,19 @@ fn page(items: Vec<Value>, limit: u32, next_mark: Option<String>, uri: &axum::ht
     ),
     responses((status = 200, description = "streams, newest first; Link rel=next when the page is full", body = [crate::openapi::Stream]),
               (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody)))]
-pub async fn list_streams(State(st): State<AppState>, OriginalUri(uri): OriginalUri, q: Q) -> Result<Response, ApiError> {
+pub async fn list_streams(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    q: Q,
+) -> Result<Response, ApiError> {
     let pairs = q.0.clone();
     let query = params::stream_query(&params(q), st.limits)?;
     let rows = st.store.find_streams(&query).await?;
     let next = rows.last().map(|r| query.mark.for_row(r.id));
-    let items = rows.iter().map(|r| wire::stream(r, &query.mark, None)).collect();
+    let items = rows
+        .iter()
+        .map(|r| wire::stream(r, &query.mark, None))
+        .collect();
     Ok(page(items, query.limit, next, &uri, &pairs))
 }
 
@@ -104,7 +117,11 @@ pub async fn count_streams(State(st): State<AppState>, q: Q) -> Result<Json<Valu
     params(("stream_id" = i64, Path), ("details" = Option<String>, Query, description = "include the stream's events; false/0/no/off mean false")),
     responses((status = 200, description = "a list with the one stream", body = [crate::openapi::Stream]),
               (status = 404, description = "no such stream", body = crate::openapi::ErrorBody)))]
-pub async fn get_stream(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Result<Json<Value>, ApiError> {
+pub async fn get_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+) -> Result<Json<Value>, ApiError> {
     if id.eq_ignore_ascii_case("count") {
         let query = params::stream_query(&params(q), st.limits)?;
         return Ok(Json(wire::count(st.store.count_streams(&query).await?)));
@@ -115,15 +132,26 @@ pub async fn get_stream(State(st): State<AppState>, Path(id): Path<String>, q: Q
     let Some(row) = st.store.get_stream(sid).await? else {
         return Err(ApiError::NotFound(format!("no stream with id {sid}")));
     };
-    let events = if details { Some(st.store.stream_events(sid).await?) } else { None };
-    Ok(Json(json!([wire::stream(&row, &Mark::default(), events.as_deref())])))
+    let events = if details {
+        Some(st.store.stream_events(sid).await?)
+    } else {
+        None
+    };
+    Ok(Json(json!([wire::stream(
+        &row,
+        &Mark::default(),
+        events.as_deref()
+    )])))
 }
 
 #[utoipa::path(delete, path = "/v1/streams/{stream_id}", tag = "streams",
     params(("stream_id" = i64, Path)),
     responses((status = 200, description = "purged (stream, distinguishing traits and event links; events are kept)"),
               (status = 404, description = "no such stream", body = crate::openapi::ErrorBody)))]
-pub async fn delete_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let sid = params::parse_stream_id(&id)?;
     if !st.store.delete_stream(sid).await? {
         return Err(ApiError::NotFound(format!("no stream with id {sid}")));
@@ -137,18 +165,25 @@ pub async fn delete_stream(State(st): State<AppState>, Path(id): Path<String>) -
     responses((status = 200, description = "reset (error→retry_fire, expire_error→retry_expire) or unchanged (reset=false)"),
               (status = 404, description = "no such stream", body = crate::openapi::ErrorBody),
               (status = 409, description = "the stream changed concurrently", body = crate::openapi::ErrorBody)))]
-pub async fn reset_stream(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn reset_stream(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let sid = params::parse_stream_id(&id)?;
     match st.store.reset_stream(sid).await? {
         ResetOutcome::NotFound => Err(ApiError::NotFound(format!("no stream with id {sid}"))),
-        ResetOutcome::Conflict => Err(ApiError::Conflict(format!("stream {sid} changed while it was being reset; retry"))),
+        ResetOutcome::Conflict => Err(ApiError::Conflict(format!(
+            "stream {sid} changed while it was being reset; retry"
+        ))),
         ResetOutcome::Unchanged { state } => Ok(Json(json!({
             "id": sid, "reset": false, "state": wire::state_name(state),
             "message": "only error and expire_error streams can be reset"
         }))),
         ResetOutcome::Reset { from, to } => {
             tracing::info!(stream_id = sid, from = %wire::state_name(from), to = %wire::state_name(to), "stream reset");
-            Ok(Json(json!({"id": sid, "reset": true, "previous_state": wire::state_name(from), "state": wire::state_name(to)})))
+            Ok(Json(
+                json!({"id": sid, "reset": true, "previous_state": wire::state_name(from), "state": wire::state_name(to)}),
+            ))
         }
     }
 }
@@ -163,12 +198,19 @@ pub async fn reset_stream(State(st): State<AppState>, Path(id): Path<String>) ->
     ),
     responses((status = 200, description = "events, newest (highest id) first", body = [crate::openapi::Event]),
               (status = 400, description = "bad parameter", body = crate::openapi::ErrorBody)))]
-pub async fn list_events(State(st): State<AppState>, OriginalUri(uri): OriginalUri, q: Q) -> Result<Response, ApiError> {
+pub async fn list_events(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    q: Q,
+) -> Result<Response, ApiError> {
     let pairs = q.0.clone();
     let query = params::event_query(&params(q), st.limits)?;
     let rows = st.store.find_events(&query).await?;
     let next = rows.last().map(|r| query.mark.for_row(r.id));
-    let items = rows.iter().map(|r| wire::event(r, Some(&query.mark))).collect();
+    let items = rows
+        .iter()
+        .map(|r| wire::event(r, Some(&query.mark)))
+        .collect();
     Ok(page(items, query.limit, next, &uri, &pairs))
 }
 
@@ -185,7 +227,11 @@ pub async fn count_events(State(st): State<AppState>, q: Q) -> Result<Json<Value
     params(("message_id" = String, Path)),
     responses((status = 200, description = "the event (an object, not a list)", body = crate::openapi::Event),
               (status = 404, description = "no such event", body = crate::openapi::ErrorBody)))]
-pub async fn get_event(State(st): State<AppState>, Path(id): Path<String>, q: Q) -> Result<Json<Value>, ApiError> {
+pub async fn get_event(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Q,
+) -> Result<Json<Value>, ApiError> {
     if id.eq_ignore_ascii_case("count") {
         let query = params::event_query(&params(q), st.limits)?;
         return Ok(Json(wire::count(st.store.count_events(&query).await?)));
@@ -197,14 +243,16 @@ pub async fn get_event(State(st): State<AppState>, Path(id): Path<String>, q: Q)
     }
     match row {
         Some(r) => Ok(Json(wire::event(&r, None))),
-        None => Err(ApiError::NotFound(format!("no event with message_id {id:?}"))),
+        None => Err(ApiError::NotFound(format!(
+            "no event with message_id {id:?}"
+        ))),
     }
 }
 
 fn archive_dir(st: &AppState) -> Result<&std::path::Path, ApiError> {
-    st.archive_dir
-        .as_deref()
-        .ok_or_else(|| ApiError::NotFound("no archive directory is configured (archive_dir)".into()))
+    st.archive_dir.as_deref().ok_or_else(|| {
+        ApiError::NotFound("no archive directory is configured (archive_dir)".into())
+    })
 }
 
 #[utoipa::path(get, path = "/v2/archives", tag = "archives",
@@ -216,7 +264,11 @@ pub async fn list_archives(State(st): State<AppState>, q: Q) -> Result<Json<Valu
     let p = params(q);
     let bound = |name: &str| -> Result<Option<stv3_event::Timestamp>, ApiError> {
         p.get(name)
-            .map(|raw| params::parse_datetime(raw).ok_or_else(|| ApiError::bad(name, format!("cannot parse {raw:?} as a datetime"))))
+            .map(|raw| {
+                params::parse_datetime(raw).ok_or_else(|| {
+                    ApiError::bad(name, format!("cannot parse {raw:?} as a datetime"))
+                })
+            })
             .transpose()
     };
     let (start, end) = (bound("start_ts")?, bound("end_ts")?);
@@ -237,26 +289,44 @@ pub async fn list_archives(State(st): State<AppState>, q: Q) -> Result<Json<Valu
     responses((status = 200, description = "the .json.gz file (application/gzip)"),
               (status = 400, description = "path traversal or not an archive", body = crate::openapi::ErrorBody),
               (status = 404, description = "no such archive", body = crate::openapi::ErrorBody)))]
-pub async fn get_archive(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_archive(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let path = archives::resolve(archive_dir(&st)?, &id)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound(format!("no archive {id:?}")))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no archive {id:?}")))?;
     let len = file.metadata().await.map(|m| m.len()).ok();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
     if let Some(len) = len {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", name.replace('"', ""))) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        name.replace('"', "")
+    )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
 }
 
 async fn root(State(st): State<AppState>) -> Json<Value> {
-    let versions: Vec<Value> = st.versions.iter().map(|v| json!({"id": format!("v{v}"), "href": format!("/v{v}")})).collect();
+    let versions: Vec<Value> = st
+        .versions
+        .iter()
+        .map(|v| json!({"id": format!("v{v}"), "href": format!("/v{v}")}))
+        .collect();
     Json(json!({"versions": versions}))
 }
 
@@ -265,7 +335,9 @@ fn version_index(v: u8) -> Json<Value> {
     if v >= 2 {
         resources.push("archives");
     }
-    Json(json!({"version": format!("v{v}"), "resources": resources.iter().map(|r| format!("/v{v}/{r}")).collect::<Vec<_>>()}))
+    Json(
+        json!({"version": format!("v{v}"), "resources": resources.iter().map(|r| format!("/v{v}/{r}")).collect::<Vec<_>>()}),
+    )
 }
 
 fn version_routes(v: u8) -> Router<AppState> {
@@ -274,7 +346,10 @@ fn version_routes(v: u8) -> Router<AppState> {
         .route(&p, get(move || async move { version_index(v) }))
         .route(&format!("{p}/streams"), get(list_streams))
         .route(&format!("{p}/streams/count"), get(count_streams))
-        .route(&format!("{p}/streams/{{stream_id}}"), get(get_stream).delete(delete_stream).put(reset_stream))
+        .route(
+            &format!("{p}/streams/{{stream_id}}"),
+            get(get_stream).delete(delete_stream).put(reset_stream),
+        )
         .route(&format!("{p}/events"), get(list_events))
         .route(&format!("{p}/events/count"), get(count_events))
         .route(&format!("{p}/events/{{message_id}}"), get(get_event));
@@ -294,7 +369,11 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such resource") })
         .method_not_allowed_fallback(|| async {
-            error_body(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this resource")
+            error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this resource",
+            )
         })
         .with_state(state)
 }

@@ -32,7 +32,9 @@ pub fn trait_value(v: &TraitValue) -> Value {
     match v {
         TraitValue::Text(s) => Value::String(s.clone()),
         TraitValue::Int(i) => Value::from(*i),
-        TraitValue::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+        TraitValue::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         TraitValue::Datetime(t) => datetime(t),
     }
 }
@@ -61,7 +63,10 @@ fn sorted(m: Map<String, Value>) -> Value {
 pub fn event(row: &EventRow, mark: Option<&Mark>) -> Value {
     let mut m = Map::new();
     for (name, v) in &row.traits {
-        m.insert(name.clone(), v.as_ref().map(trait_value).unwrap_or(Value::Null));
+        m.insert(
+            name.clone(),
+            v.as_ref().map(trait_value).unwrap_or(Value::Null),
+        );
     }
     m.insert("message_id".into(), Value::String(row.message_id.clone()));
     m.insert("event_type".into(), Value::String(row.event_type.clone()));
@@ -88,7 +93,10 @@ pub fn stream(row: &StreamRow, mark: &Mark, events: Option<&[EventRow]>) -> Valu
     let mut m = Map::new();
     m.insert("_mark".into(), Value::String(mark.for_row(row.id)));
     m.insert("distinguishing_traits".into(), sorted(dt));
-    m.insert("expire_timestamp".into(), opt_datetime(&row.expire_timestamp));
+    m.insert(
+        "expire_timestamp".into(),
+        opt_datetime(&row.expire_timestamp),
+    );
     m.insert("fire_timestamp".into(), opt_datetime(&row.fire_timestamp));
     m.insert("first_event".into(), datetime(&row.first_event));
     m.insert("id".into(), Value::from(row.id));
@@ -96,7 +104,10 @@ pub fn stream(row: &StreamRow, mark: &Mark, events: Option<&[EventRow]>) -> Valu
     m.insert("name".into(), Value::String(row.name.clone()));
     m.insert("state".into(), Value::String(state_name(row.state)));
     if let Some(events) = events {
-        m.insert("events".into(), Value::Array(events.iter().map(|e| event(e, None)).collect()));
+        m.insert(
+            "events".into(),
+            Value::Array(events.iter().map(|e| event(e, None)).collect()),
+        );
     }
     sorted(m)
 }
@@ -139,10 +150,16 @@ mod tests {
             fire_timestamp: None,
             expire_timestamp: Some(ts("2015-03-02T00:27:18.603932")),
             dist_traits: vec![
-                ("instance_id".into(), DistValue::Value(TraitValue::Text("8f81".into()))),
+                (
+                    "instance_id".into(),
+                    DistValue::Value(TraitValue::Text("8f81".into())),
+                ),
                 (
                     "timestamp".into(),
-                    DistValue::Range { begin: Some(ts("2015-02-27")), end: Some(ts("2015-02-28")) },
+                    DistValue::Range {
+                        begin: Some(ts("2015-02-27")),
+                        end: Some(ts("2015-02-28")),
+                    },
                 ),
             ],
         };
@@ -162,7 +179,10 @@ mod tests {
             generated: ts("2015-03-04T22:33:55.204441"),
             traits: vec![
                 ("memory_mb".into(), Some(TraitValue::Int(512))),
-                ("message_id".into(), Some(TraitValue::Text("shadowed".into()))),
+                (
+                    "message_id".into(),
+                    Some(TraitValue::Text("shadowed".into())),
+                ),
                 ("ratio".into(), Some(TraitValue::Float(0.5))),
                 ("gone".into(), None),
             ],
@@ -172,7 +192,10 @@ mod tests {
             got,
             r#"{"_mark":"280","event_type":"compute.instance.create.end","gone":null,"memory_mb":512,"message_id":"m-1","ratio":0.5,"timestamp":{"__type__":"datetime","datetime":"2015-03-04T22:33:55.204441"}}"#
         );
-        let asc = Mark { ascending: true, bound: None };
+        let asc = Mark {
+            ascending: true,
+            bound: None,
+        };
         assert_eq!(event(&row, Some(&asc))["_mark"], "+280");
         assert!(event(&row, None).get("_mark").is_none());
     }

@@ -13,9 +13,17 @@ use stv3_event::{from_micros, TraitValue};
 use super::sql::{self, Bind, FilterStyle, Sql};
 use super::url::SqliteTarget;
 use super::{ApiStore, StoreError, StoreResult};
-use crate::model::{DistValue, EventQuery, EventRow, ResetOutcome, StreamQuery, StreamRow, StreamState};
+use crate::model::{
+    DistValue, EventQuery, EventRow, ResetOutcome, StreamQuery, StreamRow, StreamState,
+};
 
-fn trait_value(kind: i64, s: Option<String>, f: Option<f64>, i: Option<i64>, dt: Option<i64>) -> Option<TraitValue> {
+fn trait_value(
+    kind: i64,
+    s: Option<String>,
+    f: Option<f64>,
+    i: Option<i64>,
+    dt: Option<i64>,
+) -> Option<TraitValue> {
     match kind {
         1 => s.map(TraitValue::Text),
         2 => i.map(TraitValue::Int),
@@ -36,9 +44,14 @@ fn dist_value(
     end: Option<i64>,
 ) -> DistValue {
     if kind == 5 {
-        return DistValue::Range { begin: begin.map(from_micros), end: end.map(from_micros) };
+        return DistValue::Range {
+            begin: begin.map(from_micros),
+            end: end.map(from_micros),
+        };
     }
-    trait_value(kind, s, f, i, dt).map(DistValue::Value).unwrap_or(DistValue::Null)
+    trait_value(kind, s, f, i, dt)
+        .map(DistValue::Value)
+        .unwrap_or(DistValue::Null)
 }
 
 macro_rules! api_store {
@@ -71,10 +84,27 @@ macro_rules! api_store {
                 q
             }
 
+            /// Text columns: MySQL reports `utf8mb4_bin` columns as VARBINARY, so accept bytes too.
+            fn text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<String, sqlx::Error> {
+                match r.try_get::<String, _>(idx) {
+                    Ok(s) => Ok(s),
+                    Err(_) => r.try_get::<Vec<u8>, _>(idx).map(|b| String::from_utf8_lossy(&b).into_owned()),
+                }
+            }
+
+            fn opt_text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<Option<String>, sqlx::Error> {
+                match r.try_get::<Option<String>, _>(idx) {
+                    Ok(s) => Ok(s),
+                    Err(_) => r
+                        .try_get::<Option<Vec<u8>>, _>(idx)
+                        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                }
+            }
+
             fn stream_row(r: &<$db as sqlx::Database>::Row) -> Result<StreamRow, sqlx::Error> {
                 Ok(StreamRow {
                     id: r.try_get(0)?,
-                    name: r.try_get(1)?,
+                    name: Self::text(r, 1)?,
                     state: r.try_get(2)?,
                     first_event: from_micros(r.try_get(3)?),
                     last_event: from_micros(r.try_get(4)?),
@@ -87,9 +117,9 @@ macro_rules! api_store {
             fn event_row(r: &<$db as sqlx::Database>::Row) -> Result<EventRow, sqlx::Error> {
                 Ok(EventRow {
                     id: r.try_get(0)?,
-                    message_id: r.try_get(1)?,
+                    message_id: Self::text(r, 1)?,
                     generated: from_micros(r.try_get(2)?),
-                    event_type: r.try_get(3)?,
+                    event_type: Self::text(r, 3)?,
                     traits: Vec::new(),
                 })
             }
@@ -104,14 +134,14 @@ macro_rules! api_store {
                 for r in Self::query(&s).fetch_all(&self.pool).await? {
                     let v = dist_value(
                         r.try_get(2)?,
-                        r.try_get(3)?,
+                        Self::opt_text(&r, 3)?,
                         r.try_get(4)?,
                         r.try_get(5)?,
                         r.try_get(6)?,
                         r.try_get(7)?,
                         r.try_get(8)?,
                     );
-                    by_id.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, v));
+                    by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?, v));
                 }
                 for row in rows.iter_mut() {
                     row.dist_traits = by_id.remove(&row.id).unwrap_or_default();
@@ -128,8 +158,8 @@ macro_rules! api_store {
                     let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
                     let s = sql::traits_for(&ids);
                     for r in Self::query(&s).fetch_all(&self.pool).await? {
-                        let v = trait_value(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
-                        by_id.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, v));
+                        let v = trait_value(r.try_get(2)?, Self::opt_text(&r, 3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
+                        by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?, v));
                     }
                 }
                 for row in rows.iter_mut() {
@@ -201,7 +231,7 @@ macro_rules! api_store {
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .map(|r| r.try_get(0))
+                    .map(|r| Self::opt_text(&r, 0))
                     .transpose()?;
                 let Some(key) = key else {
                     tx.rollback().await?;
@@ -307,7 +337,11 @@ impl MySqlApiStore {
 }
 
 impl SqliteApiStore {
-    pub async fn connect(target: &SqliteTarget, max_connections: u32, style: FilterStyle) -> StoreResult<Self> {
+    pub async fn connect(
+        target: &SqliteTarget,
+        max_connections: u32,
+        style: FilterStyle,
+    ) -> StoreResult<Self> {
         use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
         let (opts, max) = match target {
             SqliteTarget::Memory => (SqliteConnectOptions::new().in_memory(true), 1),
@@ -318,11 +352,17 @@ impl SqliteApiStore {
                         reason: "no such database file".into(),
                     });
                 }
-                (SqliteConnectOptions::new().filename(path), max_connections.max(1))
+                (
+                    SqliteConnectOptions::new().filename(path),
+                    max_connections.max(1),
+                )
             }
         };
         let opts = opts.foreign_keys(true).busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(opts)
+            .await?;
         Ok(Self::from_pool(pool, style))
     }
 }

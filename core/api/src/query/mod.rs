@@ -29,7 +29,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Sql(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+            StoreError::Sql(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
         )
     }
 }
@@ -40,14 +42,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait ApiStore: Send + Sync {
     /// `mysql` or `sqlite`.
     fn backend(&self) -> &'static str;
-    fn find_streams<'a>(&'a self, q: &'a StreamQuery) -> BoxFuture<'a, StoreResult<Vec<StreamRow>>>;
+    fn find_streams<'a>(&'a self, q: &'a StreamQuery)
+        -> BoxFuture<'a, StoreResult<Vec<StreamRow>>>;
     fn count_streams<'a>(&'a self, q: &'a StreamQuery) -> BoxFuture<'a, StoreResult<u64>>;
     fn get_stream(&self, id: i64) -> BoxFuture<'_, StoreResult<Option<StreamRow>>>;
     /// A stream's events ordered by `generated` ascending.
     fn stream_events(&self, id: i64) -> BoxFuture<'_, StoreResult<Vec<EventRow>>>;
     fn find_events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, StoreResult<Vec<EventRow>>>;
     fn count_events<'a>(&'a self, q: &'a EventQuery) -> BoxFuture<'a, StoreResult<u64>>;
-    fn get_event<'a>(&'a self, message_id: &'a str) -> BoxFuture<'a, StoreResult<Option<EventRow>>>;
+    fn get_event<'a>(&'a self, message_id: &'a str)
+        -> BoxFuture<'a, StoreResult<Option<EventRow>>>;
     /// Purge a stream with its dist_trait and streamevent rows (events are kept).
     /// `false` when there is no such stream.
     fn delete_stream(&self, id: i64) -> BoxFuture<'_, StoreResult<bool>>;
@@ -59,9 +63,17 @@ pub trait ApiStore: Send + Sync {
 
 /// Open the store a URL names. Accepts sqlx URLs and the original
 /// SQLAlchemy forms (`mysql://`, `mysql+pymysql://`, `sqlite:///rel`, `sqlite:////abs`).
-pub async fn connect(raw_url: &str, max_connections: u32, style: FilterStyle) -> StoreResult<Arc<dyn ApiStore>> {
+pub async fn connect(
+    raw_url: &str,
+    max_connections: u32,
+    style: FilterStyle,
+) -> StoreResult<Arc<dyn ApiStore>> {
     match url::normalize(raw_url)? {
-        url::DbUrl::MySql(u) => Ok(Arc::new(MySqlApiStore::connect(&u, max_connections, style).await?)),
-        url::DbUrl::Sqlite(target) => Ok(Arc::new(SqliteApiStore::connect(&target, max_connections, style).await?)),
+        url::DbUrl::MySql(u) => Ok(Arc::new(
+            MySqlApiStore::connect(&u, max_connections, style).await?,
+        )),
+        url::DbUrl::Sqlite(target) => Ok(Arc::new(
+            SqliteApiStore::connect(&target, max_connections, style).await?,
+        )),
     }
 }

@@ -54,7 +54,9 @@ fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: 
         sql.binds.push(Bind::I(t));
         if dist {
             // A datetime matches a time-range distinguishing trait that contains it.
-            parts.push(format!("({alias}.dt_timerange_begin <= ? AND {alias}.dt_timerange_end > ?)"));
+            parts.push(format!(
+                "({alias}.dt_timerange_begin <= ? AND {alias}.dt_timerange_end > ?)"
+            ));
             sql.binds.push(Bind::I(t));
             sql.binds.push(Bind::I(t));
         }
@@ -87,13 +89,19 @@ fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool) 
 
 fn mark_bound(sql: &mut Sql, col: &str, mark: &Mark) {
     if let Some(b) = mark.bound {
-        sql.push(&format!(" AND {col} {} ?", if mark.ascending { ">" } else { "<" }));
+        sql.push(&format!(
+            " AND {col} {} ?",
+            if mark.ascending { ">" } else { "<" }
+        ));
         sql.binds.push(Bind::I(b));
     }
 }
 
 fn order_limit(sql: &mut Sql, col: &str, mark: &Mark, limit: u32) {
-    sql.push(&format!(" ORDER BY {col} {} LIMIT ?", if mark.ascending { "ASC" } else { "DESC" }));
+    sql.push(&format!(
+        " ORDER BY {col} {} LIMIT ?",
+        if mark.ascending { "ASC" } else { "DESC" }
+    ));
     sql.binds.push(Bind::I(limit as i64));
 }
 
@@ -135,7 +143,10 @@ pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
 }
 
 pub fn stream_by_id(id: i64) -> Sql {
-    Sql { text: format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE s.id = ?"), binds: vec![Bind::I(id)] }
+    Sql {
+        text: format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE s.id = ?"),
+        binds: vec![Bind::I(id)],
+    }
 }
 
 fn in_list(n: usize) -> String {
@@ -236,7 +247,10 @@ mod tests {
             state: Some(4),
             trigger_name: Some("t".into()),
             traits: vec![tf("instance_id", "abc")],
-            mark: Mark { ascending: false, bound: Some(10) },
+            mark: Mark {
+                ascending: false,
+                bound: Some(10),
+            },
             limit: 5,
             ..Default::default()
         };
@@ -249,13 +263,28 @@ mod tests {
         );
         assert_eq!(
             sql.binds,
-            vec![Bind::I(4), Bind::S("t".into()), Bind::S("instance_id".into()), Bind::S("abc".into()), Bind::I(10), Bind::I(5)]
+            vec![
+                Bind::I(4),
+                Bind::S("t".into()),
+                Bind::S("instance_id".into()),
+                Bind::S("abc".into()),
+                Bind::I(10),
+                Bind::I(5)
+            ]
         );
     }
 
     #[test]
     fn typed_event_filter_sql() {
-        let q = EventQuery { traits: vec![tf("memory_mb", "512")], mark: Mark { ascending: true, bound: None }, limit: 3, ..Default::default() };
+        let q = EventQuery {
+            traits: vec![tf("memory_mb", "512")],
+            mark: Mark {
+                ascending: true,
+                bound: None,
+            },
+            limit: 3,
+            ..Default::default()
+        };
         let sql = events(&q, false, FilterStyle::In);
         assert!(
             sql.text.ends_with(
@@ -265,7 +294,13 @@ mod tests {
             sql.text
         );
         let count = events(&q, true, FilterStyle::In);
-        assert!(count.text.starts_with("SELECT COUNT(*) FROM event e WHERE 1=1 AND e.id IN"), "{}", count.text);
+        assert!(
+            count
+                .text
+                .starts_with("SELECT COUNT(*) FROM event e WHERE 1=1 AND e.id IN"),
+            "{}",
+            count.text
+        );
         assert!(!count.text.contains("LIMIT"));
     }
 }

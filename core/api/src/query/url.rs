@@ -21,18 +21,38 @@ pub enum DbUrl {
 
 /// Query parameters sqlx's MySQL driver understands; SQLAlchemy-only ones
 /// (`charset=utf8`, `use_unicode`, ...) are dropped (sqlx always speaks utf8mb4).
-const MYSQL_PARAMS: &[&str] = &["ssl-mode", "sslmode", "ssl-ca", "sslca", "ssl-cert", "sslcert", "ssl-key", "sslkey", "socket", "statement-cache-capacity"];
+const MYSQL_PARAMS: &[&str] = &[
+    "ssl-mode",
+    "sslmode",
+    "ssl-ca",
+    "sslca",
+    "ssl-cert",
+    "sslcert",
+    "ssl-key",
+    "sslkey",
+    "socket",
+    "statement-cache-capacity",
+];
 
 pub fn normalize(raw: &str) -> Result<DbUrl, StoreError> {
-    let err = |reason: &str| StoreError::Url { url: redact(raw), reason: reason.to_string() };
+    let err = |reason: &str| StoreError::Url {
+        url: redact(raw),
+        reason: reason.to_string(),
+    };
     let s = raw.trim();
     let Some((scheme, rest)) = s.split_once(':') else {
         return Err(err("no scheme (expected mysql://... or sqlite://...)"));
     };
-    let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+    let base = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
     match base.as_str() {
         "mysql" | "mariadb" => {
-            let Some(rest) = rest.strip_prefix("//") else { return Err(err("expected mysql://host/db")) };
+            let Some(rest) = rest.strip_prefix("//") else {
+                return Err(err("expected mysql://host/db"));
+            };
             let (main, query) = match rest.split_once('?') {
                 Some((m, q)) => (m, Some(q)),
                 None => (rest, None),
@@ -58,7 +78,9 @@ pub fn normalize(raw: &str) -> Result<DbUrl, StoreError> {
                     return Ok(DbUrl::Sqlite(SqliteTarget::Memory));
                 }
                 let Some(p) = after.strip_prefix('/') else {
-                    return Err(err("expected sqlite:///relative/path or sqlite:////absolute/path"));
+                    return Err(err(
+                        "expected sqlite:///relative/path or sqlite:////absolute/path",
+                    ));
                 };
                 let p = p.split('?').next().unwrap_or(p);
                 if p.starts_with('/') {
@@ -81,7 +103,9 @@ pub fn normalize(raw: &str) -> Result<DbUrl, StoreError> {
             }
             Ok(DbUrl::Sqlite(SqliteTarget::File(path)))
         }
-        other => Err(err(&format!("unsupported scheme {other:?} (expected mysql or sqlite)"))),
+        other => Err(err(&format!(
+            "unsupported scheme {other:?} (expected mysql or sqlite)"
+        ))),
     }
 }
 
@@ -109,10 +133,22 @@ mod tests {
     fn urls() {
         let my = |s: &str| Some(DbUrl::MySql(s.to_string()));
         let file = |s: &str| Some(DbUrl::Sqlite(SqliteTarget::File(PathBuf::from(s))));
-        check("mysql://winchester:testpasswd@localhost/winchester", my("mysql://winchester:testpasswd@localhost/winchester"));
-        check("mysql+pymysql://u:p@h:3307/db?charset=utf8", my("mysql://u:p@h:3307/db"));
-        check("mysql://u@h/db?charset=utf8&ssl-mode=disabled", my("mysql://u@h/db?ssl-mode=disabled"));
-        check("mariadb://root@127.0.0.1/test", my("mysql://root@127.0.0.1/test"));
+        check(
+            "mysql://winchester:testpasswd@localhost/winchester",
+            my("mysql://winchester:testpasswd@localhost/winchester"),
+        );
+        check(
+            "mysql+pymysql://u:p@h:3307/db?charset=utf8",
+            my("mysql://u:p@h:3307/db"),
+        );
+        check(
+            "mysql://u@h/db?charset=utf8&ssl-mode=disabled",
+            my("mysql://u@h/db?ssl-mode=disabled"),
+        );
+        check(
+            "mariadb://root@127.0.0.1/test",
+            my("mysql://root@127.0.0.1/test"),
+        );
         check("sqlite://", Some(DbUrl::Sqlite(SqliteTarget::Memory)));
         check("sqlite::memory:", Some(DbUrl::Sqlite(SqliteTarget::Memory)));
         check("sqlite:////var/x.db", file("/var/x.db"));

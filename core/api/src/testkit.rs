@@ -1,0 +1,324 @@
+//! Test fixtures shared by the stv3-api and klugman test suites: scratch
+//! MariaDB/SQLite databases with the winchester schema applied straight from
+//! the migration files, a small realistic data set, and an in-process server
+//! on a free port. Not used by the server itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sqlx::Executor;
+
+use crate::params::Limits;
+use crate::query::{self, FilterStyle};
+use crate::{AppOptions, AppState};
+
+pub const MYSQL_SCHEMA: &str =
+    include_str!("../../winchester/migrations/mysql/20260101000001_initial.sql");
+pub const SQLITE_SCHEMA: &str =
+    include_str!("../../winchester/migrations/sqlite/20260101000001_initial.sql");
+
+/// A scratch database with the schema applied; dropped (MariaDB) or deleted
+/// (SQLite) when this value is dropped.
+pub struct ScratchDb {
+    /// URL the API connects to.
+    pub url: String,
+    server_url: Option<String>,
+    name: String,
+    sqlite_path: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn split_statements(sql: &str) -> Vec<String> {
+    let cleaned: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    cleaned
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl ScratchDb {
+    /// Create `name` on the MariaDB server at `server_url` (no database part) and apply the schema.
+    pub async fn mysql(server_url: &str, name: &str) -> anyhow::Result<ScratchDb> {
+        let server_url = server_url.trim_end_matches('/').to_string();
+        let mut admin = sqlx::MySqlPool::connect(&server_url).await?;
+        admin
+            .execute(format!("CREATE DATABASE `{name}`").as_str())
+            .await?;
+        admin.close().await;
+        let url = format!("{server_url}/{name}");
+        admin = sqlx::MySqlPool::connect(&url).await?;
+        for stmt in split_statements(MYSQL_SCHEMA) {
+            admin.execute(stmt.as_str()).await?;
+        }
+        admin.close().await;
+        Ok(ScratchDb {
+            url,
+            server_url: Some(server_url),
+            name: name.to_string(),
+            sqlite_path: None,
+            _dir: None,
+        })
+    }
+
+    /// A SQLite file in a temporary directory with the schema applied.
+    pub async fn sqlite() -> anyhow::Result<ScratchDb> {
+        let dir = tempfile::tempdir()?;
+        let path: PathBuf = dir.path().join("events.db");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await?;
+        for stmt in split_statements(SQLITE_SCHEMA) {
+            pool.execute(stmt.as_str()).await?;
+        }
+        pool.close().await;
+        // SQLAlchemy spelling of an absolute path.
+        let url = format!("sqlite:///{}", path.display());
+        Ok(ScratchDb {
+            url,
+            server_url: None,
+            name: String::new(),
+            sqlite_path: Some(path),
+            _dir: Some(dir),
+        })
+    }
+
+    /// Run statements (the fixture inserts) against the database.
+    pub async fn exec_all(&self, stmts: &[String]) -> anyhow::Result<()> {
+        if self.server_url.is_some() {
+            let pool = sqlx::MySqlPool::connect(&self.url).await?;
+            for s in stmts {
+                pool.execute(s.as_str()).await?;
+            }
+            pool.close().await;
+        } else {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(self.sqlite_path.as_ref().expect("sqlite path"));
+            let pool = sqlx::SqlitePool::connect_with(opts).await?;
+            for s in stmts {
+                pool.execute(s.as_str()).await?;
+            }
+            pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// One-value query (e.g. `SELECT COUNT(*) FROM event_type`).
+    pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+        use sqlx::Row;
+        if self.server_url.is_some() {
+            let pool = sqlx::MySqlPool::connect(&self.url).await?;
+            let v: i64 = sqlx::query(sql).fetch_one(&pool).await?.try_get(0)?;
+            pool.close().await;
+            Ok(v)
+        } else {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(self.sqlite_path.as_ref().expect("sqlite path"));
+            let pool = sqlx::SqlitePool::connect_with(opts).await?;
+            let v: i64 = sqlx::query(sql).fetch_one(&pool).await?.try_get(0)?;
+            pool.close().await;
+            Ok(v)
+        }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        if let Some(server) = self.server_url.clone() {
+            let name = self.name.clone();
+            // Drop may run inside a runtime: use a fresh one on its own thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let pool = sqlx::MySqlPool::connect(&server).await.ok()?;
+                    pool.execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+                        .await
+                        .ok()?;
+                    pool.close().await;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// 2015-03-01T00:00:00Z in microseconds.
+pub const DAY0: i64 = 1_425_168_000_000_000;
+const MIN: i64 = 60_000_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The fixture: 4 event types, 24 events over 3 instances with text, int,
+/// float and datetime traits (and a text trait containing `:`), 6 streams in
+/// six states with text, int and time-range distinguishing traits.
+///
+/// Events: id 1..=24, `message_id` `msg-0001`…, except id 24 = `Mixed-Case-ID`;
+/// generated = 2015-03-01T18:00 + 10 min × (id-1); instance `inst-a` for ids 1–8,
+/// `inst-b` 9–16, `inst-c` 17–24; type exists for id % 8 == 0, create.end for
+/// id % 8 == 1, else update. memory_mb 512 (a), 2048 (b), 4096 (c); ratio 0.5 on odd ids;
+/// launched_at = 2015-03-01T17:00 + instance index hours; `url` = `http://nova:8774/v2` on id 5.
+///
+/// Streams (id: name, state, instance, memory_mb dist): 1 test_trigger active inst-a;
+/// 2 test_trigger firing inst-b; 3 usage error inst-a; 4 usage expire_error inst-b;
+/// 5 usage completed inst-c (memory_mb 4096); 6 test_trigger retry_fire inst-c. Every
+/// stream also has `timestamp` = the 2015-03-01 day range; stream 6's is 2015-03-02.
+pub fn fixture() -> Vec<String> {
+    let mut s = vec![
+        "INSERT INTO event_type (id, `desc`) VALUES (1, 'compute.instance.create.start'), (2, 'compute.instance.create.end'), \
+         (3, 'compute.instance.update'), (4, 'compute.instance.exists')"
+            .to_string(),
+    ];
+    let instances = ["inst-a", "inst-b", "inst-c"];
+    let memory = [512, 2048, 4096];
+    let mut events = Vec::new();
+    let mut traits = Vec::new();
+    for id in 1..=24i64 {
+        let inst = ((id - 1) / 8) as usize;
+        let ty = if id % 8 == 0 {
+            4
+        } else if id % 8 == 1 {
+            2
+        } else {
+            3
+        };
+        let mid = if id == 24 {
+            "Mixed-Case-ID".to_string()
+        } else {
+            format!("msg-{id:04}")
+        };
+        let generated = DAY0 + 18 * HOUR + (id - 1) * 10 * MIN;
+        events.push(format!("({id}, {}, {generated}, {ty})", q(&mid)));
+        let launched = DAY0 + 17 * HOUR + inst as i64 * HOUR;
+        traits.push(format!(
+            "({id}, 'instance_id', 1, {}, NULL, NULL, NULL)",
+            q(instances[inst])
+        ));
+        traits.push(format!(
+            "({id}, 'tenant_id', 1, {}, NULL, NULL, NULL)",
+            q(if inst == 2 { "t2" } else { "t1" })
+        ));
+        traits.push(format!(
+            "({id}, 'memory_mb', 2, NULL, NULL, {}, NULL)",
+            memory[inst]
+        ));
+        traits.push(format!(
+            "({id}, 'launched_at', 4, NULL, NULL, NULL, {launched})"
+        ));
+        traits.push(format!(
+            "({id}, 'state', 1, {}, NULL, NULL, NULL)",
+            q(if id % 8 == 0 { "deleted" } else { "active" })
+        ));
+        if id % 2 == 1 {
+            traits.push(format!("({id}, 'ratio', 3, NULL, 0.5, NULL, NULL)"));
+        }
+        if id == 5 {
+            traits.push(format!(
+                "({id}, 'url', 1, 'http://nova:8774/v2', NULL, NULL, NULL)"
+            ));
+        }
+    }
+    s.push(format!(
+        "INSERT INTO event (id, message_id, generated, event_type_id) VALUES {}",
+        events.join(", ")
+    ));
+    s.push(format!(
+        "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES {}",
+        traits.join(", ")
+    ));
+    // (id, name, state, instance index, day offset)
+    let streams = [
+        (1, "test_trigger", 1, 0usize, 0i64),
+        (2, "test_trigger", 2, 1, 0),
+        (3, "usage", 4, 0, 0),
+        (4, "usage", 5, 1, 0),
+        (5, "usage", 6, 2, 0),
+        (6, "test_trigger", 7, 2, 1),
+    ];
+    let mut rows = Vec::new();
+    let mut dts = Vec::new();
+    let mut links = Vec::new();
+    for (id, name, state, inst, day) in streams {
+        let first = DAY0 + 18 * HOUR + (inst as i64 * 8) * 10 * MIN;
+        let last = first + 7 * 10 * MIN;
+        let fire = if state == 1 {
+            "NULL".to_string()
+        } else {
+            (last + HOUR).to_string()
+        };
+        let expire = last + 2 * DAY;
+        rows.push(format!(
+            "({id}, {first}, {last}, {expire}, {fire}, {}, {state}, 0)",
+            q(name)
+        ));
+        dts.push(format!(
+            "({id}, 'instance_id', 1, {}, NULL, NULL, NULL, NULL, NULL)",
+            q(instances[inst])
+        ));
+        let begin = DAY0 + day * DAY;
+        dts.push(format!(
+            "({id}, 'timestamp', 5, NULL, NULL, NULL, NULL, {begin}, {})",
+            begin + DAY
+        ));
+        if id == 5 {
+            dts.push(format!(
+                "({id}, 'memory_mb', 2, NULL, NULL, 4096, NULL, NULL, NULL)"
+            ));
+        }
+        for e in 1..=8 {
+            links.push(format!("({id}, {})", inst as i64 * 8 + e));
+        }
+    }
+    s.push(format!(
+        "INSERT INTO stream (id, first_event, last_event, expire_timestamp, fire_timestamp, name, state, state_serial_no) VALUES {}",
+        rows.join(", ")
+    ));
+    s.push(format!(
+        "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, dt_timerange_end) VALUES {}",
+        dts.join(", ")
+    ));
+    s.push(format!(
+        "INSERT INTO streamevent (stream_id, event_id) VALUES {}",
+        links.join(", ")
+    ));
+    s
+}
+
+/// Server knobs for tests.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub auth_token: Option<String>,
+    pub archive_dir: Option<PathBuf>,
+    pub limits: Option<Limits>,
+    pub style: Option<FilterStyle>,
+}
+
+/// Start the full app (all middleware) on 127.0.0.1:<free port>; returns `http://127.0.0.1:port`.
+pub async fn spawn_server(db_url: &str, opts: ServerOptions) -> anyhow::Result<String> {
+    let store = query::connect(db_url, 8, opts.style.unwrap_or(FilterStyle::Exists)).await?;
+    let state = AppState {
+        store,
+        limits: opts.limits.unwrap_or_default(),
+        archive_dir: opts.archive_dir,
+        versions: vec![1, 2],
+    };
+    let app = crate::build(AppOptions {
+        state,
+        auth_token: opts.auth_token,
+    });
+    let (addr, _h) = crate::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), app).await?;
+    Ok(format!("http://{addr}"))
+}
