@@ -286,13 +286,7 @@ fn eval<'n, N: JsonNode>(
         Expr::Slice(start, end) => match node.view() {
             View::Array => {
                 let items = node.items();
-                let len = items.len() as i64;
-                let norm = |v: Option<i64>, dflt: i64| match v {
-                    None => dflt,
-                    Some(x) if x < 0 => (len + x).max(0),
-                    Some(x) => x.min(len),
-                };
-                let (s, e) = (norm(*start, 0), norm(*end, len));
+                let (s, e) = slice_bounds(*start, *end, items.len() as i64);
                 for idx in s..e.max(s) {
                     trail.push(format!("[{idx}]"));
                     k(&items[idx as usize], trail);
@@ -301,12 +295,12 @@ fn eval<'n, N: JsonNode>(
             }
             // jsonpath-rw wraps a dict, an int or a string in a one-element
             // list before slicing it.
-            View::Object | View::Int(_) | View::UInt(_) | View::Bool(_) | View::Str(_) => {
-                if start.unwrap_or(0) <= 0 && end.is_none_or(|e| e > 0 || e < -1) {
-                    trail.push("[0]".to_string());
-                    k(node, trail);
-                    trail.pop();
-                }
+            View::Object | View::Int(_) | View::UInt(_) | View::Bool(_) | View::Str(_)
+                if slice_bounds(*start, *end, 1).0 == 0 && slice_bounds(*start, *end, 1).1 == 1 =>
+            {
+                trail.push("[0]".to_string());
+                k(node, trail);
+                trail.pop();
             }
             _ => {}
         },
@@ -317,6 +311,16 @@ fn eval<'n, N: JsonNode>(
             }
         }
     }
+}
+
+/// Python slice bounds `[start:end]` on a sequence of `len` items.
+fn slice_bounds(start: Option<i64>, end: Option<i64>, len: i64) -> (i64, i64) {
+    let norm = |v: Option<i64>, dflt: i64| match v {
+        None => dflt,
+        Some(x) if x < 0 => (len + x).max(0),
+        Some(x) => x.min(len),
+    };
+    (norm(start, 0), norm(end, len))
 }
 
 fn eval_chain<'n, N: JsonNode>(
