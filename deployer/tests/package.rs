@@ -709,7 +709,8 @@ fn builds_with_cargo_and_packages_the_result() {
     fs::create_dir_all(root.join("src")).unwrap();
     fs::write(
         root.join("src/notigen.rs"),
-        "fn main() { println!(\"{}\", env!(\"CARGO_PKG_VERSION\")); }\n",
+        // The package build passes the git stamp to cargo as STV3_GIT_SHA.
+        "fn main() { println!(\"notigen {} ({})\", env!(\"CARGO_PKG_VERSION\"), env!(\"STV3_GIT_SHA\")); }\n",
     )
     .unwrap();
     fs::write(root.join("src/helper.rs"), "fn main() {}\n").unwrap();
@@ -735,6 +736,7 @@ fn builds_with_cargo_and_packages_the_result() {
         started.elapsed()
     );
     assert_eq!(plan.selection.include, ["notigen"]);
+    assert!(outputs[0].warnings.is_empty(), "{:?}", outputs[0].warnings);
     assert_eq!(plan.selection.ignored, ["helper-tool"]);
     let args = plan.targets[0].cargo_args.as_ref().unwrap().join(" ");
     assert!(args.ends_with("--profile dev --bin notigen"), "{args}");

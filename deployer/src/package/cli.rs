@@ -128,6 +128,9 @@ fn build(args: BuildArgs) -> Result<i32> {
         );
     }
     for out in super::apply(&plan, true)? {
+        for w in &out.warnings {
+            eprintln!("stv3ctl: warning: {w}");
+        }
         println!(
             "{}  {}  {} bytes",
             out.tarball.display(),

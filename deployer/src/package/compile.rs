@@ -115,9 +115,86 @@ pub fn run_cargo(
     }
 }
 
+/// Run `bin --version` (host builds only) and return a warning unless the
+/// output contains `stamp` (the git sha the build was given). Every stv3
+/// binary is meant to print `<name> <version> (<sha>)`.
+pub fn check_version_stamp(bin: &Path, stamp: &str) -> Option<String> {
+    let name = bin
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    // A just-written binary can be briefly "text file busy" when another
+    // thread forked while it was open for writing: retry a few times.
+    let mut attempt = 0;
+    let mut child = loop {
+        let spawned = Command::new(bin)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Some(format!("bin/{name}: cannot run --version: {e}")),
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some(format!("bin/{name}: --version did not exit within 10 s"));
+            }
+        }
+    }
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut out, &mut text);
+    }
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if line.contains(stamp) {
+        None
+    } else {
+        Some(format!(
+            "bin/{name}: `--version` prints {line:?}, without the git sha {stamp}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_stamp_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            p
+        };
+        let good = script("good", "echo 'good 0.1.0 (abc123def456)'");
+        let bad = script("bad", "echo 'bad 0.1.0'");
+        assert_eq!(check_version_stamp(&good, "abc123def456"), None);
+        let w = check_version_stamp(&bad, "abc123def456").unwrap();
+        assert!(
+            w.contains("bin/bad") && w.contains("\"bad 0.1.0\"") && w.contains("abc123def456"),
+            "{w}"
+        );
+        let w = check_version_stamp(&dir.path().join("missing"), "x").unwrap();
+        assert!(w.contains("cannot run"), "{w}");
+    }
 
     #[test]
     fn output_dirs() {

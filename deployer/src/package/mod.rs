@@ -311,6 +311,8 @@ pub struct PackageOutput {
     pub sha256: String,
     pub size: u64,
     pub manifest: Manifest,
+    /// Non-fatal findings, e.g. a binary whose `--version` lacks the git sha.
+    pub warnings: Vec<String>,
 }
 
 /// Execute a plan: build (unless `--from-dir`), hash, write tarball and sidecar
@@ -329,6 +331,7 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
     fs::create_dir_all(&plan.out_dir).map_err(io_err(&plan.out_dir))?;
     let mut outputs = Vec::new();
     for t in &plan.targets {
+        let mut warnings = Vec::new();
         if let Some(args) = &t.cargo_args {
             let spinner = ProgressBar::with_draw_target(None, target());
             spinner.set_style(
@@ -340,6 +343,12 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
             let result = compile::run_cargo(args, &[("STV3_GIT_SHA", plan.info.stamp())], &spinner);
             spinner.finish_and_clear();
             result?;
+            if t.target == plan.info.rustc.host {
+                for name in &plan.selection.include {
+                    let bin = t.bin_dir.join(name);
+                    warnings.extend(compile::check_version_stamp(&bin, &plan.info.stamp()));
+                }
+            }
         }
         let bar = ProgressBar::with_draw_target(Some(0), target());
         bar.set_style(
@@ -350,7 +359,9 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
         bar.set_prefix(format!("pack {}", t.target));
         let out = pack(plan, t, &bar);
         bar.finish_and_clear();
-        outputs.push(out?);
+        let mut out = out?;
+        out.warnings = warnings;
+        outputs.push(out);
     }
     Ok(outputs)
 }
@@ -439,6 +450,7 @@ fn pack(
         sha256,
         size,
         manifest,
+        warnings: Vec::new(),
     })
 }
 
