@@ -625,6 +625,31 @@ fn plan_rejects_bad_requests() {
 }
 
 #[test]
+fn plan_renders_what_will_happen() {
+    let f = fixture();
+    let partial = f.root.join("partial-bins");
+    fake_bins(&partial, &["klugman"]);
+    let opts = options(&f.root.join("dist"), &partial);
+    let plan = pkg::plan(&opts, &workspace(&f.root), &info()).unwrap();
+    let text = plan
+        .render()
+        .replace(&f.root.display().to_string(), "[REPO]");
+    insta::assert_snapshot!("plan_from_dir", text);
+    // Cargo mode: the exact command line per target.
+    let mut ws = workspace(&f.root);
+    ws.bins = vec!["notigen".into(), "stv3ctl".into(), "load-tool".into()];
+    let opts = PackageOptions {
+        from_dir: None,
+        ..opts
+    };
+    let plan = pkg::plan(&opts, &ws, &info()).unwrap();
+    let text = plan
+        .render()
+        .replace(&f.root.display().to_string(), "[REPO]");
+    insta::assert_snapshot!("plan_cargo", text);
+}
+
+#[test]
 fn missing_bin_dir_entry_is_a_clear_error() {
     let f = fixture();
     let opts = options(&f.root.join("dist"), &f.bins);
