@@ -1,5 +1,5 @@
 //! Golden, table-driven tests of the timex language. `ORACLE` rows were produced by the
-//! original Python timex 0.20 (oracle venv, /tmp/timexh/gen.py) with the variables of
+//! original Python timex 0.20 (oracle venv, `tests/oracle/gen_vectors.py < cases.txt`) with the variables of
 //! `vars()`; `FIXED` rows are inputs where the original crashed and we return a value or a
 //! typed error instead (see the crate doc).
 use chrono::NaiveDate;
