@@ -25,11 +25,33 @@ const STREAM_COLS: &str = "s.id, s.name, s.first_event, s.last_event, s.expire_t
 
 type DbRow = <Db as sqlx::Database>::Row;
 
+/// A text column. MySQL reports VARCHAR with a `_bin` collation as VARBINARY,
+/// so fall back to bytes (always UTF-8 in our schema).
+fn text_col(r: &DbRow, i: usize) -> Result<String, StoreError> {
+    match r.try_get::<String, _>(i) {
+        Ok(s) => Ok(s),
+        Err(_) => {
+            let b: Vec<u8> = r.try_get(i)?;
+            String::from_utf8(b).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+        }
+    }
+}
+
+fn opt_text_col(r: &DbRow, i: usize) -> Result<Option<String>, StoreError> {
+    match r.try_get::<Option<String>, _>(i) {
+        Ok(s) => Ok(s),
+        Err(_) => match r.try_get::<Option<Vec<u8>>, _>(i)? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b).map(Some).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}"))),
+        },
+    }
+}
+
 fn stream_from_row(r: &DbRow) -> Result<Stream, StoreError> {
     let state: i64 = r.try_get(6)?;
     Ok(Stream {
         id: r.try_get(0)?,
-        name: r.try_get(1)?,
+        name: text_col(r, 1)?,
         first_event: from_micros(r.try_get(2)?),
         last_event: from_micros(r.try_get(3)?),
         expire_timestamp: r.try_get::<Option<i64>, _>(4)?.map(from_micros),
@@ -39,8 +61,8 @@ fn stream_from_row(r: &DbRow) -> Result<Stream, StoreError> {
         state_serial_no: r.try_get::<i64, _>(7)? as i32,
         lease_expires: r.try_get::<Option<i64>, _>(8)?.map(from_micros),
         event_count: r.try_get(9)?,
-        fire_counts: r.try_get(10)?,
-        stream_key: r.try_get(11)?,
+        fire_counts: opt_text_col(r, 10)?,
+        stream_key: opt_text_col(r, 11)?,
         distinguishing_traits: DistTraits::new(),
     })
 }
@@ -67,7 +89,7 @@ fn cap_255(s: &str) -> String {
 fn trait_from_row(r: &DbRow, base: usize) -> Result<Option<TraitValue>, StoreError> {
     let ty: i64 = r.try_get(base)?;
     Ok(match Datatype::from_code(ty as i32) {
-        Some(Datatype::Text) => r.try_get::<Option<String>, _>(base + 1)?.map(TraitValue::Text),
+        Some(Datatype::Text) => opt_text_col(r, base + 1)?.map(TraitValue::Text),
         Some(Datatype::Float) => r.try_get::<Option<f64>, _>(base + 2)?.map(TraitValue::Float),
         Some(Datatype::Int) => r.try_get::<Option<i64>, _>(base + 3)?.map(TraitValue::Int),
         Some(Datatype::Datetime) => r.try_get::<Option<i64>, _>(base + 4)?.map(|t| TraitValue::Datetime(from_micros(t))),
@@ -191,7 +213,7 @@ impl ThisStore {
             }
             for r in q.fetch_all(&self.pool).await? {
                 let sid: i64 = r.try_get(0)?;
-                let name: String = r.try_get(1)?;
+                let name = text_col(&r, 1)?;
                 let ty: i64 = r.try_get(2)?;
                 let value = if ty == Datatype::Timerange.code() as i64 {
                     match (r.try_get::<Option<i64>, _>(7)?, r.try_get::<Option<i64>, _>(8)?) {
@@ -233,9 +255,9 @@ impl ThisStore {
             }
             for r in q.fetch_all(&self.pool).await? {
                 let id: i64 = r.try_get(0)?;
-                let mid: String = r.try_get(1)?;
+                let mid = text_col(&r, 1)?;
                 let generated: i64 = r.try_get(2)?;
-                let etype: String = r.try_get(3)?;
+                let etype = text_col(&r, 3)?;
                 found.insert(id, StoredEvent { id, event: Event::new(mid, etype, from_micros(generated)) });
             }
             let sql = format!(
@@ -248,7 +270,7 @@ impl ThisStore {
             }
             for r in q.fetch_all(&self.pool).await? {
                 let id: i64 = r.try_get(0)?;
-                let name: String = r.try_get(1)?;
+                let name = text_col(&r, 1)?;
                 if let (Some(v), Some(e)) = (trait_from_row(&r, 2)?, found.get_mut(&id)) {
                     e.event.traits.insert(name, v);
                 }
@@ -368,7 +390,7 @@ impl ThisStore {
                 q = q.bind(k.clone());
             }
             for r in q.fetch_all(&mut **tx).await? {
-                out.insert(r.try_get(0)?, r.try_get(1)?);
+                out.insert(text_col(&r, 0)?, r.try_get(1)?);
             }
         }
         Ok(())
@@ -395,7 +417,7 @@ impl ThisStore {
                 q = q.bind(v.event.message_id.clone());
             }
             for r in q.fetch_all(&mut *tx).await? {
-                existing.insert(r.try_get(0)?);
+                existing.insert(text_col(&r, 0)?);
             }
         }
         let fresh: Vec<&Event> =
@@ -433,7 +455,7 @@ impl ThisStore {
             let rows = q.fetch_all(&mut *tx).await?;
             let mut by_mid: HashMap<String, i64> = HashMap::with_capacity(rows.len());
             for r in rows {
-                by_mid.insert(r.try_get(1)?, r.try_get(0)?);
+                by_mid.insert(text_col(&r, 1)?, r.try_get(0)?);
             }
             for e in chunk {
                 let id = by_mid
@@ -726,7 +748,7 @@ impl Store for ThisStore {
     }
 
     async fn migration_history(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = match sqlx::query("SELECT version, description FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+        let rows = match sqlx::query("SELECT version, CAST(description AS CHAR) FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
             .fetch_all(&self.pool)
             .await
         {
@@ -734,7 +756,7 @@ impl Store for ThisStore {
             Err(sqlx::Error::Database(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        rows.iter().map(|r| Ok((r.try_get(0)?, text_col(r, 1)?))).collect()
     }
 
     async fn ingest(&self, events: &[Event], rules: &dyn IngestRules, now: Timestamp) -> Result<IngestReport, StoreError> {
@@ -822,7 +844,7 @@ impl Store for ThisStore {
             let mut cache = self.types.lock().unwrap_or_else(|e| e.into_inner());
             for r in rows {
                 let id: i64 = r.try_get(0)?;
-                let name: String = r.try_get(1)?;
+                let name = text_col(&r, 1)?;
                 cache.insert(name.clone(), id);
                 out.insert(name, id);
             }

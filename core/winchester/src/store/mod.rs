@@ -360,6 +360,19 @@ impl AnyStore {
         Ok(s)
     }
 
+    /// Run a raw SQL script (several statements). For the admin tool and tests.
+    pub async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                sqlx::raw_sql(sql).execute(s.pool()).await?;
+            }
+            AnyStore::MySql(s) => {
+                sqlx::raw_sql(sql).execute(s.pool()).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",
