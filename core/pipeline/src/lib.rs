@@ -16,3 +16,8 @@ pub mod stats;
 pub use config::{ConfigError, HandlerMap, PipelineConfig};
 pub use handler::{Env, Handler, HandlerError, PipelineEvent, Registry};
 pub use handlers::HandlerContext;
+pub mod manager;
+pub use manager::{ManagerSettings, Outcome, PassReport, PipelineManager};
+pub mod replay;
+pub mod setup;
+pub mod worker;
