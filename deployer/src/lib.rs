@@ -8,3 +8,5 @@
 pub mod package;
 pub mod testrun;
 pub mod inventory;
+pub mod deploy;
+pub mod transport;

@@ -1,0 +1,798 @@
+//! `stv3ctl deploy`, `rollback`, `status` and `render`.
+//!
+//! The flow (plan, then apply, from the same code, like cargo-dist):
+//!
+//! 1. verify the package (`package::verify_tarball`);
+//! 2. connect to every selected host (one session each, `--forks` at a time);
+//! 3. gather facts, [`render`] each host's desired state, [`plan`] the changes;
+//! 4. `--check` prints the plan (with `--diff`, unified diffs, secrets
+//!    redacted) and stops: exit 2 if anything would change;
+//! 5. take the region lock (on the first db host);
+//! 6. [`apply::prepare`] every host (account, dirs, tarball, unpack);
+//! 7. roll out: db hosts first (migrations run there, once, before any
+//!    restart), then the rest in batches of `--serial`; each host restarts
+//!    exactly the services whose code or config changed and passes a health
+//!    gate, or is rolled back; the rollout stops once more than `--max-fail`
+//!    hosts failed;
+//! 8. prune old releases, release the lock, print the result table.
+
+pub mod apply;
+pub mod cli;
+pub mod facts;
+pub mod plan;
+pub mod render;
+pub mod roles;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::inventory::{Host, InitKind, Region, RoleName};
+use crate::transport::{local::LocalTransport, ssh, Transport, TransportError};
+use apply::HostOutcome;
+use facts::HostFactsFull;
+use plan::{HostPlan, PackageInfo};
+use render::{HostFacts, HostModel};
+use roles::Assets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{role}: {message}")]
+    Role { role: String, message: String },
+    #[error("render {what}: {message}")]
+    Render { what: String, message: String },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Options shared by deploy, rollback and status.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limit: Vec<String>,
+    pub forks: usize,
+    pub serial: usize,
+    pub max_fail: usize,
+    pub accept_new_host_keys: bool,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub check: bool,
+    pub diff: bool,
+    pub skip_migrate: bool,
+    pub break_lock: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limit: vec![],
+            forks: 10,
+            serial: 0,
+            max_fail: 0,
+            accept_new_host_keys: false,
+            identity_file: None,
+            known_hosts: None,
+            check: false,
+            diff: false,
+            skip_migrate: false,
+            break_lock: false,
+        }
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match p.strip_prefix("~/") {
+        Some(rest) => {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(rest)
+        }
+        None => PathBuf::from(p),
+    }
+}
+
+/// Open a transport to `host`.
+pub fn connect(
+    region: &Region,
+    host: &Host,
+    opts: &Options,
+) -> Result<Box<dyn Transport>, TransportError> {
+    if host.is_local() {
+        return Ok(Box::new(LocalTransport::new(&host.name)));
+    }
+    let known_hosts = opts
+        .known_hosts
+        .clone()
+        .or_else(|| region.ssh.known_hosts.as_deref().map(expand_home))
+        .unwrap_or_else(|| expand_home("~/.ssh/known_hosts"));
+    let cfg = ssh::SshConfig {
+        name: host.name.clone(),
+        address: host.address.clone(),
+        port: host.port,
+        user: host.user.clone(),
+        sudo: host.sudo && host.user != "root",
+        identity_file: opts
+            .identity_file
+            .clone()
+            .or_else(|| region.ssh.identity_file.as_deref().map(expand_home)),
+        known_hosts,
+        accept_new_host_keys: opts.accept_new_host_keys,
+        connect_timeout: Duration::from_secs(region.ssh.connect_timeout_seconds),
+        op_timeout: Duration::from_secs(300),
+    };
+    Ok(Box::new(ssh::Ssh2Transport::connect(cfg)?))
+}
+
+/// Run `f` for every item, at most `forks` at a time, each on its own thread.
+pub fn parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    forks: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let n = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate().collect::<Vec<_>>());
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..forks.max(1).min(n.max(1)) {
+            s.spawn(|| loop {
+                let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+                let Some((i, item)) = next else { break };
+                let r = f(item);
+                if let Ok(mut res) = results.lock() {
+                    res[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The hosts selected by `--limit` (names or roles), in rollout order:
+/// db hosts first, then workers, then API hosts.
+pub fn select_hosts<'a>(
+    region: &'a Region,
+    limit: &[String],
+) -> Result<Vec<&'a Host>, DeployError> {
+    for l in limit {
+        let known = region.host(l).is_some() || ["db", "worker", "api"].contains(&l.as_str());
+        if !known {
+            return Err(DeployError::Other(format!(
+                "--limit {l}: no such host or role in region {} (hosts: {})",
+                region.name,
+                region
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut hosts: Vec<&Host> = region
+        .hosts
+        .iter()
+        .filter(|h| {
+            limit.is_empty()
+                || limit
+                    .iter()
+                    .any(|l| l == &h.name || h.roles.iter().any(|r| r.as_str() == l))
+        })
+        .collect();
+    hosts.sort_by_key(|h| h.roles.first().copied().unwrap_or(RoleName::Api));
+    Ok(hosts)
+}
+
+/// One connected host with its model and facts.
+pub struct Target {
+    pub host: Host,
+    pub transport: Box<dyn Transport>,
+    pub model: HostModel,
+    pub facts: HostFactsFull,
+}
+
+/// Connect, probe, render and gather facts for each host. Unreachable hosts
+/// come back as failed outcomes.
+pub fn survey(
+    assets: &Assets,
+    region: &Region,
+    hosts: &[&Host],
+    opts: &Options,
+) -> (Vec<Target>, Vec<HostOutcome>) {
+    let results = parallel(
+        hosts.iter().map(|h| (*h).clone()).collect(),
+        opts.forks,
+        |host| {
+            let roles = host
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let r = (|| -> Result<Target, DeployError> {
+                let mut t = connect(region, &host, opts)?;
+                let basic = facts::gather(t.as_mut(), &region.paths, None)?;
+                let init = match host.init {
+                    InitKind::Auto => basic.init.unwrap_or(InitKind::Sysv),
+                    other => other,
+                };
+                let model = render::render_host(
+                    assets,
+                    region,
+                    &host,
+                    &HostFacts {
+                        cores: basic.cores,
+                        init,
+                    },
+                )?;
+                let full = facts::gather(t.as_mut(), &region.paths, Some(&model))?;
+                Ok(Target {
+                    host: host.clone(),
+                    transport: t,
+                    model,
+                    facts: full,
+                })
+            })();
+            r.map_err(|e| HostOutcome::new(&host.name, &roles).fail(e))
+        },
+    );
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => ok.push(t),
+            Err(o) => failed.push(o),
+        }
+    }
+    (ok, failed)
+}
+
+/// The package: verified tarball, version, per-binary checksums.
+pub fn load_package(path: &Path) -> Result<(PackageInfo, Vec<u8>), DeployError> {
+    let v = crate::package::verify::verify_tarball(path)
+        .map_err(|e| DeployError::Other(e.to_string()))?;
+    let binaries = v
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("bin/"))
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    let bytes =
+        std::fs::read(path).map_err(|e| DeployError::Other(format!("{}: {e}", path.display())))?;
+    Ok((
+        PackageInfo {
+            version: v.manifest.version.clone(),
+            sha256: v.sha256,
+            binaries,
+        },
+        bytes,
+    ))
+}
+
+/// Per-binary checksums of the installed release `version` (from its MANIFEST.json).
+fn installed_binaries(
+    t: &mut dyn Transport,
+    region: &Region,
+    version: &str,
+) -> Option<BTreeMap<String, String>> {
+    let text = t
+        .read_file(&format!(
+            "{}/releases/{version}/MANIFEST.json",
+            region.paths.opt
+        ))
+        .ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    Some(
+        v["files"]
+            .as_array()?
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f["path"].as_str()?.to_string(),
+                    f["sha256"].as_str()?.to_string(),
+                ))
+            })
+            .filter(|(p, _)| p.starts_with("bin/"))
+            .collect(),
+    )
+}
+
+/// The result of a deploy, rollback or status run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub command: String,
+    pub region: String,
+    pub version: Option<String>,
+    pub check: bool,
+    pub plans: Vec<HostPlan>,
+    pub hosts: Vec<HostOutcome>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.hosts.iter().filter(|h| !h.ok).count()
+    }
+    pub fn exit_code(&self) -> i32 {
+        if self.failed() > 0 {
+            1
+        } else if self.check && self.plans.iter().any(|p| !p.is_noop()) {
+            2
+        } else {
+            0
+        }
+    }
+    /// The human result table (host, role, release, changed, restarted, health, time).
+    pub fn table(&self) -> String {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(vec![
+            "host",
+            "roles",
+            "release",
+            "changed",
+            "restarted",
+            "health",
+            "time",
+            "result",
+        ]);
+        for h in &self.hosts {
+            t.add_row(vec![
+                h.host.clone(),
+                h.roles.clone(),
+                h.release.clone(),
+                h.changed.to_string(),
+                h.restarted.len().to_string(),
+                h.health.clone(),
+                format!("{:.1}s", h.seconds),
+                match (&h.error, h.rolled_back) {
+                    (None, _) => "ok".into(),
+                    (Some(e), true) => format!("FAILED, rolled back: {e}"),
+                    (Some(e), false) => format!("FAILED: {e}"),
+                },
+            ]);
+        }
+        let mut out = format!("{t}\n");
+        for h in &self.hosts {
+            if let Some(l) = &h.logs {
+                out.push_str(&format!(
+                    "--- last log lines on {} ---\n{}\n",
+                    h.host,
+                    l.trim_end()
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "{} {}: {} host(s), {} failed, {:.1}s\n",
+            self.command,
+            self.region,
+            self.hosts.len(),
+            self.failed(),
+            self.seconds
+        ));
+        out
+    }
+}
+
+/// `stv3ctl deploy`.
+pub fn deploy(
+    assets: &Assets,
+    region: &Region,
+    package: &Path,
+    opts: &Options,
+) -> Result<Report, DeployError> {
+    let started = Instant::now();
+    let (pkg, tarball) = load_package(package)?;
+    eprintln!(
+        "package {} {} verified (sha256 {})",
+        package.display(),
+        pkg.version,
+        &pkg.sha256[..12]
+    );
+    let hosts = select_hosts(region, &opts.limit)?;
+    let (mut targets, mut failed) = survey(assets, region, &hosts, opts);
+
+    let mut plans: Vec<HostPlan> = Vec::new();
+    for tg in targets.iter_mut() {
+        let cur = tg.facts.current.clone();
+        let cur_bins = cur
+            .as_deref()
+            .and_then(|v| installed_binaries(tg.transport.as_mut(), region, v));
+        let mut p = plan::plan_host(&tg.model, &tg.facts, &pkg, cur_bins.as_ref());
+        if opts.skip_migrate {
+            p.migrate = false;
+        }
+        if opts.check || opts.diff {
+            for fc in p.files.iter_mut() {
+                if fc.action == plan::FileAction::Metadata {
+                    continue;
+                }
+                if let Some(f) = tg.model.file(&fc.path) {
+                    let old = if fc.action == plan::FileAction::Update {
+                        tg.transport.read_file(&fc.path).ok().flatten()
+                    } else {
+                        None
+                    };
+                    fc.diff = Some(plan::file_diff(f, old.as_deref()));
+                }
+            }
+        }
+        plans.push(p);
+    }
+    for (tg, p) in targets.iter().zip(&plans) {
+        if p.replace_release && tg.facts.current.as_deref() == Some(pkg.version.as_str()) {
+            return Err(DeployError::Other(format!(
+                "{}: version {} is running there from a different tarball; bump the version",
+                tg.host.name, pkg.version
+            )));
+        }
+    }
+    if opts.check {
+        failed.sort_by(|a, b| a.host.cmp(&b.host));
+        return Ok(Report {
+            command: "deploy --check (PLAN ONLY, nothing changed)".into(),
+            region: region.name.clone(),
+            version: Some(pkg.version),
+            check: true,
+            plans,
+            hosts: failed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if !failed.is_empty() && opts.max_fail < failed.len() {
+        return Ok(Report {
+            command: "deploy (aborted: unreachable hosts)".into(),
+            region: region.name.clone(),
+            version: Some(pkg.version),
+            check: false,
+            plans,
+            hosts: failed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    // Region lock on the first db host (or the first host).
+    let lock_idx = targets
+        .iter()
+        .position(|t| t.host.has(RoleName::Db))
+        .unwrap_or(0);
+    if targets.is_empty() {
+        return Err(DeployError::Other("no reachable host".into()));
+    }
+    let who = format!(
+        "{}@{} pid {} version {} at {}",
+        std::env::var("USER").unwrap_or_else(|_| "?".into()),
+        hostname(),
+        std::process::id(),
+        pkg.version,
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    {
+        let t = targets[lock_idx].transport.as_mut();
+        if opts.break_lock {
+            apply::unlock(t, &region.paths.lib)?;
+        }
+        apply::lock(t, &region.paths.lib, &who).map_err(DeployError::Other)?;
+    }
+    let outcome = (|| -> Vec<HostOutcome> {
+        // Prepare all hosts.
+        let items: Vec<(&mut Target, &HostPlan)> = targets.iter_mut().zip(plans.iter()).collect();
+        let prep = parallel(items, opts.forks, |(tg, p)| {
+            let r = apply::prepare(tg.transport.as_mut(), region, p, &pkg, &tarball);
+            (tg.host.name.clone(), p.roles.join(","), r)
+        });
+        let mut outcomes: Vec<HostOutcome> = Vec::new();
+        let mut prepared: Vec<String> = Vec::new();
+        for (name, roles, r) in prep {
+            match r {
+                Ok(()) => prepared.push(name),
+                Err(e) => {
+                    outcomes.push(HostOutcome::new(&name, &roles).fail(format!("prepare: {e}")))
+                }
+            }
+        }
+        // Batches: db hosts first, then the rest `serial` at a time.
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let db: Vec<usize> = (0..targets.len())
+            .filter(|&i| {
+                prepared.contains(&targets[i].host.name) && targets[i].host.has(RoleName::Db)
+            })
+            .collect();
+        let rest: Vec<usize> = (0..targets.len())
+            .filter(|&i| {
+                prepared.contains(&targets[i].host.name) && !targets[i].host.has(RoleName::Db)
+            })
+            .collect();
+        if !db.is_empty() {
+            batches.push(db.clone());
+        }
+        let size = if opts.serial == 0 {
+            rest.len().max(1)
+        } else {
+            opts.serial
+        };
+        for chunk in rest.chunks(size) {
+            batches.push(chunk.to_vec());
+        }
+        let migrate_on = db.first().copied();
+        let mut failures = failed.len() + outcomes.len();
+        let mut stopped = false;
+        for batch in batches {
+            if stopped {
+                for i in batch {
+                    let tg = &targets[i];
+                    outcomes.push(
+                        HostOutcome::new(&tg.host.name, &plans[i].roles.join(","))
+                            .fail("skipped: rollout stopped"),
+                    );
+                }
+                continue;
+            }
+            let items: Vec<(usize, &mut Target)> = targets
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| batch.contains(i))
+                .collect();
+            let res = parallel(items, opts.forks, |(i, tg)| {
+                let p = &plans[i];
+                let migrate = p.migrate && Some(i) == migrate_on;
+                let o = apply::rollout(
+                    tg.transport.as_mut(),
+                    region,
+                    &tg.model,
+                    p,
+                    &tg.facts,
+                    &pkg,
+                    migrate,
+                );
+                if o.ok {
+                    if let Err(e) = apply::prune(
+                        tg.transport.as_mut(),
+                        region,
+                        &tg.facts,
+                        &pkg.version,
+                        region.keep_releases,
+                    ) {
+                        eprintln!("[{}] prune: {e}", tg.host.name);
+                    }
+                }
+                o
+            });
+            failures += res.iter().filter(|o| !o.ok).count();
+            outcomes.extend(res);
+            if failures > opts.max_fail {
+                stopped = true;
+            }
+        }
+        outcomes
+    })();
+    let t = targets[lock_idx].transport.as_mut();
+    if let Err(e) = apply::unlock(t, &region.paths.lib) {
+        eprintln!("warning: could not release the region lock: {e}");
+    }
+    let mut hosts_out = failed;
+    hosts_out.extend(outcome);
+    let order: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    hosts_out.sort_by_key(|o| {
+        order
+            .iter()
+            .position(|n| *n == o.host)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(Report {
+        command: "deploy".into(),
+        region: region.name.clone(),
+        version: Some(pkg.version),
+        check: false,
+        plans,
+        hosts: hosts_out,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// `stv3ctl rollback`: switch every selected host to `to` (or to its previous
+/// release) and restart its services, with health gates.
+pub fn rollback(
+    assets: &Assets,
+    region: &Region,
+    to: Option<&str>,
+    opts: &Options,
+) -> Result<Report, DeployError> {
+    let started = Instant::now();
+    let hosts = select_hosts(region, &opts.limit)?;
+    let (mut targets, failed) = survey(assets, region, &hosts, opts);
+    if !failed.is_empty() {
+        return Ok(Report {
+            command: "rollback (aborted: unreachable hosts)".into(),
+            region: region.name.clone(),
+            version: to.map(str::to_string),
+            check: false,
+            plans: vec![],
+            hosts: failed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    // Decide the target per host first; refuse before touching anything.
+    let mut versions = Vec::new();
+    for tg in &targets {
+        let v = match to {
+            Some(v) => {
+                if !tg.facts.releases.contains_key(v) {
+                    return Err(DeployError::Other(format!(
+                        "{}: release {v} is not installed (installed: {})",
+                        tg.host.name,
+                        tg.facts
+                            .releases
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                v.to_string()
+            }
+            None => tg.facts.previous().ok_or_else(|| {
+                DeployError::Other(format!(
+                    "{}: no previous release to roll back to",
+                    tg.host.name
+                ))
+            })?,
+        };
+        versions.push(v);
+    }
+    let lock_idx = targets
+        .iter()
+        .position(|t| t.host.has(RoleName::Db))
+        .unwrap_or(0);
+    apply::lock(
+        targets[lock_idx].transport.as_mut(),
+        &region.paths.lib,
+        &format!("rollback pid {}", std::process::id()),
+    )
+    .map_err(DeployError::Other)?;
+    let items: Vec<(usize, &mut Target)> = targets.iter_mut().enumerate().collect();
+    let size = if opts.serial == 0 {
+        items.len().max(1)
+    } else {
+        opts.serial
+    };
+    let mut outcomes = Vec::new();
+    let mut pending = items;
+    let mut stopped = false;
+    while !pending.is_empty() {
+        let rest = pending.split_off(size.min(pending.len()));
+        let batch = std::mem::replace(&mut pending, rest);
+        if stopped {
+            for (_, tg) in batch {
+                outcomes
+                    .push(HostOutcome::new(&tg.host.name, "").fail("skipped: rollback stopped"));
+            }
+            continue;
+        }
+        let res = parallel(batch, opts.forks, |(i, tg)| {
+            eprintln!("[{}] roll back to {}", tg.host.name, versions[i]);
+            apply::switch_and_restart(tg.transport.as_mut(), region, &tg.model, &versions[i])
+        });
+        if res.iter().filter(|o| !o.ok).count() > opts.max_fail {
+            stopped = true;
+        }
+        outcomes.extend(res);
+    }
+    let _ = apply::unlock(targets[lock_idx].transport.as_mut(), &region.paths.lib);
+    Ok(Report {
+        command: "rollback".into(),
+        region: region.name.clone(),
+        version: to.map(str::to_string),
+        check: false,
+        plans: vec![],
+        hosts: outcomes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One service's state, for `stv3ctl status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub host: String,
+    pub release: String,
+    pub service: String,
+    pub running: bool,
+    pub health: String,
+}
+
+/// `stv3ctl status`: release per host, each service running or not, `/health`.
+pub fn status(
+    assets: &Assets,
+    region: &Region,
+    opts: &Options,
+) -> Result<(Vec<ServiceStatus>, Vec<HostOutcome>), DeployError> {
+    let hosts = select_hosts(region, &opts.limit)?;
+    let (mut targets, failed) = survey(assets, region, &hosts, opts);
+    let mut rows = Vec::new();
+    for tg in targets.iter_mut() {
+        let release = tg.facts.current.clone().unwrap_or_else(|| "(none)".into());
+        if tg.model.services.is_empty() {
+            rows.push(ServiceStatus {
+                host: tg.host.name.clone(),
+                release: release.clone(),
+                service: "(no services)".into(),
+                running: true,
+                health: "-".into(),
+            });
+        }
+        for s in &tg.model.services {
+            let name = s.name(tg.model.init).to_string();
+            let running = tg.facts.running.get(&name).copied().unwrap_or(false);
+            let health =
+                match tg
+                    .transport
+                    .http_get(&s.health_addr, "/health", Duration::from_secs(3))
+                {
+                    Ok((code, _)) => code.to_string(),
+                    Err(_) => "no answer".into(),
+                };
+            rows.push(ServiceStatus {
+                host: tg.host.name.clone(),
+                release: release.clone(),
+                service: name,
+                running,
+                health,
+            });
+        }
+    }
+    Ok((rows, failed))
+}
+
+/// `stv3ctl render`: the files `host` would get, written under `out`.
+/// Without a connection the core count is `cores` and the init system is
+/// the inventory's (auto = systemd).
+pub fn render_to_dir(
+    assets: &Assets,
+    region: &Region,
+    host_name: &str,
+    cores: u32,
+    out: &Path,
+) -> Result<HostModel, DeployError> {
+    let host = region.host(host_name).ok_or_else(|| {
+        DeployError::Other(format!(
+            "no host `{host_name}` in region {} (hosts: {})",
+            region.name,
+            region
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let init = match host.init {
+        InitKind::Auto => InitKind::Systemd,
+        x => x,
+    };
+    let model = render::render_host(assets, region, host, &HostFacts { cores, init })?;
+    for f in &model.files {
+        let dest = out.join(f.path.trim_start_matches('/'));
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| DeployError::Other(format!("{}: {e}", d.display())))?;
+        }
+        std::fs::write(&dest, &f.content)
+            .map_err(|e| DeployError::Other(format!("{}: {e}", dest.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(f.mode));
+    }
+    Ok(model)
+}

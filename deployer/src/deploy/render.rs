@@ -1,0 +1,707 @@
+//! Rendering: from the resolved [`Region`], one [`Host`] and a few host facts
+//! (core count, init system) to the host's desired state, the
+//! [`HostModel`]: directories, files (configs, per-instance argument files,
+//! systemd units or SysV scripts) and service instances. Pure: no I/O.
+//!
+//! Config files and the units/scripts that start the processes come from the
+//! same [`ServiceInstance`] (D1): the arguments are rendered once, written to
+//! `<etc>/instances/<name>.env`, and read by both the systemd unit and the
+//! SysV script. Every `--config` path a service gets must be a file this
+//! host renders, or rendering fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::roles::{Assets, Each, RoleSpec};
+use super::DeployError;
+use crate::inventory::{Host, InitKind, Region, RoleName};
+
+/// Marker rendered in place of every secret to find the secret-bearing lines.
+const SECRET_MARKER: &str = "ZZSTV3SECRETZZ";
+
+/// What we learned about a host before rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFacts {
+    pub cores: u32,
+    /// `Systemd` or `Sysv` (never `Auto`).
+    pub init: InitKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredDir {
+    pub path: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredFile {
+    pub path: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    /// Holds a secret: diffs are redacted.
+    pub secret: bool,
+    /// Line prefixes after which a secret follows (for diff redaction).
+    #[serde(skip)]
+    pub redact_prefixes: Vec<String>,
+    /// The template it came from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceInstance {
+    /// Service kind from the role (`yagi`, `pipeline`, `api`).
+    pub id: String,
+    /// Instance (`cell1`, `3`) or empty.
+    pub instance: String,
+    /// systemd unit name, e.g. `stv3-yagi@cell1.service`.
+    pub unit: String,
+    /// The unit file that defines it, e.g. `stv3-yagi@.service`.
+    pub unit_file: String,
+    pub unit_base: String,
+    pub templated: bool,
+    /// SysV script name, e.g. `stv3-yagi-cell1`; also the pidfile and log name.
+    pub sysv_name: String,
+    pub binary: String,
+    pub args: Vec<String>,
+    /// Where the process serves `/health` (as configured).
+    pub ops_addr: String,
+    /// Where to connect for the health check (0.0.0.0 becomes 127.0.0.1).
+    pub health_addr: String,
+    /// Files whose change restarts this service (configs, env file, unit/script).
+    pub inputs: Vec<String>,
+}
+
+impl ServiceInstance {
+    /// The name operators use with the host's init system.
+    pub fn name(&self, init: InitKind) -> &str {
+        match init {
+            InitKind::Sysv => &self.sysv_name,
+            _ => &self.unit,
+        }
+    }
+}
+
+/// The desired state of one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostModel {
+    pub host: String,
+    pub roles: Vec<RoleName>,
+    pub init: InitKind,
+    pub pipeline_workers: u32,
+    pub user: String,
+    pub group: String,
+    pub dirs: Vec<DesiredDir>,
+    pub files: Vec<DesiredFile>,
+    pub services: Vec<ServiceInstance>,
+    pub binaries: BTreeSet<String>,
+    /// Migration command (argv relative to the release root), on db hosts.
+    pub migrate: Option<Vec<String>>,
+}
+
+impl HostModel {
+    pub fn file(&self, path: &str) -> Option<&DesiredFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+fn parse_mode(s: &str, what: &str) -> Result<u32, DeployError> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| DeployError::Render {
+        what: what.to_string(),
+        message: format!("bad mode `{s}` (octal, e.g. \"0640\")"),
+    })
+}
+
+/// The service account and group every process runs as.
+pub const SERVICE_USER: &str = "stv3";
+
+struct Ctx<'a> {
+    env: Environment<'a>,
+}
+
+impl Ctx<'_> {
+    fn render_str(&self, what: &str, tmpl: &str, ctx: &Value) -> Result<String, DeployError> {
+        self.env
+            .render_str(tmpl, ctx)
+            .map_err(|e| DeployError::Render {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+    }
+    fn render_named(&self, name: &str, ctx: &Value) -> Result<String, DeployError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| DeployError::Render {
+                what: format!("templates/{name}"),
+                message: e.to_string(),
+            })?;
+        t.render(ctx).map_err(|e| DeployError::Render {
+            what: format!("templates/{name}"),
+            message: e.to_string(),
+        })
+    }
+    fn truthy(&self, what: &str, expr: &str, ctx: &Value) -> Result<bool, DeployError> {
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| DeployError::Render {
+                what: what.to_string(),
+                message: e.to_string(),
+            })?;
+        e.eval(ctx)
+            .map(|v| v.is_true())
+            .map_err(|e| DeployError::Render {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+    }
+}
+
+fn environment(assets: &Assets) -> Result<Environment<'static>, DeployError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    // Error messages must never dump the context (it holds secrets).
+    env.set_debug(false);
+    // A string as a double-quoted YAML/JSON scalar.
+    env.add_filter("tojson", |v: minijinja::Value| {
+        serde_json::to_string(&v).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+        })
+    });
+    for (name, text) in assets.templates() {
+        if name.ends_with(".j2") {
+            env.add_template_owned(name.to_string(), text.to_string())
+                .map_err(|e| DeployError::Render {
+                    what: format!("templates/{name}"),
+                    message: e.to_string(),
+                })?;
+        }
+    }
+    Ok(env)
+}
+
+/// The template context of a region/host. With `real_secrets` false every
+/// secret is [`SECRET_MARKER`] (used to find which lines carry secrets).
+fn base_context(
+    region: &Region,
+    host: &Host,
+    facts: &HostFacts,
+    workers: u32,
+    real_secrets: bool,
+) -> Value {
+    let pw = |s: &crate::inventory::Secret| {
+        if real_secrets {
+            s.expose().to_string()
+        } else {
+            SECRET_MARKER.to_string()
+        }
+    };
+    let cell_ctx = |c: &crate::inventory::Cell| {
+        json!({
+            "name": c.name, "index": c.index, "vhost": c.vhost, "exchange": c.exchange,
+            "queues": c.queues,
+            "rabbit": {"scheme": c.rabbit.scheme, "host": c.rabbit.host, "port": c.rabbit.port,
+                       "user": c.rabbit.user, "password": pw(&c.rabbit.password)},
+        })
+    };
+    let cells: Vec<Value> = region.cells.iter().map(cell_ctx).collect();
+    let rep_cell = region
+        .cell(&region.republish.cell)
+        .unwrap_or(&region.cells[0]);
+    let mut db = region.database.clone();
+    if !real_secrets {
+        db.password = crate::inventory::Secret::new(db.password.name(), SECRET_MARKER);
+    }
+    let default_layout = region.paths.etc == "/etc/stv3" && region.paths.opt == "/opt/stv3";
+    json!({
+        "region": {"name": region.name},
+        "host": {"name": host.name, "address": host.address, "ops_port_base": host.ops_port_base,
+                 "roles": host.roles, "pipeline_workers": workers},
+        "paths": region.paths,
+        "user": SERVICE_USER,
+        "group": SERVICE_USER,
+        "run_as": format!("{SERVICE_USER}:{SERVICE_USER}"),
+        "log_level": region.log_level,
+        "ops_bind": region.ops_bind,
+        "api_bind": region.api_bind,
+        "retention": region.retention,
+        "health": region.health,
+        "init": match facts.init { InitKind::Systemd => "systemd", _ => "sysv" },
+        "layout_is_default": default_layout,
+        "database": {"url": db.with_password()},
+        "cells": cells,
+        "republish": {"cell": region.republish.cell, "exchange": region.republish.exchange,
+                      "routing_key": region.republish.routing_key, "vhost": rep_cell.vhost,
+                      "rabbit": cell_ctx(rep_cell)["rabbit"].clone()},
+    })
+}
+
+fn with(base: &Value, extra: &[(&str, Value)]) -> Value {
+    let mut v = base.clone();
+    if let Value::Object(m) = &mut v {
+        for (k, x) in extra {
+            m.insert(k.to_string(), x.clone());
+        }
+    }
+    v
+}
+
+/// The contexts an `each` expands to: `(label, extra context entries)`.
+fn expand(
+    each: Option<Each>,
+    base: &Value,
+    workers: u32,
+) -> Vec<(String, Vec<(&'static str, Value)>)> {
+    match each {
+        None => vec![(String::new(), vec![])],
+        Some(Each::Cell) => base["cells"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or("").to_string(),
+                            vec![("cell", c.clone())],
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Some(Each::PipelineWorker) => (1..=workers)
+            .map(|n| (n.to_string(), vec![("n", json!(n))]))
+            .collect(),
+    }
+}
+
+fn connect_addr(ops_addr: &str) -> String {
+    match ops_addr.rsplit_once(':') {
+        Some(("0.0.0.0", p)) | Some(("", p)) => format!("127.0.0.1:{p}"),
+        Some(("[::]", p)) => format!("[::1]:{p}"),
+        _ => ops_addr.to_string(),
+    }
+}
+
+/// Arguments go into an env file read by systemd and sourced by sh: keep them
+/// to characters that need no quoting anywhere.
+fn check_arg(what: &str, arg: &str) -> Result<(), DeployError> {
+    let ok = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(DeployError::Render {
+            what: what.to_string(),
+            message: format!("argument `{arg}` is empty or has characters that would need quoting"),
+        })
+    }
+}
+
+/// Render the desired state of `host`.
+pub fn render_host(
+    assets: &Assets,
+    region: &Region,
+    host: &Host,
+    facts: &HostFacts,
+) -> Result<HostModel, DeployError> {
+    let ctx = Ctx {
+        env: environment(assets)?,
+    };
+    let workers = host.pipeline_workers.unwrap_or(facts.cores.max(1));
+    let base = base_context(region, host, facts, workers, true);
+    let marked = base_context(region, host, facts, workers, false);
+
+    let mut roles: Vec<RoleSpec> = vec![assets.role("common")?];
+    for r in &host.roles {
+        roles.push(assets.role(r.as_str())?);
+    }
+
+    let mut dirs: Vec<DesiredDir> = Vec::new();
+    let mut binaries = BTreeSet::new();
+    let mut migrate = None;
+    let mut services: Vec<ServiceInstance> = Vec::new();
+
+    // Services first: files may refer to their instance (`service`).
+    for role in &roles {
+        binaries.extend(role.binaries.iter().cloned());
+        for d in &role.directories {
+            for (_, extra) in expand(d.each, &base, workers) {
+                let c = with(&base, &extra);
+                let what = format!("roles/{}.yaml directory {}", role.name, d.path);
+                let dir = DesiredDir {
+                    path: ctx.render_str(&what, &d.path, &c)?,
+                    owner: ctx.render_str(&what, &d.owner, &c)?,
+                    group: ctx.render_str(&what, &d.group, &c)?,
+                    mode: parse_mode(&d.mode, &what)?,
+                };
+                if !dirs.iter().any(|x| x.path == dir.path) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        if let Some(m) = &role.migrate {
+            let what = format!("roles/{}.yaml migrate", role.name);
+            let mut argv = vec![format!("bin/{}", m.binary)];
+            for a in &m.args {
+                let a = ctx.render_str(&what, a, &base)?;
+                check_arg(&what, &a)?;
+                argv.push(a);
+            }
+            migrate = Some(argv);
+        }
+        for s in &role.services {
+            for (label, extra) in expand(s.each, &base, workers) {
+                let what = format!("roles/{}.yaml service {} {label}", role.name, s.id);
+                let c = with(&base, &extra);
+                let instance = ctx.render_str(&what, &s.instance, &c)?;
+                let ops_addr = ctx.render_str(&what, &s.ops_addr, &c)?;
+                let c = with(&c, &[("ops_addr", json!(ops_addr))]);
+                let mut args = Vec::new();
+                for a in &s.args {
+                    let a = ctx.render_str(&what, a, &c)?;
+                    check_arg(&what, &a)?;
+                    args.push(a);
+                }
+                let mut inputs = Vec::new();
+                for p in &s.config {
+                    inputs.push(ctx.render_str(&what, p, &c)?);
+                }
+                let templated = s.each.is_some();
+                let (unit, unit_file, sysv_name) = if templated {
+                    (
+                        format!("{}@{instance}.service", s.unit_base),
+                        format!("{}@.service", s.unit_base),
+                        format!("{}-{instance}", s.unit_base),
+                    )
+                } else {
+                    (
+                        format!("{}.service", s.unit_base),
+                        format!("{}.service", s.unit_base),
+                        s.unit_base.clone(),
+                    )
+                };
+                let env_file = format!("{}/instances/{sysv_name}.env", region.paths.etc);
+                inputs.push(env_file);
+                inputs.push(match facts.init {
+                    InitKind::Sysv => format!("{}/{sysv_name}", region.paths.initd),
+                    _ => format!("{}/{unit_file}", region.paths.systemd),
+                });
+                services.push(ServiceInstance {
+                    id: s.id.clone(),
+                    instance,
+                    unit,
+                    unit_file,
+                    unit_base: s.unit_base.clone(),
+                    templated,
+                    sysv_name,
+                    binary: s.binary.clone(),
+                    args,
+                    health_addr: connect_addr(&ops_addr),
+                    ops_addr,
+                    inputs,
+                });
+            }
+        }
+    }
+    if let Some(dup) = services.iter().enumerate().find_map(|(i, s)| {
+        services[..i]
+            .iter()
+            .find(|o| o.ops_addr == s.ops_addr)
+            .map(|o| (o.unit.clone(), s.unit.clone(), s.ops_addr.clone()))
+    }) {
+        return Err(DeployError::Render {
+            what: format!("host {}", host.name),
+            message: format!(
+                "{} and {} would both serve /health on {}",
+                dup.0, dup.1, dup.2
+            ),
+        });
+    }
+
+    let mut files: Vec<DesiredFile> = Vec::new();
+    let add = |f: DesiredFile, files: &mut Vec<DesiredFile>| -> Result<(), DeployError> {
+        if let Some(existing) = files.iter().find(|x| x.path == f.path) {
+            if existing.content != f.content {
+                return Err(DeployError::Render {
+                    what: format!("host {}", host.name),
+                    message: format!(
+                        "{} is rendered twice with different contents ({} and {})",
+                        f.path, existing.source, f.source
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        files.push(f);
+        Ok(())
+    };
+
+    for role in &roles {
+        for fspec in &role.files {
+            for (label, extra) in expand(fspec.each, &base, workers) {
+                let what = format!("roles/{}.yaml file {} {label}", role.name, fspec.template);
+                let mut extra = extra.clone();
+                if let Some(sid) = &fspec.service {
+                    let inst = services
+                        .iter()
+                        .find(|s| &s.id == sid && (fspec.each.is_none() || s.instance == label))
+                        .ok_or_else(|| DeployError::Render {
+                            what: what.clone(),
+                            message: format!("no instance of service `{sid}` for `{label}`"),
+                        })?;
+                    extra.push(("service", serde_json::to_value(inst).unwrap_or(Value::Null)));
+                }
+                let c = with(&base, &extra);
+                let m = with(&marked, &extra);
+                if let Some(cond) = &fspec.when {
+                    if !ctx.truthy(&what, cond, &c)? {
+                        continue;
+                    }
+                }
+                let dest = ctx.render_str(&what, &fspec.dest, &c)?;
+                let (content, prefixes) = if fspec.template.ends_with(".j2") {
+                    let real = ctx.render_named(&fspec.template, &c)?;
+                    let masked = ctx.render_named(&fspec.template, &m)?;
+                    (real, secret_prefixes(&masked))
+                } else {
+                    let text =
+                        assets
+                            .template(&fspec.template)
+                            .ok_or_else(|| DeployError::Render {
+                                what: what.clone(),
+                                message: format!("templates/{} does not exist", fspec.template),
+                            })?;
+                    (text.to_string(), vec![])
+                };
+                let secret = fspec.secret || !prefixes.is_empty();
+                let group = match &fspec.group {
+                    Some(g) => ctx.render_str(&what, g, &c)?,
+                    None if secret => SERVICE_USER.to_string(),
+                    None => "root".to_string(),
+                };
+                let mode = match &fspec.mode {
+                    Some(m) => parse_mode(m, &what)?,
+                    None if secret => 0o640,
+                    None => 0o644,
+                };
+                if !prefixes.is_empty() && mode & 0o007 != 0 {
+                    return Err(DeployError::Render {
+                        what,
+                        message: format!(
+                            "{dest} holds a secret but mode {mode:o} lets everyone read it"
+                        ),
+                    });
+                }
+                add(
+                    DesiredFile {
+                        path: dest,
+                        content: content.into_bytes(),
+                        mode,
+                        owner: fspec.owner.clone().unwrap_or_else(|| "root".into()),
+                        group,
+                        secret,
+                        redact_prefixes: prefixes,
+                        source: format!("templates/{}", fspec.template),
+                    },
+                    &mut files,
+                )?;
+            }
+        }
+    }
+
+    // Per-instance argument files, then units or SysV scripts.
+    let mut unit_files_done = BTreeSet::new();
+    for s in &services {
+        let sv = serde_json::to_value(s).unwrap_or(Value::Null);
+        let c = with(&base, &[("service", sv.clone())]);
+        let env_path = format!("{}/instances/{}.env", region.paths.etc, s.sysv_name);
+        let text = ctx.render_named("instance.env.j2", &c)?;
+        add(
+            file(
+                env_path,
+                text,
+                0o644,
+                "root",
+                "root",
+                "templates/instance.env.j2",
+            ),
+            &mut files,
+        )?;
+        match facts.init {
+            InitKind::Sysv => {
+                let text = ctx.render_named("sysv-init.sh.j2", &c)?;
+                let path = format!("{}/{}", region.paths.initd, s.sysv_name);
+                add(
+                    file(
+                        path,
+                        text,
+                        0o755,
+                        "root",
+                        "root",
+                        "templates/sysv-init.sh.j2",
+                    ),
+                    &mut files,
+                )?;
+            }
+            _ => {
+                if unit_files_done.insert(s.unit_file.clone()) {
+                    let mut unit_sv = sv.clone();
+                    if s.templated {
+                        unit_sv["env_stem"] = json!(format!("{}-%i", s.unit_base));
+                    } else {
+                        unit_sv["env_stem"] = json!(s.sysv_name);
+                    }
+                    let text = ctx.render_named(
+                        "systemd/unit.service.j2",
+                        &with(&base, &[("service", unit_sv)]),
+                    )?;
+                    let path = format!("{}/{}", region.paths.systemd, s.unit_file);
+                    add(
+                        file(
+                            path,
+                            text,
+                            0o644,
+                            "root",
+                            "root",
+                            "templates/systemd/unit.service.j2",
+                        ),
+                        &mut files,
+                    )?;
+                }
+            }
+        }
+    }
+    if facts.init == InitKind::Systemd && !services.is_empty() {
+        let c = with(
+            &base,
+            &[(
+                "services",
+                serde_json::to_value(&services).unwrap_or(Value::Null),
+            )],
+        );
+        let text = ctx.render_named("systemd/stv3.target.j2", &c)?;
+        let path = format!("{}/stv3.target", region.paths.systemd);
+        add(
+            file(
+                path,
+                text,
+                0o644,
+                "root",
+                "root",
+                "templates/systemd/stv3.target.j2",
+            ),
+            &mut files,
+        )?;
+    }
+
+    // D1: every config path a service is started with, and every input it
+    // names, is a file this host renders.
+    let rendered: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    for s in &services {
+        for a in s.args.iter().chain(s.inputs.iter()) {
+            if a.starts_with(&format!("{}/", region.paths.etc)) && !rendered.contains(a.as_str()) {
+                return Err(DeployError::Render {
+                    what: format!("host {} service {}", host.name, s.unit),
+                    message: format!("uses {a}, which no role renders on this host"),
+                });
+            }
+        }
+    }
+    if let Some(m) = &migrate {
+        for a in m {
+            if a.starts_with(&format!("{}/", region.paths.etc)) && !rendered.contains(a.as_str()) {
+                return Err(DeployError::Render {
+                    what: format!("host {} migrate", host.name),
+                    message: format!("uses {a}, which no role renders on this host"),
+                });
+            }
+        }
+    }
+
+    let mut by_path: BTreeMap<String, DesiredFile> = BTreeMap::new();
+    for f in files {
+        by_path.insert(f.path.clone(), f);
+    }
+    Ok(HostModel {
+        host: host.name.clone(),
+        roles: host.roles.clone(),
+        init: facts.init,
+        pipeline_workers: workers,
+        user: SERVICE_USER.into(),
+        group: SERVICE_USER.into(),
+        dirs,
+        files: by_path.into_values().collect(),
+        services,
+        binaries,
+        migrate,
+    })
+}
+
+fn file(
+    path: String,
+    text: String,
+    mode: u32,
+    owner: &str,
+    group: &str,
+    source: &str,
+) -> DesiredFile {
+    DesiredFile {
+        path,
+        content: text.into_bytes(),
+        mode,
+        owner: owner.into(),
+        group: group.into(),
+        secret: false,
+        redact_prefixes: vec![],
+        source: source.into(),
+    }
+}
+
+/// For each line of the marker rendering that carries a secret, the text before it.
+fn secret_prefixes(masked: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in masked.lines() {
+        if let Some(i) = line.find(SECRET_MARKER) {
+            let p = line[..i].to_string();
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Replace what follows a secret prefix on each line with `<redacted>`.
+pub fn redact(text: &str, prefixes: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        match prefixes
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .find(|p| body.starts_with(p.as_str()))
+        {
+            Some(p) => {
+                out.push_str(p);
+                out.push_str(crate::inventory::secrets::REDACTED);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
