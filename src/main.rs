@@ -46,6 +46,26 @@ enum Cmd {
     /// Build the core binaries and pack a reproducible release tarball
     /// (`dist/stv3-<version>-<target>.tar.gz` + `.sha256`); `verify`/`inspect` one.
     Package(stv3_deployer::package::cli::PackageArgs),
+    /// Deploy a release to a region: plan (`--check`), then roll out with health gates.
+    Deploy(stv3_deployer::deploy::cli::DeployArgs),
+    /// Switch a region back to the previous (or a given) release.
+    Rollback(stv3_deployer::deploy::cli::RollbackArgs),
+    /// Release, service state and /health of every host of a region.
+    Status(stv3_deployer::deploy::cli::StatusArgs),
+    /// Write the files a host would get into a directory (no connection).
+    Render(stv3_deployer::deploy::cli::RenderArgs),
+    /// Run the whole system locally (SQLite + file source by default); `down`, `status`, `reset`.
+    Sandbox(stv3_deployer::sandbox::cli::SandboxArgs),
+    /// Inspect the inventory.
+    Inventory {
+        #[command(subcommand)]
+        command: stv3_deployer::deploy::cli::InventoryCommand,
+    },
+}
+
+/// The templates and roles this binary was built with.
+fn assets() -> stv3_deployer::deploy::roles::Assets {
+    stv3_deployer::deploy::roles::Assets::from_embedded(EMBEDDED)
 }
 
 fn main() -> ExitCode {
@@ -65,6 +85,12 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Cmd::Package(args) => stv3_deployer::package::cli::run(args),
+        Cmd::Deploy(args) => stv3_deployer::deploy::cli::run_deploy(&assets(), args),
+        Cmd::Rollback(args) => stv3_deployer::deploy::cli::run_rollback(&assets(), args),
+        Cmd::Status(args) => stv3_deployer::deploy::cli::run_status(&assets(), args),
+        Cmd::Render(args) => stv3_deployer::deploy::cli::run_render(&assets(), args),
+        Cmd::Sandbox(args) => stv3_deployer::sandbox::cli::run(&assets(), args),
+        Cmd::Inventory { command } => stv3_deployer::deploy::cli::run_inventory(command),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -4,9 +4,11 @@
 //! * [`testrun`]: `stv3ctl test`, which runs every suite and summarises it.
 //! * [`package`]: `stv3ctl package`, the reproducible release tarball with its
 //!   manifest, plus `package verify` (also used by deploy) and `package inspect`.
+//! * [`sandbox`]: `stv3ctl sandbox`, the whole system on one machine.
 
-pub mod package;
-pub mod testrun;
-pub mod inventory;
 pub mod deploy;
+pub mod inventory;
+pub mod package;
+pub mod sandbox;
+pub mod testrun;
 pub mod transport;
