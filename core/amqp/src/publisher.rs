@@ -149,6 +149,12 @@ impl Publisher {
         }
     }
 
+    /// Declare `topology` on every (re)connect, starting with the next one (no I/O now).
+    pub fn with_topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
     /// Declare this topology now and again after every reconnect.
     pub async fn declare(&mut self, topology: Topology) -> Result<()> {
         self.topology = topology;

@@ -1,0 +1,474 @@
+//! The handler chain: one batch of raw messages in, durable effects, then one ack.
+//!
+//! For each batch (up to `max_messages`, from any [`Source`]):
+//! 1. **prepare** (pure): parse each body ([`crate::parse`]); poison becomes a quarantine
+//!    record; good notifications go through the payload filters, then to each handler
+//!    whose event-type filter admits them: shoebox gets the archive line, winchester
+//!    gets the distilled event (a distiller error is poison too).
+//! 2. **quarantine**: write + publish the poison records (durable).
+//! 3. **archive**: append the lines of notifications not archived before (durable).
+//! 4. **store**: `add_events` (one transaction, durable, idempotent on message_id).
+//! 5. **ack**: one multiple-ack up to the batch's last delivery tag (or checkpoint the
+//!    file offset).
+//!
+//! A failure in 2-4 leaves the batch unacked; the runner backs off and retries the
+//! stages not yet done, forever (the process never crash-loops); on shutdown during a
+//! retry the batch is nacked with requeue. An ack failure (connection lost) is harmless:
+//! the broker redelivers and everything downstream is idempotent.
+//!
+//! **Exactly the published set in the archive.** The DB dedupes on message_id. The
+//! archive is append-only, so the chain remembers recently archived message_ids
+//! ([`RecentIds`]) and skips them: a redelivery (after a reconnect, or a retry after a
+//! DB error) is not archived again. After a crash the set is seeded from the archive's
+//! own tail ([`RawArchive::recent_lines`]) — the messages a crash can cause to be
+//! redelivered are exactly the unacked ones, which are the newest lines — so a
+//! kill -9 between "archive durable" and "ack" does not duplicate either. The window
+//! (`[stv3] dedupe_window`, default 65536) must exceed prefetch × consumers sharing the
+//! archive; a producer that re-publishes an old message_id beyond the window gets a
+//! second archive line (the DB still stores one event).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stv3_amqp::Backoff;
+use stv3_event::Event;
+use tokio::sync::watch;
+
+use crate::config::EventTypeFilter;
+use crate::dedupe::{message_id_of_line, RecentIds};
+use crate::parse::{self, Poison, Reason, Wrap};
+use crate::payload_filter::PayloadFilter;
+use crate::quarantine::{Quarantine, QuarantineRecord};
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One raw message from a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMessage {
+    pub body: Vec<u8>,
+    pub exchange: String,
+    pub routing_key: String,
+    /// Delivery tag (AMQP) or end offset (file).
+    pub tag: u64,
+}
+
+/// What [`Source::commit`] needs to acknowledge a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitToken {
+    /// Connection generation the batch came from (tags are per channel).
+    pub generation: u64,
+    pub last_tag: u64,
+}
+
+pub struct SourceBatch {
+    pub messages: Vec<RawMessage>,
+    pub token: CommitToken,
+}
+
+/// Where batches come from and where acks go.
+pub trait Source: Send {
+    /// The next batch; `Ok(None)` when the source is exhausted (file without --follow).
+    fn next_batch(&mut self) -> BoxFut<'_, anyhow::Result<Option<SourceBatch>>>;
+    /// Acknowledge everything up to the token (after the batch is durable).
+    fn commit(&mut self, token: CommitToken) -> BoxFut<'_, anyhow::Result<()>>;
+    /// Give the batch back (nack + requeue) when shutting down before it is durable.
+    fn abort(&mut self, token: CommitToken) -> BoxFut<'_, ()>;
+    /// Connection count beyond the first (metrics).
+    fn reconnects(&self) -> u64 {
+        0
+    }
+}
+
+/// The raw archive (shoebox handler).
+pub trait RawArchive: Send {
+    /// Append the lines; Ok means they are on disk (fsynced).
+    fn write_batch(&mut self, lines: Vec<String>) -> BoxFut<'_, anyhow::Result<()>>;
+    /// The newest lines written before this process started (to seed the dedupe set).
+    fn recent_lines(&mut self, max: usize) -> anyhow::Result<Vec<String>>;
+}
+
+/// What the store did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOutcome {
+    pub saved: usize,
+    pub duplicates: usize,
+    pub invalid: Vec<(String, String)>,
+}
+
+/// Distill + store (winchester handler).
+pub trait EventSink: Send + Sync {
+    /// Pure: `Ok(None)` = the distiller drops it; `Err` = poison.
+    fn distill(&self, notification: &Value) -> Result<Option<Event>, String>;
+    /// Save and add to streams in one transaction; Ok means committed.
+    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>>;
+}
+
+/// Counters shared with the stats line and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub consumed: AtomicU64,
+    pub acked: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub archived: AtomicU64,
+    pub archive_skipped: AtomicU64,
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dropped: AtomicU64,
+    pub batches: AtomicU64,
+    pub retries: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+impl Counters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A batch after the pure step, with the durable stages still to do.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub quarantine: Vec<QuarantineRecord>,
+    pub archive: Vec<(String, String)>,
+    pub events: Vec<Event>,
+    pub dropped: usize,
+    pub consumed: usize,
+    quarantined_done: bool,
+    archived_done: bool,
+    stored_done: bool,
+}
+
+/// One consumer's chain.
+pub struct Chain {
+    pub consumer: String,
+    pub queue: String,
+    pub archive: Option<Box<dyn RawArchive>>,
+    pub archive_filter: EventTypeFilter,
+    pub wrap: Wrap,
+    pub store: Option<Arc<dyn EventSink>>,
+    pub store_filter: EventTypeFilter,
+    pub payload_filters: Vec<PayloadFilter>,
+    pub quarantine: Quarantine,
+    pub max_payload_bytes: usize,
+    pub recent: RecentIds,
+    pub counters: Arc<Counters>,
+}
+
+impl Chain {
+    /// Seed the dedupe set from the archive's tail (call once at start).
+    pub fn seed_recent(&mut self) -> anyhow::Result<usize> {
+        let Some(a) = self.archive.as_mut() else {
+            return Ok(0);
+        };
+        let lines = a.recent_lines(self.recent.cap())?;
+        let mut n = 0;
+        for l in lines {
+            if let Some(id) = message_id_of_line(&l) {
+                self.recent.insert(&id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn poison(&self, m: &RawMessage, p: Poison) -> QuarantineRecord {
+        tracing::warn!(consumer = %self.consumer, queue = %self.queue, reason = p.reason.code(),
+            message_id = p.message_id.as_deref().unwrap_or("-"), detail = %p.detail, "quarantined poison message");
+        metrics::counter!("stv3_ingest_quarantined_total", "consumer" => self.consumer.clone(), "reason" => p.reason.code())
+            .increment(1);
+        QuarantineRecord::new(
+            &self.consumer,
+            &self.queue,
+            &m.exchange,
+            &m.routing_key,
+            &m.body,
+            &p,
+        )
+    }
+
+    /// The pure step.
+    pub fn prepare(&self, messages: &[RawMessage]) -> Prepared {
+        let mut p = Prepared {
+            consumed: messages.len(),
+            ..Default::default()
+        };
+        for m in messages {
+            let mut n = match parse::parse(&m.body, self.max_payload_bytes) {
+                Ok(n) => n,
+                Err(poison) => {
+                    p.quarantine.push(self.poison(m, poison));
+                    continue;
+                }
+            };
+            let rewritten = !self.payload_filters.is_empty();
+            for f in &self.payload_filters {
+                f.apply(&mut n.value);
+            }
+            let mut event = None;
+            if let Some(store) = &self.store {
+                if self.store_filter.admits(&n.event_type) {
+                    match store.distill(&n.value) {
+                        Ok(Some(e)) => event = Some(e),
+                        Ok(None) => p.dropped += 1,
+                        Err(e) => {
+                            let poison = Poison {
+                                reason: Reason::Distill,
+                                detail: e,
+                                message_id: Some(n.message_id.clone()),
+                            };
+                            p.quarantine.push(self.poison(m, poison));
+                            continue;
+                        }
+                    }
+                }
+            }
+            if self.archive.is_some() && self.archive_filter.admits(&n.event_type) {
+                p.archive.push((
+                    n.message_id.clone(),
+                    parse::archive_line(&m.body, &n, &self.wrap, rewritten),
+                ));
+            }
+            if let Some(e) = event {
+                p.events.push(e);
+            }
+        }
+        p
+    }
+
+    /// The durable stages not yet done. Ok means everything in `p` is durable.
+    pub async fn commit(&mut self, p: &mut Prepared) -> anyhow::Result<()> {
+        if !p.quarantined_done {
+            self.quarantine
+                .put(&p.quarantine)
+                .await
+                .map_err(|e| e.context("quarantine"))?;
+            p.quarantined_done = true;
+            self.counters
+                .quarantined
+                .fetch_add(p.quarantine.len() as u64, Ordering::Relaxed);
+        }
+        if !p.archived_done {
+            if let Some(archive) = self.archive.as_mut() {
+                let mut lines = Vec::with_capacity(p.archive.len());
+                let mut ids: Vec<&String> = Vec::with_capacity(p.archive.len());
+                let mut seen = std::collections::HashSet::with_capacity(p.archive.len());
+                let mut skipped = 0u64;
+                for (id, line) in &p.archive {
+                    if self.recent.contains(id) || !seen.insert(id) {
+                        skipped += 1;
+                        continue;
+                    }
+                    ids.push(id);
+                    lines.push(line.clone());
+                }
+                let n = lines.len() as u64;
+                if n > 0 {
+                    archive
+                        .write_batch(lines)
+                        .await
+                        .map_err(|e| e.context("archive"))?;
+                }
+                for id in ids {
+                    self.recent.insert(id);
+                }
+                self.counters.archived.fetch_add(n, Ordering::Relaxed);
+                self.counters
+                    .archive_skipped
+                    .fetch_add(skipped, Ordering::Relaxed);
+                metrics::counter!("stv3_ingest_archived_total", "consumer" => self.consumer.clone()).increment(n);
+            }
+            p.archived_done = true;
+        }
+        if !p.stored_done {
+            if let Some(store) = &self.store {
+                if !p.events.is_empty() {
+                    let out = store
+                        .add_events(p.events.clone())
+                        .await
+                        .map_err(|e| e.context("store"))?;
+                    for (id, why) in &out.invalid {
+                        tracing::warn!(consumer = %self.consumer, message_id = %id, reason = %why, "event not stored (invalid)");
+                    }
+                    self.counters
+                        .stored
+                        .fetch_add(out.saved as u64, Ordering::Relaxed);
+                    self.counters
+                        .duplicates
+                        .fetch_add(out.duplicates as u64, Ordering::Relaxed);
+                    metrics::counter!("stv3_ingest_events_stored_total", "consumer" => self.consumer.clone())
+                        .increment(out.saved as u64);
+                    metrics::counter!("stv3_ingest_duplicates_total", "consumer" => self.consumer.clone())
+                        .increment(out.duplicates as u64);
+                }
+            }
+            self.counters
+                .dropped
+                .fetch_add(p.dropped as u64, Ordering::Relaxed);
+            p.stored_done = true;
+        }
+        Ok(())
+    }
+}
+
+/// How the runner retries a failing batch.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The source has no more messages.
+    Exhausted,
+    /// Shutdown was requested.
+    Shutdown,
+}
+
+/// Run one consumer until the source is exhausted or `shutdown` becomes true.
+/// Never returns an error for a batch failure (it retries); only a source that cannot
+/// be read at all (e.g. a file source whose checkpoint is invalid) ends it with Err.
+pub async fn run(
+    chain: &mut Chain,
+    source: &mut dyn Source,
+    mut shutdown: watch::Receiver<bool>,
+    retry: RetryPolicy,
+    health: Option<stv3_telemetry::Health>,
+) -> anyhow::Result<Stopped> {
+    let consumer = chain.consumer.clone();
+    loop {
+        let stopping = *shutdown.borrow();
+        if stopping {
+            return Ok(Stopped::Shutdown);
+        }
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(Stopped::Shutdown),
+            b = source.next_batch() => b?,
+        };
+        let Some(batch) = next else {
+            return Ok(Stopped::Exhausted);
+        };
+        let started = Instant::now();
+        let n = batch.messages.len() as u64;
+        chain.counters.consumed.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("stv3_ingest_consumed_total", "consumer" => consumer.clone())
+            .increment(n);
+        let mut prepared = chain.prepare(&batch.messages);
+        let mut backoff = Backoff::new(retry.initial, retry.max);
+        loop {
+            match chain.commit(&mut prepared).await {
+                Ok(()) => break,
+                Err(e) => {
+                    chain.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.clone()).increment(1);
+                    if let Some(h) = &health {
+                        h.set(false);
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::error!(consumer = %consumer, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
+                        "batch not durable; not acking, will retry");
+                    let stop = tokio::select! {
+                        _ = tokio::time::sleep(delay) => false,
+                        _ = shutdown.changed() => true,
+                    };
+                    let stopping = stop || *shutdown.borrow();
+                    if stopping {
+                        tracing::warn!(consumer = %consumer, "shutdown during retry: returning the batch to the queue");
+                        source.abort(batch.token).await;
+                        return Ok(Stopped::Shutdown);
+                    }
+                }
+            }
+        }
+        if let Some(h) = &health {
+            h.set(true);
+        }
+        if let Err(e) = source.commit(batch.token).await {
+            // The batch is durable; the source will see it again and the chain dedupes it.
+            tracing::warn!(consumer = %consumer, error = %format!("{e:#}"), "ack failed after the batch was durable (it will be redelivered and deduplicated)");
+        } else {
+            chain.counters.acked.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("stv3_ingest_acked_total", "consumer" => consumer.clone())
+                .increment(n);
+        }
+        chain.counters.batches.fetch_add(1, Ordering::Relaxed);
+        chain
+            .counters
+            .reconnects
+            .store(source.reconnects(), Ordering::Relaxed);
+        metrics::histogram!("stv3_ingest_batch_seconds", "consumer" => consumer.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("stv3_ingest_reconnects", "consumer" => consumer.clone())
+            .set(source.reconnects() as f64);
+    }
+}
+
+/// A source over messages already in memory (replay through the chain, tests).
+pub struct VecSource {
+    batches: std::collections::VecDeque<Vec<RawMessage>>,
+    pub committed: Vec<CommitToken>,
+    pub aborted: Vec<CommitToken>,
+    next_tag: u64,
+}
+
+impl VecSource {
+    pub fn new(messages: Vec<RawMessage>, batch: usize) -> Self {
+        let mut batches = std::collections::VecDeque::new();
+        let mut it = messages.into_iter().peekable();
+        while it.peek().is_some() {
+            batches.push_back(it.by_ref().take(batch.max(1)).collect());
+        }
+        VecSource {
+            batches,
+            committed: Vec::new(),
+            aborted: Vec::new(),
+            next_tag: 0,
+        }
+    }
+}
+
+impl Source for VecSource {
+    fn next_batch(&mut self) -> BoxFut<'_, anyhow::Result<Option<SourceBatch>>> {
+        Box::pin(async move {
+            let Some(mut messages) = self.batches.pop_front() else {
+                return Ok(None);
+            };
+            for m in &mut messages {
+                self.next_tag += 1;
+                m.tag = self.next_tag;
+            }
+            Ok(Some(SourceBatch {
+                messages,
+                token: CommitToken {
+                    generation: 0,
+                    last_tag: self.next_tag,
+                },
+            }))
+        })
+    }
+
+    fn commit(&mut self, token: CommitToken) -> BoxFut<'_, anyhow::Result<()>> {
+        self.committed.push(token);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn abort(&mut self, token: CommitToken) -> BoxFut<'_, ()> {
+        self.aborted.push(token);
+        Box::pin(async {})
+    }
+}
