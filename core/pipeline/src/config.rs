@@ -106,6 +106,7 @@ pub fn default_handler_map() -> HandlerMap {
         ("usage", "usage"),
         ("notabene", "notabene"),
         ("atompub", "atompub"),
+        ("journal", "journal"),
     ]
     .into_iter()
     .map(|(n, c)| {

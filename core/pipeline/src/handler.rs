@@ -128,12 +128,13 @@ impl Registry {
 
     /// The built-in handlers under their short names and their original class strings.
     pub fn builtin() -> Self {
-        use crate::handlers::{atompub, logging, notabene, usage};
+        use crate::handlers::{atompub, journal, logging, notabene, usage};
         let mut r = Registry::empty();
         r.register("logging", &["logger", "LoggingHandler"], logging::construct);
         r.register("usage", &["UsageHandler"], usage::construct);
         r.register("notabene", &["NotabeneHandler"], notabene::construct);
         r.register("atompub", &["AtomPubHandler"], atompub::construct);
+        r.register("journal", &["JournalHandler"], journal::construct);
         r
     }
 

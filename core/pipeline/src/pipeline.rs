@@ -97,7 +97,10 @@ pub async fn run(
     let pipeline_name = pname.clone();
     let chain = tokio::task::spawn_blocking(move || chain(pipeline_name, handlers, env, events));
     let (mut handlers, result) = match tokio::time::timeout_at(deadline, chain).await {
-        Err(_) => return Err(timeout_err()),
+        Err(_) => {
+            stats.bump(spec.trigger, "Pipeline error");
+            return Err(timeout_err());
+        }
         Ok(Err(join)) => {
             return Err(PipelineError::Panic {
                 pipeline: pname,

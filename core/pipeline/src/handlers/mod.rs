@@ -4,11 +4,13 @@
 //! * [`usage`]: UsageHandler (nova usage audit, U0–U8).
 //! * [`notabene`]: NotabeneHandler (re-publish to RabbitMQ on commit, publisher confirms).
 //! * [`atompub`]: AtomPubHandler (POST Atom entries on commit, bounded retries).
+//! * [`journal`]: JournalHandler (stv3: append one JSON line per run to a file).
 //!
 //! [`HandlerContext`] holds what the original kept in process globals: the AMQP
 //! publisher (connection pool) and the HTTP client with the AtomPub token cache.
 
 pub mod atompub;
+pub mod journal;
 pub mod logging;
 pub mod notabene;
 pub mod publisher;
