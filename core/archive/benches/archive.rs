@@ -27,25 +27,37 @@ fn bench(c: &mut Criterion) {
     let recs: Vec<Vec<u8>> = (0..100).map(notification).collect();
     let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
     let bytes: usize = recs.iter().map(|r| r.len() + 1).sum();
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
 
     let mut g = c.benchmark_group("archive");
     g.throughput(Throughput::Elements(100));
     let mut cfg = ArchiveConfig::new(dir.path().join("w1"), dir.path().join("d1"));
     cfg.writer_id = "bench".into();
     let mut w = ArchiveWriter::open(cfg.clone()).unwrap();
-    g.bench_function("write_batch 100 x 1.2KB (fsync)", |b| b.iter(|| w.write_batch(&refs).unwrap()));
+    g.bench_function("write_batch 100 x 1.2KB (fsync)", |b| {
+        b.iter(|| w.write_batch(&refs).unwrap())
+    });
     let mut wrapped = cfg.clone();
     wrapped.working_directory = dir.path().join("w2");
-    wrapped.wrap = Some(RegionWrap { region: "r".into(), cell: "c1".into() });
+    wrapped.wrap = Some(RegionWrap {
+        region: "r".into(),
+        cell: "c1".into(),
+    });
     let mut w2 = ArchiveWriter::open(wrapped).unwrap();
-    g.bench_function("write_batch 100 x 1.2KB wrapped (fsync)", |b| b.iter(|| w2.write_batch(&refs).unwrap()));
+    g.bench_function("write_batch 100 x 1.2KB wrapped (fsync)", |b| {
+        b.iter(|| w2.write_batch(&refs).unwrap())
+    });
     let mut buf = Vec::with_capacity(bytes);
     for r in &recs {
         buf.extend_from_slice(r);
         buf.push(b'\n');
     }
-    let mut raw = OpenOptions::new().create(true).append(true).open(dir.path().join("raw.json")).unwrap();
+    let mut raw = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("raw.json"))
+        .unwrap();
     g.bench_function("baseline write_all+sync_data 100 x 1.2KB", |b| {
         b.iter(|| {
             raw.write_all(&buf).unwrap();
@@ -53,7 +65,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("write_batch 1 x 1.2KB (fsync)", |b| b.iter(|| w.write_batch(&refs[..1]).unwrap()));
+    g.bench_function("write_batch 1 x 1.2KB (fsync)", |b| {
+        b.iter(|| w.write_batch(&refs[..1]).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("archive roll");

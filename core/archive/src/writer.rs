@@ -43,7 +43,12 @@ pub struct ArchiveWriter {
     active: Option<Active>,
     recovered: Vec<PathBuf>,
     last_roll_error: Option<String>,
+    /// after a failed automatic roll, the next automatic attempt waits until then
+    retry_roll_at: Option<Timestamp>,
 }
+
+/// How long an automatic roll waits after a failed one (each attempt re-reads the file).
+const ROLL_RETRY_DELAY: TimeDelta = TimeDelta::seconds(60);
 
 impl std::fmt::Debug for ArchiveWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +78,7 @@ impl ArchiveWriter {
             active: None,
             recovered: Vec::new(),
             last_roll_error: None,
+            retry_roll_at: None,
         };
         w.remove_partials()?;
         w.recover()?;
@@ -99,8 +105,8 @@ impl ArchiveWriter {
         self.active.as_ref().map_or(0, |a| a.size)
     }
 
-    /// The error of the last failed roll after a successful write (the data is safe in the
-    /// working file; the roll is retried on the next write or tick).
+    /// The error of the last failed automatic roll (the data is safe in the working file;
+    /// automatic rolls are retried by writes and ticks from 60 s after the failure).
     pub fn last_roll_error(&self) -> Option<&str> {
         self.last_roll_error.as_deref()
     }
@@ -153,6 +159,7 @@ impl ArchiveWriter {
             if let Err(e) = self.roll_at(now) {
                 tracing::warn!(error = %e, "archive roll failed; the data stays in the working file and the roll is retried");
                 self.last_roll_error = Some(e.to_string());
+                self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
             }
         }
         Ok(())
@@ -162,11 +169,14 @@ impl ArchiveWriter {
     /// original only checked on write, so an idle archive never rolled).
     pub fn tick(&mut self) -> Result<Option<PathBuf>, ArchiveError> {
         let now = (self.clock)();
-        if self.should_roll(now) {
-            self.roll_at(now)
-        } else {
-            Ok(None)
+        if !self.should_roll(now) {
+            return Ok(None);
         }
+        let rolled = self.roll_at(now);
+        if rolled.is_err() {
+            self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
+        }
+        rolled
     }
 
     /// Roll now if the working file holds data (e.g. at shutdown). Returns the finished file.
@@ -175,10 +185,14 @@ impl ArchiveWriter {
         self.roll_at(now)
     }
 
+    /// Whether an automatic roll is due (limits reached, and not backing off after a failure).
     fn should_roll(&self, now: Timestamp) -> bool {
         let Some(a) = &self.active else {
             return false;
         };
+        if self.retry_roll_at.is_some_and(|t| now < t) {
+            return false;
+        }
         let age = TimeDelta::try_minutes(i64::try_from(self.cfg.roll_minutes).unwrap_or(i64::MAX))
             .unwrap_or(TimeDelta::MAX);
         a.size >= self.cfg.roll_size_bytes
@@ -265,6 +279,7 @@ impl ArchiveWriter {
         let done = finish_file(&self.cfg, &self.partial_prefix(), &path, now)?;
         self.active = None;
         self.last_roll_error = None;
+        self.retry_roll_at = None;
         tracing::info!(archive = %done.display(), "archive rolled");
         Ok(Some(done))
     }

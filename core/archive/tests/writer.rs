@@ -426,9 +426,14 @@ fn write_errors_are_returned() {
     assert!(w.working_size() > 0);
     fs::remove_file(&d2.dest).unwrap();
     fs::create_dir_all(&d2.dest).unwrap();
+    // automatic rolls back off for a minute after a failure (each attempt re-reads the file)
     w.write_batch(&[&record(1)]).unwrap();
+    assert_eq!(w.tick().unwrap(), None);
+    assert!(finished(&d2.dest).is_empty());
+    clock2.advance(TimeDelta::seconds(61));
+    w.write_batch(&[&record(2)]).unwrap();
     assert_eq!(w.last_roll_error(), None);
-    assert_eq!(message_ids(&finished(&d2.dest)), expected_ids(2));
+    assert_eq!(message_ids(&finished(&d2.dest)), expected_ids(3));
 }
 
 #[test]

@@ -5,7 +5,12 @@ use chrono::NaiveDate;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use stv3_timex::{parse, Timestamp};
 
-const EXPRS: &[&str] = &["$last + 1h", "day($launched_at)", "($a to $b) @ 6h", "day - 6h"];
+const EXPRS: &[&str] = &[
+    "$last + 1h",
+    "day($launched_at)",
+    "($a to $b) @ 6h",
+    "day - 6h",
+];
 
 fn bench(c: &mut Criterion) {
     let t: Timestamp = NaiveDate::from_ymd_opt(2014, 8, 1)
@@ -17,9 +22,13 @@ fn bench(c: &mut Criterion) {
         .map(|n| (n.to_string(), t))
         .collect();
     for src in EXPRS {
-        c.bench_function(&format!("parse {src}"), |b| b.iter(|| parse(black_box(src)).unwrap()));
+        c.bench_function(&format!("parse {src}"), |b| {
+            b.iter(|| parse(black_box(src)).unwrap())
+        });
         let e = parse(src).unwrap();
-        c.bench_function(&format!("eval {src}"), |b| b.iter(|| e.eval(black_box(&vars)).unwrap()));
+        c.bench_function(&format!("eval {src}"), |b| {
+            b.iter(|| e.eval(black_box(&vars)).unwrap())
+        });
     }
 }
 
