@@ -88,7 +88,6 @@ pub struct WinchesterConfig {
     pub raw: Node,
 }
 
-
 /// Error context: the file being read.
 struct Ctx<'a> {
     file: &'a Path,
@@ -107,8 +106,14 @@ impl Ctx<'_> {
     fn string(&self, node: &Node, key: &str) -> Result<String, ConfigError> {
         match &node.value {
             Value::Str(s) => Ok(s.clone()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => Ok(node.scalar_string().unwrap_or_default()),
-            _ => Err(self.err(Some(node), key, format!("expected a string, found {}", node.kind()))),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                Ok(node.scalar_string().unwrap_or_default())
+            }
+            _ => Err(self.err(
+                Some(node),
+                key,
+                format!("expected a string, found {}", node.kind()),
+            )),
         }
     }
 
@@ -132,7 +137,11 @@ impl Ctx<'_> {
                     "false" | "no" | "off" | "0" => Ok(false),
                     _ => Err(self.err(Some(n), name, format!("expected a boolean, found {s:?}"))),
                 },
-                _ => Err(self.err(Some(n), name, format!("expected a boolean, found {}", n.kind()))),
+                _ => Err(self.err(
+                    Some(n),
+                    name,
+                    format!("expected a boolean, found {}", n.kind()),
+                )),
             },
         }
     }
@@ -145,7 +154,11 @@ impl Ctx<'_> {
                 .trim()
                 .parse::<f64>()
                 .map_err(|_| self.err(Some(node), key, format!("expected a number, found {s:?}"))),
-            _ => Err(self.err(Some(node), key, format!("expected a number, found {}", node.kind()))),
+            _ => Err(self.err(
+                Some(node),
+                key,
+                format!("expected a number, found {}", node.kind()),
+            )),
         }
     }
 
@@ -169,21 +182,34 @@ impl Ctx<'_> {
             Some(n) if n.value == Value::Null => Ok(default),
             Some(n) => match &n.value {
                 Value::Int(i) if *i > 0 && *i <= u32::MAX as i64 => Ok(*i as u32),
-                _ => Err(self.err(Some(n), name, format!("expected a positive integer, found {}", n.kind()))),
+                _ => Err(self.err(
+                    Some(n),
+                    name,
+                    format!("expected a positive integer, found {}", n.kind()),
+                )),
             },
         }
     }
 
     fn string_map(&self, map: &Node, name: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
-        let Some(n) = map.get(name) else { return Ok(out) };
+        let Some(n) = map.get(name) else {
+            return Ok(out);
+        };
         if n.value == Value::Null {
             return Ok(out);
         }
-        let entries =
-            n.as_map().ok_or_else(|| self.err(Some(n), name, format!("expected a mapping, found {}", n.kind())))?;
+        let entries = n.as_map().ok_or_else(|| {
+            self.err(
+                Some(n),
+                name,
+                format!("expected a mapping, found {}", n.kind()),
+            )
+        })?;
         for (k, v) in entries {
-            let key = k.scalar_string().ok_or_else(|| self.err(Some(k), name, "keys must be strings"))?;
+            let key = k
+                .scalar_string()
+                .ok_or_else(|| self.err(Some(k), name, "keys must be strings"))?;
             let value = self.string(v, &format!("{name}.{key}"))?;
             out.insert(key, value);
         }
@@ -192,7 +218,8 @@ impl Ctx<'_> {
 
     fn timex(&self, node: &Node, key: &str) -> Result<TimeExpr, ConfigError> {
         let src = self.string(node, key)?;
-        TimeExpr::parse(&src).map_err(|e| self.err(Some(node), key, format!("invalid timex {src:?}: {e}")))
+        TimeExpr::parse(&src)
+            .map_err(|e| self.err(Some(node), key, format!("invalid timex {src:?}: {e}")))
     }
 }
 
@@ -217,7 +244,11 @@ fn parse_yaml(text: &str, path: &Path) -> Result<Node, ConfigError> {
 
 /// Only YAML loads (as the original, which advertised .json/.ini but had no loader for them).
 fn check_extension(path: &Path) -> Result<(), ConfigError> {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+    {
         Some(e) if e == "yaml" || e == "yml" => Ok(()),
         None => Ok(()),
         Some(e) => Err(ConfigError {
@@ -270,7 +301,11 @@ impl WinchesterConfig {
         let cx = Ctx { file };
         let root = parse_yaml(text, file)?;
         if root.as_map().is_none() {
-            return Err(cx.err(Some(&root), "", format!("expected a mapping at the top, found {}", root.kind())));
+            return Err(cx.err(
+                Some(&root),
+                "",
+                format!("expected a mapping at the top, found {}", root.kind()),
+            ));
         }
         for (k, _) in root.as_map().unwrap_or_default() {
             if let Some(name) = k.as_str() {
@@ -290,14 +325,26 @@ impl WinchesterConfig {
                 _ => vec![PathBuf::from(cx.string(n, "config_path")?)],
             },
         };
-        let db = root.get("database").ok_or_else(|| cx.err(Some(&root), "database", "required key is missing"))?;
+        let db = root
+            .get("database")
+            .ok_or_else(|| cx.err(Some(&root), "database", "required key is missing"))?;
         if db.as_map().is_none() {
-            return Err(cx.err(Some(db), "database", format!("expected a mapping, found {}", db.kind())));
+            return Err(cx.err(
+                Some(db),
+                "database",
+                format!("expected a mapping, found {}", db.kind()),
+            ));
         }
-        let url_node = db.get("url").ok_or_else(|| cx.err(Some(db), "database.url", "required key is missing"))?;
+        let url_node = db
+            .get("url")
+            .ok_or_else(|| cx.err(Some(db), "database.url", "required key is missing"))?;
         let url = cx.string(url_node, "database.url")?;
-        crate::store::url::DbUrl::parse(&url).map_err(|e| cx.err(Some(url_node), "database.url", e.to_string()))?;
-        let database = DatabaseConfig { url, echo_sql: cx.boolean(db, "echo_sql", false)? };
+        crate::store::url::DbUrl::parse(&url)
+            .map_err(|e| cx.err(Some(url_node), "database.url", e.to_string()))?;
+        let database = DatabaseConfig {
+            url,
+            echo_sql: cx.boolean(db, "echo_sql", false)?,
+        };
 
         let trim_events_age = match root.get("trim_events_age") {
             Some(n) if n.value != Value::Null => cx.timex(n, "trim_events_age")?,
@@ -329,11 +376,25 @@ impl WinchesterConfig {
             logging_config: cx.opt_string(&root, "logging_config", "logging_config")?,
             raw: root.clone(),
         };
-        for (key, slot) in [("distiller_config", 0), ("trigger_definitions", 1), ("pipeline_config", 2)] {
-            let Some(name) = cx.opt_string(&root, key, key)? else { continue };
+        for (key, slot) in [
+            ("distiller_config", 0),
+            ("trigger_definitions", 1),
+            ("pipeline_config", 2),
+        ] {
+            let Some(name) = cx.opt_string(&root, key, key)? else {
+                continue;
+            };
             let resolved = cfg.resolve(&name).ok_or_else(|| {
-                let searched: Vec<String> = cfg.search_dirs().iter().map(|d| d.display().to_string()).collect();
-                cx.err(root.get(key), key, format!("file {name:?} not found (searched {})", searched.join(", ")))
+                let searched: Vec<String> = cfg
+                    .search_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                cx.err(
+                    root.get(key),
+                    key,
+                    format!("file {name:?} not found (searched {})", searched.join(", ")),
+                )
             })?;
             match slot {
                 0 => cfg.distiller_config = Some(resolved),
@@ -349,7 +410,11 @@ impl WinchesterConfig {
     /// relative, also relative to winchester.yaml's directory), then the
     /// directory of winchester.yaml.
     pub fn search_dirs(&self) -> Vec<PathBuf> {
-        let base = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut dirs = Vec::new();
         for p in &self.config_path {
             dirs.push(p.clone());
@@ -357,7 +422,11 @@ impl WinchesterConfig {
                 dirs.push(base.join(p));
             }
         }
-        dirs.push(if base.as_os_str().is_empty() { PathBuf::from(".") } else { base });
+        dirs.push(if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        });
         dirs.dedup();
         dirs
     }
@@ -369,7 +438,10 @@ impl WinchesterConfig {
         if p.is_absolute() {
             return p.exists().then(|| p.to_path_buf());
         }
-        self.search_dirs().into_iter().map(|d| d.join(p)).find(|c| c.is_file())
+        self.search_dirs()
+            .into_iter()
+            .map(|d| d.join(p))
+            .find(|c| c.is_file())
     }
 
     /// The trim cutoff at `now` (`trim_events_age` with `$timestamp = now`).
@@ -417,22 +489,40 @@ fn triggers_from_node(root: &Node, file: &Path) -> Result<Vec<TriggerDefinition>
     let items = match &root.value {
         Value::Null => return Ok(Vec::new()),
         Value::Seq(items) => items,
-        _ => return Err(cx.err(Some(root), "", format!("expected a list of triggers, found {}", root.kind()))),
+        _ => {
+            return Err(cx.err(
+                Some(root),
+                "",
+                format!("expected a list of triggers, found {}", root.kind()),
+            ))
+        }
     };
     let mut out: Vec<TriggerDefinition> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let t = trigger_from_node(&cx, item, &format!("[{i}]"))?;
         if out.iter().any(|o| o.name == t.name) {
-            return Err(cx.err(item.get("name"), &format!("[{i}].name"), format!("duplicate trigger name {:?}", t.name)));
+            return Err(cx.err(
+                item.get("name"),
+                &format!("[{i}].name"),
+                format!("duplicate trigger name {:?}", t.name),
+            ));
         }
         out.push(t);
     }
     Ok(out)
 }
 
-fn trigger_from_node(cx: &Ctx<'_>, node: &Node, at: &str) -> Result<TriggerDefinition, ConfigError> {
+fn trigger_from_node(
+    cx: &Ctx<'_>,
+    node: &Node,
+    at: &str,
+) -> Result<TriggerDefinition, ConfigError> {
     if node.as_map().is_none() {
-        return Err(cx.err(Some(node), at, format!("a trigger must be a mapping, found {}", node.kind())));
+        return Err(cx.err(
+            Some(node),
+            at,
+            format!("a trigger must be a mapping, found {}", node.kind()),
+        ));
     }
     let key = |k: &str| format!("{at}.{k}");
     for (k, _) in node.as_map().unwrap_or_default() {
@@ -442,7 +532,10 @@ fn trigger_from_node(cx: &Ctx<'_>, node: &Node, at: &str) -> Result<TriggerDefin
             }
         }
     }
-    let required = |k: &str| node.get(k).ok_or_else(|| cx.err(Some(node), &key(k), "required key is missing"));
+    let required = |k: &str| {
+        node.get(k)
+            .ok_or_else(|| cx.err(Some(node), &key(k), "required key is missing"))
+    };
     let name = cx.string(required("name")?, &key("name"))?;
     let at = format!("{at}({name})");
     let key = |k: &str| format!("{at}.{k}");
@@ -461,7 +554,13 @@ fn trigger_from_node(cx: &Ctx<'_>, node: &Node, at: &str) -> Result<TriggerDefin
         let items = match &n.value {
             Value::Null => &[][..],
             Value::Seq(items) => items.as_slice(),
-            _ => return Err(cx.err(Some(n), &key("distinguished_by"), format!("expected a list, found {}", n.kind()))),
+            _ => {
+                return Err(cx.err(
+                    Some(n),
+                    &key("distinguished_by"),
+                    format!("expected a list, found {}", n.kind()),
+                ))
+            }
         };
         for (j, d) in items.iter().enumerate() {
             let k = format!("{}[{j}]", key("distinguished_by"));
@@ -477,30 +576,53 @@ fn trigger_from_node(cx: &Ctx<'_>, node: &Node, at: &str) -> Result<TriggerDefin
                     let (tn, te) = &m[0];
                     let tname = cx.string(tn, &k)?;
                     let expr = cx.timex(te, &format!("{k}.{tname}"))?;
-                    distinguished_by.push(crate::trigger::DistSpec { name: tname, expr: Some(expr) });
+                    distinguished_by.push(crate::trigger::DistSpec {
+                        name: tname,
+                        expr: Some(expr),
+                    });
                 }
-                _ => distinguished_by.push(crate::trigger::DistSpec { name: cx.string(d, &k)?, expr: None }),
+                _ => distinguished_by.push(crate::trigger::DistSpec {
+                    name: cx.string(d, &k)?,
+                    expr: None,
+                }),
             }
         }
     }
     let expiration = cx.timex(required("expiration")?, &key("expiration"))?;
-    let fire_pipeline = cx.opt_string(node, "fire_pipeline", &key("fire_pipeline"))?.filter(|s| !s.is_empty());
-    let expire_pipeline = cx.opt_string(node, "expire_pipeline", &key("expire_pipeline"))?.filter(|s| !s.is_empty());
+    let fire_pipeline = cx
+        .opt_string(node, "fire_pipeline", &key("fire_pipeline"))?
+        .filter(|s| !s.is_empty());
+    let expire_pipeline = cx
+        .opt_string(node, "expire_pipeline", &key("expire_pipeline"))?
+        .filter(|s| !s.is_empty());
     if fire_pipeline.is_none() && expire_pipeline.is_none() {
-        return Err(cx.err(Some(node), &at, "at least one of 'fire_pipeline' or 'expire_pipeline' must be specified"));
+        return Err(cx.err(
+            Some(node),
+            &at,
+            "at least one of 'fire_pipeline' or 'expire_pipeline' must be specified",
+        ));
     }
     let fire_delay = match node.get("fire_delay") {
         None => chrono::Duration::zero(),
         Some(n) => {
             let secs = cx.number(n, &key("fire_delay"))?;
             if secs < 0.0 || !secs.is_finite() {
-                return Err(cx.err(Some(n), &key("fire_delay"), "must be a non-negative number of seconds"));
+                return Err(cx.err(
+                    Some(n),
+                    &key("fire_delay"),
+                    "must be a non-negative number of seconds",
+                ));
             }
             chrono::Duration::microseconds((secs * 1e6).round() as i64)
         }
     };
     let fire_criteria = criteria_list(cx, required("fire_criteria")?, &key("fire_criteria"), true)?;
-    let match_criteria = criteria_list(cx, required("match_criteria")?, &key("match_criteria"), false)?;
+    let match_criteria = criteria_list(
+        cx,
+        required("match_criteria")?,
+        &key("match_criteria"),
+        false,
+    )?;
     let load_criteria = match node.get("load_criteria") {
         None => Vec::new(),
         Some(n) => criteria_list(cx, n, &key("load_criteria"), false)?,
@@ -520,24 +642,59 @@ fn trigger_from_node(cx: &Ctx<'_>, node: &Node, at: &str) -> Result<TriggerDefin
     })
 }
 
-fn criteria_list(cx: &Ctx<'_>, node: &Node, key: &str, fire: bool) -> Result<Vec<Criteria>, ConfigError> {
+fn criteria_list(
+    cx: &Ctx<'_>,
+    node: &Node,
+    key: &str,
+    fire: bool,
+) -> Result<Vec<Criteria>, ConfigError> {
     let items = match &node.value {
         Value::Seq(items) => items,
         Value::Null => return Ok(Vec::new()),
-        _ => return Err(cx.err(Some(node), key, format!("expected a list of criteria, found {}", node.kind()))),
+        _ => {
+            return Err(cx.err(
+                Some(node),
+                key,
+                format!("expected a list of criteria, found {}", node.kind()),
+            ))
+        }
     };
-    items.iter().enumerate().map(|(i, c)| criteria_from_node(cx, c, &format!("{key}[{i}]"), fire)).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, c)| criteria_from_node(cx, c, &format!("{key}[{i}]"), fire))
+        .collect()
 }
 
-const CRITERIA_KEYS: &[&str] = &["event_type", "number", "timestamp", "map_distinguished_by", "traits"];
+const CRITERIA_KEYS: &[&str] = &[
+    "event_type",
+    "number",
+    "timestamp",
+    "map_distinguished_by",
+    "traits",
+];
 
-fn criteria_from_node(cx: &Ctx<'_>, node: &Node, at: &str, fire: bool) -> Result<Criteria, ConfigError> {
+fn criteria_from_node(
+    cx: &Ctx<'_>,
+    node: &Node,
+    at: &str,
+    fire: bool,
+) -> Result<Criteria, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
-    let mut c = Criteria { line: node.line, ..Criteria::default() };
+    let mut c = Criteria {
+        line: node.line,
+        ..Criteria::default()
+    };
     let entries = match &node.value {
         Value::Map(m) => m.as_slice(),
         Value::Null => &[][..],
-        _ => return Err(cx.err(Some(node), at, format!("a criteria must be a mapping, found {}", node.kind()))),
+        _ => {
+            return Err(cx.err(
+                Some(node),
+                at,
+                format!("a criteria must be a mapping, found {}", node.kind()),
+            ))
+        }
     };
     for (k, v) in entries {
         let Some(name) = k.as_str() else {
@@ -546,9 +703,10 @@ fn criteria_from_node(cx: &Ctx<'_>, node: &Node, at: &str, fire: bool) -> Result
         match name {
             "event_type" => {
                 let types: Vec<String> = match &v.value {
-                    Value::Seq(items) => {
-                        items.iter().map(|t| cx.string(t, &key("event_type"))).collect::<Result<_, _>>()?
-                    }
+                    Value::Seq(items) => items
+                        .iter()
+                        .map(|t| cx.string(t, &key("event_type")))
+                        .collect::<Result<_, _>>()?,
                     _ => vec![cx.string(v, &key("event_type"))?],
                 };
                 c.set_event_types(&types);
@@ -556,7 +714,13 @@ fn criteria_from_node(cx: &Ctx<'_>, node: &Node, at: &str, fire: bool) -> Result
             "number" => {
                 let n = match &v.value {
                     Value::Int(i) if *i >= 0 && *i <= u32::MAX as i64 => *i as u32,
-                    _ => return Err(cx.err(Some(v), &key("number"), format!("expected a count, found {}", v.kind()))),
+                    _ => {
+                        return Err(cx.err(
+                            Some(v),
+                            &key("number"),
+                            format!("expected a count, found {}", v.kind()),
+                        ))
+                    }
                 };
                 if !fire {
                     tracing::debug!(file = %cx.file.display(), line = v.line, "'number' only matters in fire_criteria");
@@ -574,9 +738,13 @@ fn criteria_from_node(cx: &Ctx<'_>, node: &Node, at: &str, fire: bool) -> Result
                         key(name)
                     );
                 }
-                let m = v
-                    .as_map()
-                    .ok_or_else(|| cx.err(Some(v), &key(name), format!("expected a mapping, found {}", v.kind())))?;
+                let m = v.as_map().ok_or_else(|| {
+                    cx.err(
+                        Some(v),
+                        &key(name),
+                        format!("expected a mapping, found {}", v.kind()),
+                    )
+                })?;
                 for (dk, dv) in m {
                     let dn = cx.string(dk, &key(name))?;
                     let src = cx.string(dv, &format!("{}.{dn}", key(name)))?;
@@ -587,7 +755,13 @@ fn criteria_from_node(cx: &Ctx<'_>, node: &Node, at: &str, fire: bool) -> Result
                 let m = match &v.value {
                     Value::Map(m) => m.as_slice(),
                     Value::Null => &[][..],
-                    _ => return Err(cx.err(Some(v), &key("traits"), format!("expected a mapping, found {}", v.kind()))),
+                    _ => {
+                        return Err(cx.err(
+                            Some(v),
+                            &key("traits"),
+                            format!("expected a mapping, found {}", v.kind()),
+                        ))
+                    }
                 };
                 for (tk, tv) in m {
                     let tname = cx.string(tk, &key("traits"))?;
@@ -611,7 +785,13 @@ fn constant(cx: &Ctx<'_>, node: &Node, key: &str) -> Result<Constant, ConfigErro
         Value::Int(i) => Constant::Int(*i),
         Value::Float(f) => Constant::Float(*f),
         Value::Bool(b) => Constant::Bool(*b),
-        _ => return Err(cx.err(Some(node), key, format!("expected a scalar value, found {}", node.kind()))),
+        _ => {
+            return Err(cx.err(
+                Some(node),
+                key,
+                format!("expected a scalar value, found {}", node.kind()),
+            ))
+        }
     })
 }
 
@@ -630,16 +810,41 @@ fn criterion_from_node(cx: &Ctx<'_>, node: &Node, key: &str) -> Result<Criterion
         "datetime" => Ok(Criterion::Time(cx.timex(tv, &key)?)),
         "int" | "float" => {
             let is_int = ctype == "int";
-            let bad = || cx.err(Some(tv), &key, format!("invalid numeric criterion {:?} (expected e.g. \"> 4096\")", tv.scalar_string().unwrap_or_default()));
+            let bad = || {
+                cx.err(
+                    Some(tv),
+                    &key,
+                    format!(
+                        "invalid numeric criterion {:?} (expected e.g. \"> 4096\")",
+                        tv.scalar_string().unwrap_or_default()
+                    ),
+                )
+            };
             match &tv.value {
-                Value::Int(i) => Ok(Criterion::Compare { op: Op::Eq, value: if is_int { Constant::Int(*i) } else { Constant::Float(*i as f64) } }),
-                Value::Float(f) => Ok(Criterion::Compare { op: Op::Eq, value: Constant::Float(*f) }),
+                Value::Int(i) => Ok(Criterion::Compare {
+                    op: Op::Eq,
+                    value: if is_int {
+                        Constant::Int(*i)
+                    } else {
+                        Constant::Float(*i as f64)
+                    },
+                }),
+                Value::Float(f) => Ok(Criterion::Compare {
+                    op: Op::Eq,
+                    value: Constant::Float(*f),
+                }),
                 Value::Str(s) => {
                     let parts: Vec<&str> = s.split_whitespace().collect();
                     let (op, value) = match parts.as_slice() {
                         [v] => (Op::Eq, *v),
                         [op, rest @ ..] if !rest.is_empty() => {
-                            let op = Op::parse(op).ok_or_else(|| cx.err(Some(tv), &key, format!("unknown operator {op:?} (use =, !=, >, >=, <, <=)")))?;
+                            let op = Op::parse(op).ok_or_else(|| {
+                                cx.err(
+                                    Some(tv),
+                                    &key,
+                                    format!("unknown operator {op:?} (use =, !=, >, >=, <, <=)"),
+                                )
+                            })?;
                             (op, s.trim_start().split_at(parts[0].len()).1.trim())
                         }
                         _ => return Err(bad()),
@@ -657,7 +862,9 @@ fn criterion_from_node(cx: &Ctx<'_>, node: &Node, key: &str) -> Result<Criterion
         other => Err(cx.err(
             Some(tk),
             &key,
-            format!("unknown criterion type {other:?} (expected int, float, string, text or datetime)"),
+            format!(
+                "unknown criterion type {other:?} (expected int, float, string, text or datetime)"
+            ),
         )),
     }
 }

@@ -112,14 +112,24 @@ impl Criterion {
                 let Ok(range) = expr.eval(&event.datetime_fields()) else {
                     return group.mismatch("Time: no referenced trait");
                 };
-                let inside = value.as_datetime().map(|t| range.matches(t)).unwrap_or(false);
+                let inside = value
+                    .as_datetime()
+                    .map(|t| range.matches(t))
+                    .unwrap_or(false);
                 group.check(inside, "Not in timerange")
             }
-            Criterion::Equals(c) | Criterion::Compare { op: Op::Eq, value: c } => {
+            Criterion::Equals(c)
+            | Criterion::Compare {
+                op: Op::Eq,
+                value: c,
+            } => {
                 let Some(value) = event.get(name) else {
                     return group.mismatch_with(|| format!("not {name}"));
                 };
-                group.check(c.compare(&value) == Some(std::cmp::Ordering::Equal), "== failed")
+                group.check(
+                    c.compare(&value) == Some(std::cmp::Ordering::Equal),
+                    "== failed",
+                )
             }
             Criterion::Compare { op, value: c } => {
                 let Some(value) = event.get(name) else {
@@ -140,7 +150,9 @@ pub struct Glob {
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
-        Glob { pattern: pattern.to_string() }
+        Glob {
+            pattern: pattern.to_string(),
+        }
     }
 
     pub fn pattern(&self) -> &str {
@@ -308,12 +320,17 @@ impl Criteria {
         if self.traits.is_empty() {
             return group.matched();
         }
-        self.traits.iter().all(|(name, c)| c.matches(name, event, group))
+        self.traits
+            .iter()
+            .all(|(name, c)| c.matches(name, event, group))
     }
 
     /// The event trait a distinguishing trait takes its value from.
     pub fn source_of<'a>(&'a self, dist_name: &'a str) -> &'a str {
-        self.map_distinguished_by.get(dist_name).map(String::as_str).unwrap_or(dist_name)
+        self.map_distinguished_by
+            .get(dist_name)
+            .map(String::as_str)
+            .unwrap_or(dist_name)
     }
 }
 
@@ -328,7 +345,11 @@ mod tests {
             ("compute.instance.*", "compute.instance.create.end", true),
             ("compute.instance.*", "compute.instances", false),
             ("compute.instance.exists", "compute.instance.exists", true),
-            ("compute.instance.exists", "compute.instance.exists.verified", false),
+            (
+                "compute.instance.exists",
+                "compute.instance.exists.verified",
+                false,
+            ),
             ("test.?hing", "test.thing", true),
             ("test.[st]hing", "test.thing", true),
             ("test.[!t]hing", "test.thing", false),

@@ -86,7 +86,11 @@ pub struct Debugger {
 
 impl Debugger {
     pub fn new(name: &str, level: u8) -> Self {
-        Debugger { name: name.to_string(), level, ..Default::default() }
+        Debugger {
+            name: name.to_string(),
+            level,
+            ..Default::default()
+        }
     }
 
     /// The group, or a disabled handle at level 0.
@@ -127,7 +131,12 @@ impl Debugger {
         }
         let mut out = vec![format!("---- Trigger Definition: {} ----", self.name)];
         for (name, g) in &self.groups {
-            out.push(format!("{} Criteria: {} checks, {} passed", name, g.matched + g.mismatched, g.matched));
+            out.push(format!(
+                "{} Criteria: {} checks, {} passed",
+                name,
+                g.matched + g.mismatched,
+                g.matched
+            ));
             if self.level > 1 {
                 for (r, n) in &g.reasons {
                     out.push(format!(" - {r} = {n}"));
@@ -155,7 +164,9 @@ impl DebugManager {
 
     /// The debugger for `name`, created at `level` on first use.
     pub fn debugger(&mut self, name: &str, level: u8) -> &mut Debugger {
-        self.debuggers.entry(name.to_string()).or_insert_with(|| Debugger::new(name, level))
+        self.debuggers
+            .entry(name.to_string())
+            .or_insert_with(|| Debugger::new(name, level))
     }
 
     /// The debugger for a stream whose trigger definition is unknown.
@@ -228,7 +239,13 @@ mod tests {
             d.bump("New stream", 1);
             assert_eq!(m.dump(), expected, "level {level}");
             // dump resets
-            assert_eq!(m.dump(), vec!["---- Trigger Definition: t ----", "----------------------------"]);
+            assert_eq!(
+                m.dump(),
+                vec![
+                    "---- Trigger Definition: t ----",
+                    "----------------------------"
+                ]
+            );
         }
     }
 

@@ -72,7 +72,10 @@ impl fmt::Display for StreamState {
 pub enum DistValue {
     Trait(TraitValue),
     /// A `[begin, end)` range, e.g. from `{timestamp: "day"}`.
-    Range { begin: Timestamp, end: Timestamp },
+    Range {
+        begin: Timestamp,
+        end: Timestamp,
+    },
 }
 
 impl DistValue {

@@ -61,7 +61,10 @@ impl TimeExpr {
     /// Parse once (at config load). The error is the timex message.
     pub fn parse(src: &str) -> Result<Self, String> {
         let expr = stv3_timex::parse(src).map_err(|e| e.to_string())?;
-        Ok(TimeExpr { src: src.to_string(), expr })
+        Ok(TimeExpr {
+            src: src.to_string(),
+            expr,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -73,7 +76,10 @@ impl TimeExpr {
     pub fn eval(&self, vars: &BTreeMap<String, Timestamp>) -> Result<TimeMatch, String> {
         let m = self.expr.eval(vars).map_err(|e| e.to_string())?;
         Ok(if m.is_range() {
-            TimeMatch::Range { begin: m.begin(), end: m.end() }
+            TimeMatch::Range {
+                begin: m.begin(),
+                end: m.end(),
+            }
         } else {
             TimeMatch::Timestamp(m.timestamp())
         })

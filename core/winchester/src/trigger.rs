@@ -59,7 +59,11 @@ impl FireCounts {
     }
 
     pub fn render(&self) -> String {
-        self.0.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -109,22 +113,39 @@ impl TriggerDefinition {
     }
 
     /// The distinguishing trait values of `event` under `criteria`.
-    pub fn distinguishing_traits(&self, event: &Event, criteria: &Criteria) -> Result<DistTraits, DistError> {
+    pub fn distinguishing_traits(
+        &self,
+        event: &Event,
+        criteria: &Criteria,
+    ) -> Result<DistTraits, DistError> {
         let mut out = DistTraits::new();
         for d in &self.distinguished_by {
             let src = criteria.source_of(&d.name);
-            let err = |reason: String| DistError { name: d.name.clone(), source_trait: src.to_string(), reason };
+            let err = |reason: String| DistError {
+                name: d.name.clone(),
+                source_trait: src.to_string(),
+                reason,
+            };
             let value = event.get(src).ok_or_else(|| err("missing".into()))?;
             let dv = match &d.expr {
                 None => DistValue::Trait(value),
                 Some(expr) => {
                     let TraitValue::Datetime(t) = value else {
-                        return Err(err(format!("a timex needs a datetime, got {}", value.datatype())));
+                        return Err(err(format!(
+                            "a timex needs a datetime, got {}",
+                            value.datatype()
+                        )));
                     };
-                    let m = expr.eval_at(t).map_err(|e| err(format!("timex {:?}: {e}", expr.source())))?;
+                    let m = expr
+                        .eval_at(t)
+                        .map_err(|e| err(format!("timex {:?}: {e}", expr.source())))?;
                     match m {
-                        crate::timexpr::TimeMatch::Timestamp(ts) => DistValue::Trait(TraitValue::Datetime(ts)),
-                        crate::timexpr::TimeMatch::Range { begin, end } => DistValue::Range { begin, end },
+                        crate::timexpr::TimeMatch::Timestamp(ts) => {
+                            DistValue::Trait(TraitValue::Datetime(ts))
+                        }
+                        crate::timexpr::TimeMatch::Range { begin, end } => {
+                            DistValue::Range { begin, end }
+                        }
                     }
                 }
             };
@@ -134,7 +155,12 @@ impl TriggerDefinition {
     }
 
     /// `expiration` evaluated with `$first`, `$last` and `$timestamp = now`.
-    pub fn expire_timestamp(&self, first: Timestamp, last: Timestamp, now: Timestamp) -> Result<Timestamp, String> {
+    pub fn expire_timestamp(
+        &self,
+        first: Timestamp,
+        last: Timestamp,
+        now: Timestamp,
+    ) -> Result<Timestamp, String> {
         let mut vars = BTreeMap::new();
         vars.insert("first".to_string(), first);
         vars.insert("last".to_string(), last);
@@ -149,7 +175,12 @@ impl TriggerDefinition {
 
     /// Count `event` against each fire criterion (capped at `number`). Returns
     /// true when every criterion has reached its number ("should fire").
-    pub fn update_fire_counts(&self, counts: &mut FireCounts, event: &Event, group: &mut GroupRef<'_>) -> bool {
+    pub fn update_fire_counts(
+        &self,
+        counts: &mut FireCounts,
+        event: &Event,
+        group: &mut GroupRef<'_>,
+    ) -> bool {
         counts.0.resize(self.fire_criteria.len(), 0);
         for (c, n) in self.fire_criteria.iter().zip(counts.0.iter_mut()) {
             if *n < c.number && c.matches(event, group) {
@@ -167,7 +198,10 @@ impl TriggerDefinition {
 
     /// All fire criteria reached their number.
     pub fn fire_ready(&self, counts: &FireCounts) -> bool {
-        self.fire_criteria.iter().enumerate().all(|(i, c)| counts.0.get(i).copied().unwrap_or(0) >= c.number)
+        self.fire_criteria
+            .iter()
+            .enumerate()
+            .all(|(i, c)| counts.0.get(i).copied().unwrap_or(0) >= c.number)
     }
 
     /// The original non-incremental `should_fire` over all stream events (tests, parity).
@@ -194,7 +228,10 @@ impl TriggerSet {
         for t in &triggers {
             dm.debugger(&t.name, t.debug_level);
         }
-        TriggerSet { triggers, debug: std::sync::Mutex::new(dm) }
+        TriggerSet {
+            triggers,
+            debug: std::sync::Mutex::new(dm),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&TriggerDefinition> {
@@ -232,7 +269,9 @@ impl TriggerSet {
     pub fn bump(&self, trigger: usize, counter: &str) {
         if let Some(t) = self.triggers.get(trigger) {
             if t.debug_level > 0 {
-                self.debug_manager().debugger(&t.name, t.debug_level).bump(counter, 1);
+                self.debug_manager()
+                    .debugger(&t.name, t.debug_level)
+                    .bump(counter, 1);
             }
         }
     }
@@ -240,7 +279,10 @@ impl TriggerSet {
 
 impl IngestRules for TriggerSet {
     fn trigger_name(&self, trigger: usize) -> &str {
-        self.triggers.get(trigger).map(|t| t.name.as_str()).unwrap_or("")
+        self.triggers
+            .get(trigger)
+            .map(|t| t.name.as_str())
+            .unwrap_or("")
     }
 
     fn plan(&self, event: &Event) -> Vec<StreamJoin> {
@@ -250,13 +292,19 @@ impl IngestRules for TriggerSet {
                 let mut dm = self.debug_manager();
                 let d = dm.debugger(&t.name, t.debug_level);
                 let mut g = d.group("Match");
-                t.match_event_debug(event, &mut g).map(|c| t.distinguishing_traits(event, c))
+                t.match_event_debug(event, &mut g)
+                    .map(|c| t.distinguishing_traits(event, c))
             } else {
-                t.match_event(event).map(|c| t.distinguishing_traits(event, c))
+                t.match_event(event)
+                    .map(|c| t.distinguishing_traits(event, c))
             };
             match matched {
                 None => {}
-                Some(Ok(dist)) => out.push(StreamJoin { trigger: i, key: stream_key(&t.name, &dist), dist }),
+                Some(Ok(dist)) => out.push(StreamJoin {
+                    trigger: i,
+                    key: stream_key(&t.name, &dist),
+                    dist,
+                }),
                 Some(Err(e)) => {
                     tracing::warn!(trigger = %t.name, message_id = %event.message_id, "event not added to a stream: {e}");
                 }
@@ -273,7 +321,10 @@ impl IngestRules for TriggerSet {
         new_stream: bool,
         now: Timestamp,
     ) -> Result<bool, String> {
-        let t = self.triggers.get(trigger).ok_or_else(|| format!("unknown trigger index {trigger}"))?;
+        let t = self
+            .triggers
+            .get(trigger)
+            .ok_or_else(|| format!("unknown trigger index {trigger}"))?;
         if new_stream {
             agg.first_event = event.generated;
             agg.last_event = event.generated;

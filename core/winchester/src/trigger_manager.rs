@@ -41,7 +41,10 @@ pub enum SetupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{}: {error}", path.display())]
-    Distiller { path: std::path::PathBuf, error: String },
+    Distiller {
+        path: std::path::PathBuf,
+        error: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,8 +77,12 @@ impl TriggerManager<AnyStore> {
         let converter: Option<Box<dyn NotificationConverter>> = match &cfg.distiller_config {
             None => None,
             Some(p) => Some(Box::new(
-                stv3_distiller::Distiller::from_file(p, cfg.catch_all_notifications)
-                    .map_err(|e| SetupError::Distiller { path: p.clone(), error: e.to_string() })?,
+                stv3_distiller::Distiller::from_file(p, cfg.catch_all_notifications).map_err(
+                    |e| SetupError::Distiller {
+                        path: p.clone(),
+                        error: e.to_string(),
+                    },
+                )?,
             )),
         };
         let store = AnyStore::open(&cfg.database.url).await?;
@@ -127,14 +134,25 @@ impl<S: Store> TriggerManager<S> {
     }
 
     /// Distill and add one notification.
-    pub async fn add_notification(&self, notification: &Value, now: Timestamp) -> Result<IngestReport, StoreError> {
-        self.add_notifications(std::slice::from_ref(notification), now).await
+    pub async fn add_notification(
+        &self,
+        notification: &Value,
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
+        self.add_notifications(std::slice::from_ref(notification), now)
+            .await
     }
 
     /// Distill and add a batch of notifications in one transaction. Dropped and
     /// unconvertible notifications are logged and counted, not errors.
-    pub async fn add_notifications(&self, notifications: &[Value], now: Timestamp) -> Result<IngestReport, StoreError> {
-        self.stats.received.fetch_add(notifications.len() as u64, Ordering::Relaxed);
+    pub async fn add_notifications(
+        &self,
+        notifications: &[Value],
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
+        self.stats
+            .received
+            .fetch_add(notifications.len() as u64, Ordering::Relaxed);
         let mut events = Vec::with_capacity(notifications.len());
         for n in notifications {
             match self.convert_notification(n) {
@@ -159,15 +177,25 @@ impl<S: Store> TriggerManager<S> {
     }
 
     /// Save a batch of events and add them to streams, in one transaction.
-    pub async fn add_events(&self, events: &[Event], now: Timestamp) -> Result<IngestReport, StoreError> {
-        self.stats.received.fetch_add(events.len() as u64, Ordering::Relaxed);
+    pub async fn add_events(
+        &self,
+        events: &[Event],
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
+        self.stats
+            .received
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         self.ingest(events, now).await
     }
 
     async fn ingest(&self, events: &[Event], now: Timestamp) -> Result<IngestReport, StoreError> {
         let report = self.store.ingest(events, &self.triggers, now).await?;
-        self.stats.saved.fetch_add(report.saved as u64, Ordering::Relaxed);
-        self.stats.duplicates.fetch_add(report.duplicates.len() as u64, Ordering::Relaxed);
+        self.stats
+            .saved
+            .fetch_add(report.saved as u64, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(report.duplicates.len() as u64, Ordering::Relaxed);
         for d in &report.duplicates {
             tracing::info!("Received duplicate event {d}, Ignoring.");
         }
@@ -175,7 +203,8 @@ impl<S: Store> TriggerManager<S> {
             tracing::warn!("Received invalid event {m}: {why}");
         }
         metrics::counter!("winchester_events_saved_total").increment(report.saved as u64);
-        metrics::counter!("winchester_events_duplicate_total").increment(report.duplicates.len() as u64);
+        metrics::counter!("winchester_events_duplicate_total")
+            .increment(report.duplicates.len() as u64);
         metrics::counter!("winchester_streams_created_total").increment(report.new_streams as u64);
         metrics::counter!("winchester_streams_ready_total").increment(report.ready_to_fire as u64);
         self.maybe_log_statistics();
@@ -183,7 +212,11 @@ impl<S: Store> TriggerManager<S> {
     }
 
     /// Add one event (a batch of one).
-    pub async fn add_event(&self, event: &Event, now: Timestamp) -> Result<IngestReport, StoreError> {
+    pub async fn add_event(
+        &self,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
         self.add_events(std::slice::from_ref(event), now).await
     }
 
@@ -216,7 +249,9 @@ impl<S: Store> TriggerManager<S> {
         let saved = self.stats.saved.swap(0, Ordering::Relaxed);
         let dups = self.stats.duplicates.swap(0, Ordering::Relaxed);
         let dropped = self.stats.dropped.swap(0, Ordering::Relaxed);
-        let mut lines = vec![format!("Received {received} notifications. Saved {saved} events.")];
+        let mut lines = vec![format!(
+            "Received {received} notifications. Saved {saved} events."
+        )];
         if dups > 0 || dropped > 0 {
             lines.push(format!("Duplicates {dups}. Dropped {dropped}."));
         }

@@ -51,7 +51,10 @@ impl Node {
 
     /// Look up a key of a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// A short name of the node's kind, for error messages.
@@ -101,7 +104,11 @@ impl Node {
 /// Parse a YAML document into a [`Node`] tree. The error carries the line when known.
 pub fn parse(text: &str) -> Result<Node, (u32, String)> {
     if text.trim().is_empty() {
-        return Ok(Node { value: Value::Null, line: 1, column: 1 });
+        return Ok(Node {
+            value: Value::Null,
+            line: 1,
+            column: 1,
+        });
     }
     serde_saphyr::from_str::<Node>(text).map_err(|e| {
         let line = e.location().map(|l| l.line() as u32).unwrap_or(0);
@@ -112,7 +119,11 @@ pub fn parse(text: &str) -> Result<Node, (u32, String)> {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = serde_saphyr::Spanned::<Value>::deserialize(d)?;
-        Ok(Node { value: s.value, line: s.referenced.line() as u32, column: s.referenced.column() as u32 })
+        Ok(Node {
+            value: s.value,
+            line: s.referenced.line() as u32,
+            column: s.referenced.column() as u32,
+        })
     }
 }
 
@@ -138,7 +149,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -181,14 +194,19 @@ mod tests {
 
     #[test]
     fn lines_are_kept_for_nested_nodes() {
-        let n = parse("a: 1\nb:\n  - x\n  - {c: d}\nbase: &b {k: 1}\nm:\n  <<: *b\n  z: 2\n").unwrap();
+        let n =
+            parse("a: 1\nb:\n  - x\n  - {c: d}\nbase: &b {k: 1}\nm:\n  <<: *b\n  z: 2\n").unwrap();
         assert_eq!(n.get("a").unwrap().value, Value::Int(1));
         let b = n.get("b").unwrap().as_seq().unwrap();
         assert_eq!(b[0].line, 3);
         assert_eq!(b[1].get("c").unwrap().as_str(), Some("d"));
         assert_eq!(b[1].line, 4);
         let m = n.get("m").unwrap();
-        assert_eq!(m.get("k").unwrap().value, Value::Int(1), "merge key resolved: {m:?}");
+        assert_eq!(
+            m.get("k").unwrap().value,
+            Value::Int(1),
+            "merge key resolved: {m:?}"
+        );
         assert_eq!(m.get("z").unwrap().line, 8);
     }
 

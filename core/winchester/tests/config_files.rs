@@ -14,7 +14,10 @@ fn fixture(name: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else if std::env::var("STV3_TEST_REQUIRE_ALL").is_ok() {
-        panic!("{} is missing (run /work/shared/oracle/setup.sh)", p.display());
+        panic!(
+            "{} is missing (run /work/shared/oracle/setup.sh)",
+            p.display()
+        );
     } else {
         eprintln!("SKIPPED: {} missing", p.display());
         None
@@ -23,9 +26,14 @@ fn fixture(name: &str) -> Option<PathBuf> {
 
 #[test]
 fn original_winchester_yaml_loads_unchanged() {
-    let Some(p) = fixture("winchester.yaml") else { return };
+    let Some(p) = fixture("winchester.yaml") else {
+        return;
+    };
     let cfg = WinchesterConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.database.url, "mysql://winchester:testpasswd@localhost/winchester");
+    assert_eq!(
+        cfg.database.url,
+        "mysql://winchester:testpasswd@localhost/winchester"
+    );
     assert_eq!(cfg.config_path, vec![PathBuf::from("/home/winchester/etc")]);
     assert_eq!(cfg.statistics_period, 10.0);
     assert_eq!(cfg.pipeline_worker_batch_size, 1000);
@@ -35,18 +43,36 @@ fn original_winchester_yaml_loads_unchanged() {
     assert!(!cfg.trim_events);
     assert_eq!(cfg.trim_events_batch_size, 100);
     assert_eq!(cfg.log_level.as_deref(), Some("debug"));
-    assert_eq!(cfg.pipeline_handlers["logger"], "winchester.pipeline_handler:LoggingHandler");
+    assert_eq!(
+        cfg.pipeline_handlers["logger"],
+        "winchester.pipeline_handler:LoggingHandler"
+    );
     // /home/winchester/etc does not exist: the files are found next to winchester.yaml.
-    assert_eq!(cfg.trigger_definitions.as_deref(), Some(Path::new(ORIGINAL_ETC).join("triggers.yaml").as_path()));
-    assert_eq!(cfg.distiller_config.as_deref(), Some(Path::new(ORIGINAL_ETC).join("event_definitions.yaml").as_path()));
-    assert_eq!(cfg.pipeline_config.as_deref(), Some(Path::new(ORIGINAL_ETC).join("pipelines.yaml").as_path()));
+    assert_eq!(
+        cfg.trigger_definitions.as_deref(),
+        Some(Path::new(ORIGINAL_ETC).join("triggers.yaml").as_path())
+    );
+    assert_eq!(
+        cfg.distiller_config.as_deref(),
+        Some(
+            Path::new(ORIGINAL_ETC)
+                .join("event_definitions.yaml")
+                .as_path()
+        )
+    );
+    assert_eq!(
+        cfg.pipeline_config.as_deref(),
+        Some(Path::new(ORIGINAL_ETC).join("pipelines.yaml").as_path())
+    );
     let triggers = cfg.load_triggers().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(triggers.len(), 1);
 }
 
 #[test]
 fn original_triggers_yaml_with_typo_loads() {
-    let Some(p) = fixture("triggers.yaml") else { return };
+    let Some(p) = fixture("triggers.yaml") else {
+        return;
+    };
     let triggers = load_triggers(&p).unwrap_or_else(|e| panic!("{e}"));
     let t = &triggers[0];
     assert_eq!(t.name, "test_trigger");
@@ -59,7 +85,10 @@ fn original_triggers_yaml_with_typo_loads() {
     assert_eq!(t.expire_pipeline.as_deref(), Some("test_expire_pipeline"));
     assert_eq!(t.match_criteria.len(), 2);
     // The misspelled key is honoured (the original silently ignored it).
-    assert_eq!(t.match_criteria[1].map_distinguished_by["timestamp"], "audit_period_beginning");
+    assert_eq!(
+        t.match_criteria[1].map_distinguished_by["timestamp"],
+        "audit_period_beginning"
+    );
     assert_eq!(t.fire_criteria.len(), 1);
 }
 
@@ -72,7 +101,10 @@ fn oracle_usage_triggers_load() {
     }
     let triggers = load_triggers(p).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(triggers[0].name, "usage_trigger");
-    assert_eq!(triggers[0].match_criteria[1].map_distinguished_by["timestamp"], "audit_period_beginning");
+    assert_eq!(
+        triggers[0].match_criteria[1].map_distinguished_by["timestamp"],
+        "audit_period_beginning"
+    );
 }
 
 fn load_str(text: &str) -> Result<WinchesterConfig, String> {
@@ -89,19 +121,37 @@ fn load_str(text: &str) -> Result<WinchesterConfig, String> {
 #[test]
 fn winchester_yaml_errors() {
     for (text, expected) in [
-        ("database: {}\n", "<dir>/winchester.yaml:1: database.url: required key is missing"),
-        ("statistics_period: 5\n", "<dir>/winchester.yaml:1: database: required key is missing"),
-        ("database: {url: \"postgres://x/y\"}\n", "<dir>/winchester.yaml:1: database.url: invalid database url"),
+        (
+            "database: {}\n",
+            "<dir>/winchester.yaml:1: database.url: required key is missing",
+        ),
+        (
+            "statistics_period: 5\n",
+            "<dir>/winchester.yaml:1: database: required key is missing",
+        ),
+        (
+            "database: {url: \"postgres://x/y\"}\n",
+            "<dir>/winchester.yaml:1: database.url: invalid database url",
+        ),
         (
             "database: {url: \"sqlite://\"}\npipeline_worker_batch_size: lots\n",
             "<dir>/winchester.yaml:2: pipeline_worker_batch_size: expected a positive integer",
         ),
-        ("database: {url: \"sqlite://\"}\ntrim_events_age: \"$timestamp -\"\n", "<dir>/winchester.yaml:2: trim_events_age: invalid timex"),
-        ("database: {url: \"sqlite://\"}\ntrigger_definitions: nope.yaml\n", "<dir>/winchester.yaml:2: trigger_definitions: file \"nope.yaml\" not found"),
+        (
+            "database: {url: \"sqlite://\"}\ntrim_events_age: \"$timestamp -\"\n",
+            "<dir>/winchester.yaml:2: trim_events_age: invalid timex",
+        ),
+        (
+            "database: {url: \"sqlite://\"}\ntrigger_definitions: nope.yaml\n",
+            "<dir>/winchester.yaml:2: trigger_definitions: file \"nope.yaml\" not found",
+        ),
         ("database: [1\n", "<dir>/winchester.yaml"),
     ] {
         let err = load_str(text).unwrap_err();
-        assert!(err.starts_with(expected), "{text:?}\n got: {err}\nwant: {expected}");
+        assert!(
+            err.starts_with(expected),
+            "{text:?}\n got: {err}\nwant: {expected}"
+        );
     }
 }
 
@@ -120,9 +170,18 @@ fn winchester_yaml_keys() {
     assert_eq!(cfg.trim_events_batch_size, 7);
     assert_eq!(cfg.statistics_period, 2.5);
     assert_eq!(cfg.pipeline_worker_lease, 30.0);
-    assert_eq!(cfg.time_sync_endpoint.as_deref(), Some("http://127.0.0.1:8001"));
+    assert_eq!(
+        cfg.time_sync_endpoint.as_deref(),
+        Some("http://127.0.0.1:8001")
+    );
     assert!(cfg.trigger_definitions.is_some());
     let now = stv3_event::parse_timestamp("2015-03-05T00:00:00Z").unwrap();
-    assert_eq!(cfg.trim_cutoff(now).unwrap(), stv3_event::parse_timestamp("2015-03-03T00:00:00Z").unwrap());
-    assert!(load_str("database: {url: \"sqlite://\"}\n").unwrap().trigger_definitions.is_none());
+    assert_eq!(
+        cfg.trim_cutoff(now).unwrap(),
+        stv3_event::parse_timestamp("2015-03-03T00:00:00Z").unwrap()
+    );
+    assert!(load_str("database: {url: \"sqlite://\"}\n")
+        .unwrap()
+        .trigger_definitions
+        .is_none());
 }

@@ -2,6 +2,8 @@
 //! (same fixture: 3 event types, 4 events, 8 streams in every state, dist traits
 //! of all 5 types), plus leases, trimming and ingest idempotence.
 
+#![allow(clippy::approx_constant, clippy::type_complexity)] // fixture values from the original tests
+
 mod common;
 
 use chrono::NaiveDate;
@@ -11,7 +13,10 @@ use stv3_winchester::store::{EventQuery, ReadyKind, Store, StoreError, StreamQue
 use stv3_winchester::{AnyStore, DistValue, StreamState};
 
 fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, us: u32) -> Timestamp {
-    NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_micro_opt(h, mi, s, us).unwrap()
+    NaiveDate::from_ymd_opt(y, mo, d)
+        .unwrap()
+        .and_hms_micro_opt(h, mi, s, us)
+        .unwrap()
 }
 
 fn us(ts: Timestamp) -> i64 {
@@ -38,15 +43,87 @@ fn fixture_sql() -> String {
         us(t(2014, 7, 1, 2, 30, 45, 453201))
     );
     let f = us(t(2014, 8, 1, 15, 25, 45, 453201));
-    let rows: [(i64, i64, i64, &str, Option<Timestamp>, Timestamp, StreamState); 8] = [
-        (1, us(t(2014, 8, 1, 2, 10, 12, 0)), us(t(2014, 8, 1, 4, 57, 55, 42)), "test_trigger", None, t(2014, 8, 2, 4, 57, 55, 42), StreamState::Active),
-        (2, f, f, "another_test_trigger", None, t(2014, 8, 2, 4, 57, 55, 42), StreamState::Active),
-        (3, f, f, "fire_test_trigger", Some(t(2014, 8, 10, 6, 0, 0, 42)), t(2014, 8, 15, 6, 0, 0, 42), StreamState::Active),
-        (4, f, f, "fire_test_trigger", Some(t(2014, 8, 11, 6, 0, 0, 42)), t(2014, 8, 16, 0, 0, 0, 42), StreamState::Active),
-        (5, f, f, "reset_test_trigger", Some(t(2014, 8, 11, 6, 0, 0, 42)), t(2014, 8, 16, 0, 0, 0, 42), StreamState::Error),
-        (6, f, f, "reset_test_trigger", Some(t(2014, 8, 11, 6, 0, 0, 42)), t(2014, 8, 16, 0, 0, 0, 42), StreamState::ExpireError),
-        (7, f, f, "reset_test_trigger", Some(t(2014, 8, 11, 6, 0, 0, 42)), t(2014, 8, 16, 0, 0, 0, 42), StreamState::RetryFire),
-        (8, f, f, "reset_test_trigger", Some(t(2014, 8, 11, 6, 0, 0, 42)), t(2014, 8, 16, 0, 0, 0, 42), StreamState::RetryExpire),
+    let rows: [(
+        i64,
+        i64,
+        i64,
+        &str,
+        Option<Timestamp>,
+        Timestamp,
+        StreamState,
+    ); 8] = [
+        (
+            1,
+            us(t(2014, 8, 1, 2, 10, 12, 0)),
+            us(t(2014, 8, 1, 4, 57, 55, 42)),
+            "test_trigger",
+            None,
+            t(2014, 8, 2, 4, 57, 55, 42),
+            StreamState::Active,
+        ),
+        (
+            2,
+            f,
+            f,
+            "another_test_trigger",
+            None,
+            t(2014, 8, 2, 4, 57, 55, 42),
+            StreamState::Active,
+        ),
+        (
+            3,
+            f,
+            f,
+            "fire_test_trigger",
+            Some(t(2014, 8, 10, 6, 0, 0, 42)),
+            t(2014, 8, 15, 6, 0, 0, 42),
+            StreamState::Active,
+        ),
+        (
+            4,
+            f,
+            f,
+            "fire_test_trigger",
+            Some(t(2014, 8, 11, 6, 0, 0, 42)),
+            t(2014, 8, 16, 0, 0, 0, 42),
+            StreamState::Active,
+        ),
+        (
+            5,
+            f,
+            f,
+            "reset_test_trigger",
+            Some(t(2014, 8, 11, 6, 0, 0, 42)),
+            t(2014, 8, 16, 0, 0, 0, 42),
+            StreamState::Error,
+        ),
+        (
+            6,
+            f,
+            f,
+            "reset_test_trigger",
+            Some(t(2014, 8, 11, 6, 0, 0, 42)),
+            t(2014, 8, 16, 0, 0, 0, 42),
+            StreamState::ExpireError,
+        ),
+        (
+            7,
+            f,
+            f,
+            "reset_test_trigger",
+            Some(t(2014, 8, 11, 6, 0, 0, 42)),
+            t(2014, 8, 16, 0, 0, 0, 42),
+            StreamState::RetryFire,
+        ),
+        (
+            8,
+            f,
+            f,
+            "reset_test_trigger",
+            Some(t(2014, 8, 11, 6, 0, 0, 42)),
+            t(2014, 8, 16, 0, 0, 0, 42),
+            StreamState::RetryExpire,
+        ),
     ];
     for (id, first, last, name, fire, expire, state) in rows {
         sql += &format!(
@@ -75,7 +152,10 @@ fn fixture_sql() -> String {
 async fn with_fixture(test: &str) -> Vec<common::Backend> {
     let bs = backends(test).await;
     for b in &bs {
-        b.store.execute_script(&fixture_sql()).await.unwrap_or_else(|e| panic!("{}: fixture: {e}", b.label));
+        b.store
+            .execute_script(&fixture_sql())
+            .await
+            .unwrap_or_else(|e| panic!("{}: fixture: {e}", b.label));
     }
     bs
 }
@@ -87,11 +167,19 @@ fn ids(streams: &[stv3_winchester::Stream]) -> Vec<i64> {
 #[tokio::test]
 async fn event_types_get_or_create() {
     for b in with_fixture("event_types_get_or_create").await {
-        let got = b.store.event_type_ids(&["test.thing.begin".into(), "test.not_in_db".into()]).await.unwrap();
+        let got = b
+            .store
+            .event_type_ids(&["test.thing.begin".into(), "test.not_in_db".into()])
+            .await
+            .unwrap();
         assert_eq!(got["test.thing.begin"], 1, "{}", b.label);
         assert_eq!(got["test.not_in_db"], 4, "{}: next unused id", b.label);
         // Cached and stable.
-        let again = b.store.event_type_ids(&["test.not_in_db".into()]).await.unwrap();
+        let again = b
+            .store
+            .event_type_ids(&["test.not_in_db".into()])
+            .await
+            .unwrap();
         assert_eq!(again["test.not_in_db"], 4);
     }
 }
@@ -108,11 +196,30 @@ async fn create_event_round_trip_and_duplicates() {
             .with_trait("somevalue", TraitValue::Text("A fine test string ✓".into()));
         let r = b.store.save_events(std::slice::from_ref(&e)).await.unwrap();
         assert_eq!((r.saved, r.duplicates.len()), (1, 0), "{}", b.label);
-        let got = b.store.get_event_by_message_id("9876-0001-0001").await.unwrap().unwrap();
-        assert_eq!(got.event, e, "{}: 5 typed traits + envelope round-trip", b.label);
+        let got = b
+            .store
+            .get_event_by_message_id("9876-0001-0001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.event, e,
+            "{}: 5 typed traits + envelope round-trip",
+            b.label
+        );
         let r = b.store.save_events(&[e.clone(), e.clone()]).await.unwrap();
-        assert_eq!((r.saved, r.duplicates.len()), (0, 2), "{}: duplicates are reported, not errors", b.label);
-        assert!(b.store.get_event_by_message_id("nope").await.unwrap().is_none());
+        assert_eq!(
+            (r.saved, r.duplicates.len()),
+            (0, 2),
+            "{}: duplicates are reported, not errors",
+            b.label
+        );
+        assert!(b
+            .store
+            .get_event_by_message_id("nope")
+            .await
+            .unwrap()
+            .is_none());
     }
 }
 
@@ -120,36 +227,87 @@ async fn create_event_round_trip_and_duplicates() {
 async fn fixture_reads() {
     for b in with_fixture("fixture_reads").await {
         let l = b.label;
-        let e = b.store.get_event_by_message_id("1234-5678-001").await.unwrap().unwrap();
+        let e = b
+            .store
+            .get_event_by_message_id("1234-5678-001")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(e.event.event_type, "test.thing.begin");
         assert_eq!(e.event.generated, t(2014, 8, 1, 10, 20, 45, 453201));
-        assert_eq!(e.event.traits["instance_id"], TraitValue::Text("aaaa-bbbb-cccc-dddd".into()));
+        assert_eq!(
+            e.event.traits["instance_id"],
+            TraitValue::Text("aaaa-bbbb-cccc-dddd".into())
+        );
         assert_eq!(e.event.traits["memory_mb"], TraitValue::Int(1024));
         assert_eq!(e.event.traits["test_weight"], TraitValue::Float(20112.42));
-        assert_eq!(e.event.traits["launched_at"], TraitValue::Datetime(t(2014, 7, 1, 2, 30, 45, 453201)));
+        assert_eq!(
+            e.event.traits["launched_at"],
+            TraitValue::Datetime(t(2014, 7, 1, 2, 30, 45, 453201))
+        );
 
         let evs = b.store.get_stream_events(1).await.unwrap();
         let mids: Vec<&str> = evs.iter().map(|e| e.event.message_id.as_str()).collect();
-        assert_eq!(mids, ["1234-5678-003", "1234-5678-004"], "{l}: ordered by generated");
+        assert_eq!(
+            mids,
+            ["1234-5678-003", "1234-5678-004"],
+            "{l}: ordered by generated"
+        );
 
         let s = b.store.get_stream_by_id(1).await.unwrap().unwrap();
         let dt = &s.distinguishing_traits;
         assert_eq!(dt.len(), 5, "{l}");
-        assert_eq!(dt["instance_id"], DistValue::Trait(TraitValue::Text("zzzz-xxxx-yyyy-wwww".into())));
+        assert_eq!(
+            dt["instance_id"],
+            DistValue::Trait(TraitValue::Text("zzzz-xxxx-yyyy-wwww".into()))
+        );
         assert_eq!(dt["memory_mb"], DistValue::Trait(TraitValue::Int(4096)));
-        assert_eq!(dt["test_weight"], DistValue::Trait(TraitValue::Float(3.1415)));
-        assert_eq!(dt["launched_at"], DistValue::Trait(TraitValue::Datetime(t(2014, 7, 8, 9, 40, 50, 77777))));
-        assert_eq!(dt["timestamp"], DistValue::Range { begin: t(2014, 7, 8, 0, 0, 0, 27), end: t(2014, 7, 9, 0, 0, 0, 27) });
+        assert_eq!(
+            dt["test_weight"],
+            DistValue::Trait(TraitValue::Float(3.1415))
+        );
+        assert_eq!(
+            dt["launched_at"],
+            DistValue::Trait(TraitValue::Datetime(t(2014, 7, 8, 9, 40, 50, 77777)))
+        );
+        assert_eq!(
+            dt["timestamp"],
+            DistValue::Range {
+                begin: t(2014, 7, 8, 0, 0, 0, 27),
+                end: t(2014, 7, 9, 0, 0, 0, 27)
+            }
+        );
         // Typed equality lookups, one per datatype.
         for (name, v) in dt.clone() {
-            let q = StreamQuery { distinguishing_traits: vec![(name.clone(), v)], ..Default::default() };
-            assert_eq!(ids(&b.store.find_streams(&q).await.unwrap().into_iter().map(|m| m.item).collect::<Vec<_>>()), [1], "{l} {name}");
+            let q = StreamQuery {
+                distinguishing_traits: vec![(name.clone(), v)],
+                ..Default::default()
+            };
+            assert_eq!(
+                ids(&b
+                    .store
+                    .find_streams(&q)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| m.item)
+                    .collect::<Vec<_>>()),
+                [1],
+                "{l} {name}"
+            );
         }
         let q = StreamQuery {
-            distinguishing_traits: vec![("memory_mb".into(), DistValue::Trait(TraitValue::Text("4096".into())))],
+            distinguishing_traits: vec![(
+                "memory_mb".into(),
+                DistValue::Trait(TraitValue::Text("4096".into())),
+            )],
             ..Default::default()
         };
-        assert_eq!(b.store.count_streams(&q).await.unwrap(), 0, "{l}: types must match too");
+        assert_eq!(
+            b.store.count_streams(&q).await.unwrap(),
+            0,
+            "{l}: types must match too"
+        );
         assert!(b.store.get_stream_by_id(99).await.unwrap().is_none());
     }
 }
@@ -169,7 +327,13 @@ async fn ready_streams_for_fire_and_expire() {
         check(ReadyKind::Fire, t(2014, 8, 12, 0, 0, 0, 42), 10, &[3, 4, 7]).await;
         check(ReadyKind::Fire, t(2014, 8, 10, 12, 0, 0, 42), 10, &[3]).await;
         check(ReadyKind::Fire, t(2014, 8, 12, 0, 0, 0, 42), 1, &[3]).await;
-        check(ReadyKind::Expire, t(2014, 8, 17, 0, 0, 0, 42), 10, &[1, 2, 3, 4, 8]).await;
+        check(
+            ReadyKind::Expire,
+            t(2014, 8, 17, 0, 0, 0, 42),
+            10,
+            &[1, 2, 3, 4, 8],
+        )
+        .await;
         check(ReadyKind::Expire, t(2014, 8, 10, 12, 0, 0, 42), 10, &[1, 2]).await;
         check(ReadyKind::Expire, t(2014, 8, 17, 0, 0, 0, 42), 1, &[1]).await;
     }
@@ -180,46 +344,140 @@ async fn optimistic_lock_lease_and_finish() {
     for b in with_fixture("optimistic_lock_lease").await {
         let l = b.label;
         let s = b.store.get_stream_by_id(1).await.unwrap().unwrap();
-        let firing = b.store.set_stream_state(&s, StreamState::Firing).await.unwrap();
-        assert_eq!((firing.state, firing.state_serial_no), (StreamState::Firing, 1), "{l}");
-        assert!(matches!(b.store.set_stream_state(&s, StreamState::Firing).await, Err(StoreError::Locked { .. })), "{l}: stale serial");
+        let firing = b
+            .store
+            .set_stream_state(&s, StreamState::Firing)
+            .await
+            .unwrap();
+        assert_eq!(
+            (firing.state, firing.state_serial_no),
+            (StreamState::Firing, 1),
+            "{l}"
+        );
+        assert!(
+            matches!(
+                b.store.set_stream_state(&s, StreamState::Firing).await,
+                Err(StoreError::Locked { .. })
+            ),
+            "{l}: stale serial"
+        );
 
         // Claim with a lease; a second claimant with the old serial loses.
         let now = t(2014, 8, 12, 0, 0, 0, 0);
         let s3 = b.store.get_stream_by_id(3).await.unwrap().unwrap();
-        let claimed = b.store.claim_stream(&s3, StreamState::Firing, now + chrono::Duration::minutes(10)).await.unwrap();
-        assert!(matches!(b.store.claim_stream(&s3, StreamState::Firing, now).await, Err(StoreError::Locked { .. })), "{l}");
+        let claimed = b
+            .store
+            .claim_stream(
+                &s3,
+                StreamState::Firing,
+                now + chrono::Duration::minutes(10),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                b.store.claim_stream(&s3, StreamState::Firing, now).await,
+                Err(StoreError::Locked { .. })
+            ),
+            "{l}"
+        );
         // Not offered again while the lease runs ...
-        assert_eq!(ids(&b.store.ready_streams(ReadyKind::Fire, now, 10).await.unwrap()), [4, 7], "{l}");
+        assert_eq!(
+            ids(&b
+                .store
+                .ready_streams(ReadyKind::Fire, now, 10)
+                .await
+                .unwrap()),
+            [4, 7],
+            "{l}"
+        );
         // ... but offered again once it has run out (the worker died).
         let later = now + chrono::Duration::minutes(11);
-        let offered = b.store.ready_streams(ReadyKind::Fire, later, 10).await.unwrap();
+        let offered = b
+            .store
+            .ready_streams(ReadyKind::Fire, later, 10)
+            .await
+            .unwrap();
         assert_eq!(ids(&offered), [3, 4, 7], "{l}");
-        let reclaimed = b.store.claim_stream(&offered[0], StreamState::Firing, later + chrono::Duration::minutes(10)).await.unwrap();
+        let reclaimed = b
+            .store
+            .claim_stream(
+                &offered[0],
+                StreamState::Firing,
+                later + chrono::Duration::minutes(10),
+            )
+            .await
+            .unwrap();
         // The first worker finishes late: it lost the stream, so it must not complete it.
-        assert!(matches!(b.store.complete_stream(&claimed, true).await, Err(StoreError::Locked { .. })), "{l}");
-        assert!(matches!(b.store.renew_lease(&claimed, later).await, Err(StoreError::Locked { .. })), "{l}");
-        b.store.renew_lease(&reclaimed, later + chrono::Duration::minutes(20)).await.unwrap();
+        assert!(
+            matches!(
+                b.store.complete_stream(&claimed, true).await,
+                Err(StoreError::Locked { .. })
+            ),
+            "{l}"
+        );
+        assert!(
+            matches!(
+                b.store.renew_lease(&claimed, later).await,
+                Err(StoreError::Locked { .. })
+            ),
+            "{l}"
+        );
+        b.store
+            .renew_lease(&reclaimed, later + chrono::Duration::minutes(20))
+            .await
+            .unwrap();
         b.store.complete_stream(&reclaimed, false).await.unwrap();
         let done = b.store.get_stream_by_id(3).await.unwrap().unwrap();
-        assert_eq!((done.state, done.lease_expires), (StreamState::Completed, None), "{l}");
+        assert_eq!(
+            (done.state, done.lease_expires),
+            (StreamState::Completed, None),
+            "{l}"
+        );
 
         // Purge on completion deletes the stream (events stay).
         let s4 = b.store.get_stream_by_id(4).await.unwrap().unwrap();
-        let c4 = b.store.claim_stream(&s4, StreamState::Firing, later).await.unwrap();
+        let c4 = b
+            .store
+            .claim_stream(&s4, StreamState::Firing, later)
+            .await
+            .unwrap();
         b.store.complete_stream(&c4, true).await.unwrap();
         assert!(b.store.get_stream_by_id(4).await.unwrap().is_none(), "{l}");
-        assert!(b.store.get_event_by_message_id("1234-5678-002").await.unwrap().is_some(), "{l}");
+        assert!(
+            b.store
+                .get_event_by_message_id("1234-5678-002")
+                .await
+                .unwrap()
+                .is_some(),
+            "{l}"
+        );
 
         // Errors: firing -> error, expiring -> expire_error.
         let s2 = b.store.get_stream_by_id(2).await.unwrap().unwrap();
-        let c2 = b.store.claim_stream(&s2, StreamState::Expiring, later).await.unwrap();
+        let c2 = b
+            .store
+            .claim_stream(&s2, StreamState::Expiring, later)
+            .await
+            .unwrap();
         b.store.error_stream(&c2).await.unwrap();
-        assert_eq!(b.store.get_stream_by_id(2).await.unwrap().unwrap().state, StreamState::ExpireError, "{l}");
+        assert_eq!(
+            b.store.get_stream_by_id(2).await.unwrap().unwrap().state,
+            StreamState::ExpireError,
+            "{l}"
+        );
         let s7 = b.store.get_stream_by_id(7).await.unwrap().unwrap();
-        let c7 = b.store.claim_stream(&s7, StreamState::Firing, later).await.unwrap();
+        let c7 = b
+            .store
+            .claim_stream(&s7, StreamState::Firing, later)
+            .await
+            .unwrap();
         b.store.error_stream(&c7).await.unwrap();
-        assert_eq!(b.store.get_stream_by_id(7).await.unwrap().unwrap().state, StreamState::Error, "{l}");
+        assert_eq!(
+            b.store.get_stream_by_id(7).await.unwrap().unwrap().state,
+            StreamState::Error,
+            "{l}"
+        );
     }
 }
 
@@ -227,41 +485,108 @@ async fn optimistic_lock_lease_and_finish() {
 async fn reset_and_purge() {
     for b in with_fixture("reset_and_purge").await {
         let l = b.label;
-        assert_eq!(b.store.reset_stream(5).await.unwrap().state, StreamState::RetryFire, "{l}");
-        assert_eq!(b.store.reset_stream(6).await.unwrap().state, StreamState::RetryExpire, "{l}");
-        assert_eq!(b.store.reset_stream(1).await.unwrap().state, StreamState::Active, "{l}: others unchanged");
-        assert!(matches!(b.store.reset_stream(99).await, Err(StoreError::StreamNotFound(99))));
+        assert_eq!(
+            b.store.reset_stream(5).await.unwrap().state,
+            StreamState::RetryFire,
+            "{l}"
+        );
+        assert_eq!(
+            b.store.reset_stream(6).await.unwrap().state,
+            StreamState::RetryExpire,
+            "{l}"
+        );
+        assert_eq!(
+            b.store.reset_stream(1).await.unwrap().state,
+            StreamState::Active,
+            "{l}: others unchanged"
+        );
+        assert!(matches!(
+            b.store.reset_stream(99).await,
+            Err(StoreError::StreamNotFound(99))
+        ));
         assert!(b.store.purge_stream(1).await.unwrap());
         assert!(b.store.get_stream_by_id(1).await.unwrap().is_none(), "{l}");
-        assert!(b.store.get_stream_events(1).await.unwrap().is_empty(), "{l}");
+        assert!(
+            b.store.get_stream_events(1).await.unwrap().is_empty(),
+            "{l}"
+        );
         assert!(!b.store.purge_stream(1).await.unwrap());
     }
 }
 
 async fn stream_ids(store: &AnyStore, q: StreamQuery) -> (Vec<i64>, Vec<String>) {
     let got = store.find_streams(&q).await.unwrap();
-    (got.iter().map(|m| m.item.id).collect(), got.iter().map(|m| m.mark.clone()).collect())
+    (
+        got.iter().map(|m| m.item.id).collect(),
+        got.iter().map(|m| m.mark.clone()).collect(),
+    )
 }
 
 #[tokio::test]
 async fn find_streams_paging() {
     for b in with_fixture("find_streams_paging").await {
         let l = b.label;
-        assert_eq!(b.store.count_streams(&StreamQuery::default()).await.unwrap(), 8, "{l}");
-        let q = |limit: Option<u32>, mark: Option<&str>| StreamQuery { limit, mark: mark.map(String::from), ..Default::default() };
-        assert_eq!(stream_ids(&b.store, q(Some(2), None)).await, (vec![8, 7], vec!["8".into(), "7".into()]), "{l}");
-        assert_eq!(stream_ids(&b.store, q(Some(2), Some("+"))).await, (vec![1, 2], vec!["+1".into(), "+2".into()]), "{l}");
-        assert_eq!(stream_ids(&b.store, q(None, Some("7"))).await.0, vec![6, 5, 4, 3, 2, 1], "{l}");
-        assert_eq!(stream_ids(&b.store, q(Some(2), Some("+2"))).await.0, vec![3, 4], "{l}");
-        assert!(matches!(b.store.find_streams(&q(None, Some("zz"))).await, Err(StoreError::BadMark(_))));
-        let by_state = StreamQuery { state: Some(StreamState::Error), ..Default::default() };
+        assert_eq!(
+            b.store
+                .count_streams(&StreamQuery::default())
+                .await
+                .unwrap(),
+            8,
+            "{l}"
+        );
+        let q = |limit: Option<u32>, mark: Option<&str>| StreamQuery {
+            limit,
+            mark: mark.map(String::from),
+            ..Default::default()
+        };
+        assert_eq!(
+            stream_ids(&b.store, q(Some(2), None)).await,
+            (vec![8, 7], vec!["8".into(), "7".into()]),
+            "{l}"
+        );
+        assert_eq!(
+            stream_ids(&b.store, q(Some(2), Some("+"))).await,
+            (vec![1, 2], vec!["+1".into(), "+2".into()]),
+            "{l}"
+        );
+        assert_eq!(
+            stream_ids(&b.store, q(None, Some("7"))).await.0,
+            vec![6, 5, 4, 3, 2, 1],
+            "{l}"
+        );
+        assert_eq!(
+            stream_ids(&b.store, q(Some(2), Some("+2"))).await.0,
+            vec![3, 4],
+            "{l}"
+        );
+        assert!(matches!(
+            b.store.find_streams(&q(None, Some("zz"))).await,
+            Err(StoreError::BadMark(_))
+        ));
+        let by_state = StreamQuery {
+            state: Some(StreamState::Error),
+            ..Default::default()
+        };
         assert_eq!(stream_ids(&b.store, by_state).await.0, vec![5], "{l}");
-        let by_name = StreamQuery { name: Some("fire_test_trigger".into()), ..Default::default() };
+        let by_name = StreamQuery {
+            name: Some("fire_test_trigger".into()),
+            ..Default::default()
+        };
         assert_eq!(stream_ids(&b.store, by_name).await.0, vec![4, 3], "{l}");
-        let older = StreamQuery { older_than: Some(t(2014, 8, 1, 3, 0, 0, 0)), ..Default::default() };
+        let older = StreamQuery {
+            older_than: Some(t(2014, 8, 1, 3, 0, 0, 0)),
+            ..Default::default()
+        };
         assert_eq!(stream_ids(&b.store, older).await.0, vec![1], "{l}");
-        let younger = StreamQuery { younger_than: Some(t(2014, 8, 1, 5, 0, 0, 0)), ..Default::default() };
-        assert_eq!(stream_ids(&b.store, younger).await.0, vec![8, 7, 6, 5, 4, 3, 2], "{l}");
+        let younger = StreamQuery {
+            younger_than: Some(t(2014, 8, 1, 5, 0, 0, 0)),
+            ..Default::default()
+        };
+        assert_eq!(
+            stream_ids(&b.store, younger).await.0,
+            vec![8, 7, 6, 5, 4, 3, 2],
+            "{l}"
+        );
     }
 }
 
@@ -270,25 +595,91 @@ async fn find_events_filters_and_paging() {
     for b in with_fixture("find_events_paging").await {
         let l = b.label;
         let mids = |evs: Vec<stv3_winchester::store::Marked<stv3_winchester::StoredEvent>>| {
-            evs.into_iter().map(|m| m.item.event.message_id).collect::<Vec<_>>()
+            evs.into_iter()
+                .map(|m| m.item.event.message_id)
+                .collect::<Vec<_>>()
         };
         let all = b.store.find_events(&EventQuery::default()).await.unwrap();
-        assert_eq!(mids(all), ["1234-5678-004", "1234-5678-003", "1234-5678-002", "1234-5678-001"], "{l}");
-        assert_eq!(b.store.count_events(&EventQuery::default()).await.unwrap(), 4);
-        let dated = EventQuery { from_datetime: Some(t(2014, 8, 1, 10, 0, 0, 0)), to_datetime: Some(t(2014, 8, 1, 16, 0, 0, 0)), ..Default::default() };
-        assert_eq!(mids(b.store.find_events(&dated).await.unwrap()), ["1234-5678-002", "1234-5678-001"], "{l}");
-        let typed = EventQuery { event_name: Some("test.otherthing.foo".into()), ..Default::default() };
-        assert_eq!(mids(b.store.find_events(&typed).await.unwrap()), ["1234-5678-004", "1234-5678-003"], "{l}");
-        let unknown = EventQuery { event_name: Some("no.such.type".into()), ..Default::default() };
+        assert_eq!(
+            mids(all),
+            [
+                "1234-5678-004",
+                "1234-5678-003",
+                "1234-5678-002",
+                "1234-5678-001"
+            ],
+            "{l}"
+        );
+        assert_eq!(
+            b.store.count_events(&EventQuery::default()).await.unwrap(),
+            4
+        );
+        let dated = EventQuery {
+            from_datetime: Some(t(2014, 8, 1, 10, 0, 0, 0)),
+            to_datetime: Some(t(2014, 8, 1, 16, 0, 0, 0)),
+            ..Default::default()
+        };
+        assert_eq!(
+            mids(b.store.find_events(&dated).await.unwrap()),
+            ["1234-5678-002", "1234-5678-001"],
+            "{l}"
+        );
+        let typed = EventQuery {
+            event_name: Some("test.otherthing.foo".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            mids(b.store.find_events(&typed).await.unwrap()),
+            ["1234-5678-004", "1234-5678-003"],
+            "{l}"
+        );
+        let unknown = EventQuery {
+            event_name: Some("no.such.type".into()),
+            ..Default::default()
+        };
         assert_eq!(b.store.count_events(&unknown).await.unwrap(), 0, "{l}");
-        let traits = EventQuery { traits: vec![("memory_mb".into(), TraitValue::Int(1024))], ..Default::default() };
-        assert_eq!(mids(b.store.find_events(&traits).await.unwrap()), ["1234-5678-001"], "{l}");
-        let page1 = b.store.find_events(&EventQuery { limit: Some(2), ..Default::default() }).await.unwrap();
+        let traits = EventQuery {
+            traits: vec![("memory_mb".into(), TraitValue::Int(1024))],
+            ..Default::default()
+        };
+        assert_eq!(
+            mids(b.store.find_events(&traits).await.unwrap()),
+            ["1234-5678-001"],
+            "{l}"
+        );
+        let page1 = b
+            .store
+            .find_events(&EventQuery {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(page1.len(), 2);
-        let page2 = b.store.find_events(&EventQuery { limit: Some(2), mark: Some(page1[1].mark.clone()), ..Default::default() }).await.unwrap();
+        let page2 = b
+            .store
+            .find_events(&EventQuery {
+                limit: Some(2),
+                mark: Some(page1[1].mark.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(mids(page2), ["1234-5678-002", "1234-5678-001"], "{l}");
-        let asc = b.store.find_events(&EventQuery { limit: Some(3), mark: Some("+1".into()), ..Default::default() }).await.unwrap();
-        assert_eq!(asc.iter().map(|m| m.mark.as_str()).collect::<Vec<_>>(), ["+2", "+3", "+4"], "{l}");
+        let asc = b
+            .store
+            .find_events(&EventQuery {
+                limit: Some(3),
+                mark: Some("+1".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            asc.iter().map(|m| m.mark.as_str()).collect::<Vec<_>>(),
+            ["+2", "+3", "+4"],
+            "{l}"
+        );
     }
 }
 
@@ -296,13 +687,38 @@ async fn find_events_filters_and_paging() {
 async fn trim_old_events() {
     for b in with_fixture("trim_old_events").await {
         let l = b.label;
-        let old = b.store.find_older_events(t(2014, 8, 1, 12, 0, 0, 0), 10).await.unwrap();
+        let old = b
+            .store
+            .find_older_events(t(2014, 8, 1, 12, 0, 0, 0), 10)
+            .await
+            .unwrap();
         assert_eq!(old, [3, 4, 1], "{l}: oldest first");
-        assert_eq!(b.store.find_older_events(t(2014, 8, 1, 12, 0, 0, 0), 2).await.unwrap(), [3, 4], "{l}: limit");
+        assert_eq!(
+            b.store
+                .find_older_events(t(2014, 8, 1, 12, 0, 0, 0), 2)
+                .await
+                .unwrap(),
+            [3, 4],
+            "{l}: limit"
+        );
         assert_eq!(b.store.purge_events(&[3, 4]).await.unwrap(), 2, "{l}");
-        assert!(b.store.get_event_by_message_id("1234-5678-003").await.unwrap().is_none(), "{l}");
-        assert!(b.store.get_stream_events(1).await.unwrap().is_empty(), "{l}: links gone");
-        assert_eq!(b.store.count_events(&EventQuery::default()).await.unwrap(), 2, "{l}");
+        assert!(
+            b.store
+                .get_event_by_message_id("1234-5678-003")
+                .await
+                .unwrap()
+                .is_none(),
+            "{l}"
+        );
+        assert!(
+            b.store.get_stream_events(1).await.unwrap().is_empty(),
+            "{l}: links gone"
+        );
+        assert_eq!(
+            b.store.count_events(&EventQuery::default()).await.unwrap(),
+            2,
+            "{l}"
+        );
         assert_eq!(b.store.purge_events(&[3]).await.unwrap(), 0, "{l}");
     }
 }
@@ -312,7 +728,10 @@ async fn schema_check_refuses_an_unmigrated_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:///{}", dir.path().join("empty.db").display());
     let err = AnyStore::open(&url).await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaBehind { applied: None, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::SchemaBehind { applied: None, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("winchester-db"), "{err}");
     let store = AnyStore::connect(&url).await.unwrap();
     assert_eq!(store.migrate().await.unwrap().len(), 1);

@@ -67,7 +67,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if sql {
                 let applied: Vec<i64> = match AnyStore::connect(&url).await {
-                    Ok(s) => s.migration_history().await?.into_iter().map(|(v, _)| v).collect(),
+                    Ok(s) => s
+                        .migration_history()
+                        .await?
+                        .into_iter()
+                        .map(|(v, _)| v)
+                        .collect(),
                     Err(_) => Vec::new(),
                 };
                 for m in known.iter().filter(|m| !applied.contains(&m.version)) {
@@ -77,10 +82,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let store = AnyStore::connect(&url).await.with_context(|| format!("connecting to {}", redact(&url)))?;
+            let store = AnyStore::connect(&url)
+                .await
+                .with_context(|| format!("connecting to {}", redact(&url)))?;
             let applied = store.migrate().await?;
             if applied.is_empty() {
-                println!("schema is current (version {})", known.iter().map(|m| m.version).max().unwrap_or(0));
+                println!(
+                    "schema is current (version {})",
+                    known.iter().map(|m| m.version).max().unwrap_or(0)
+                );
             } else {
                 for v in applied {
                     println!("applied {v}");
@@ -88,7 +98,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Current => {
-            let store = AnyStore::connect(&url).await.with_context(|| format!("connecting to {}", redact(&url)))?;
+            let store = AnyStore::connect(&url)
+                .await
+                .with_context(|| format!("connecting to {}", redact(&url)))?;
             let hist = store.migration_history().await?;
             match hist.last() {
                 None => println!("no schema (run `winchester-db upgrade`)"),
@@ -102,14 +114,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::History => {
             let applied: Vec<i64> = match AnyStore::connect(&url).await {
-                Ok(s) => s.migration_history().await?.into_iter().map(|(v, _)| v).collect(),
+                Ok(s) => s
+                    .migration_history()
+                    .await?
+                    .into_iter()
+                    .map(|(v, _)| v)
+                    .collect(),
                 Err(e) => {
                     eprintln!("warning: cannot read applied migrations: {e}");
                     Vec::new()
                 }
             };
             for m in known.iter() {
-                let mark = if applied.contains(&m.version) { "applied" } else { "pending" };
+                let mark = if applied.contains(&m.version) {
+                    "applied"
+                } else {
+                    "pending"
+                };
                 println!("{} {:<8} {}", m.version, mark, m.description);
             }
         }
@@ -120,7 +141,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     stv3_telemetry::init_logging(&cli.log);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("winchester-db: {e}");

@@ -44,7 +44,11 @@ pub enum StoreError {
     StreamNotFound(i64),
     /// A trigger rule failed while updating a stream (e.g. expiration not computable).
     #[error("stream update for trigger {trigger:?}, event {message_id}: {reason}")]
-    Rule { trigger: String, message_id: String, reason: String },
+    Rule {
+        trigger: String,
+        message_id: String,
+        reason: String,
+    },
     #[error("invalid mark {0:?} (expected hex id, optionally prefixed by '+' or '-')")]
     BadMark(String),
     #[error("corrupt row: {0}")]
@@ -140,7 +144,14 @@ impl IngestRules for NoRules {
     fn plan(&self, _event: &Event) -> Vec<StreamJoin> {
         Vec::new()
     }
-    fn apply(&self, _: usize, _: &mut StreamAgg, _: &Event, _: bool, _: Timestamp) -> Result<bool, String> {
+    fn apply(
+        &self,
+        _: usize,
+        _: &mut StreamAgg,
+        _: &Event,
+        _: bool,
+        _: Timestamp,
+    ) -> Result<bool, String> {
         Ok(false)
     }
 }
@@ -236,7 +247,9 @@ pub trait Store: Send + Sync {
     fn migrate(&self) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
     /// Applied migration versions with their descriptions, oldest first.
-    fn migration_history(&self) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
+    fn migration_history(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, StoreError>> + Send;
 
     /// Save a batch of events and add them to their streams, in ONE transaction,
     /// durable when this returns Ok. Duplicates (by message_id) are reported
@@ -249,7 +262,10 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<IngestReport, StoreError>> + Send;
 
     /// Save events without stream processing.
-    fn save_events(&self, events: &[Event]) -> impl Future<Output = Result<IngestReport, StoreError>> + Send {
+    fn save_events(
+        &self,
+        events: &[Event],
+    ) -> impl Future<Output = Result<IngestReport, StoreError>> + Send {
         self.ingest(events, &NoRules, stv3_event::now())
     }
 
@@ -264,7 +280,10 @@ pub trait Store: Send + Sync {
         message_id: &str,
     ) -> impl Future<Output = Result<Option<StoredEvent>, StoreError>> + Send;
 
-    fn get_stream_by_id(&self, id: i64) -> impl Future<Output = Result<Option<Stream>, StoreError>> + Send;
+    fn get_stream_by_id(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Stream>, StoreError>> + Send;
 
     /// The active stream for a key (state active, expire_timestamp > now), if any.
     fn get_active_stream(
@@ -274,7 +293,10 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<Stream>, StoreError>> + Send;
 
     /// A stream's events ordered by `generated` (then id).
-    fn get_stream_events(&self, stream_id: i64) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+    fn get_stream_events(
+        &self,
+        stream_id: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
     /// Streams ready to fire or expire at `now`, ordered by fire/expire time then id, at most `limit`.
     fn ready_streams(
@@ -303,13 +325,22 @@ pub trait Store: Send + Sync {
 
     /// Finish a claimed stream successfully: delete it (purge) or mark it completed.
     /// Locked if the claim was lost (someone else re-claimed after the lease ran out).
-    fn complete_stream(&self, claimed: &Stream, purge: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn complete_stream(
+        &self,
+        claimed: &Stream,
+        purge: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Put a claimed stream into `error` (from firing) or `expire_error` (from expiring).
-    fn error_stream(&self, claimed: &Stream) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn error_stream(&self, claimed: &Stream)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Set a stream's state with the optimistic lock (the original `set_stream_state`).
-    fn set_stream_state(&self, stream: &Stream, to: StreamState) -> impl Future<Output = Result<Stream, StoreError>> + Send;
+    fn set_stream_state(
+        &self,
+        stream: &Stream,
+        to: StreamState,
+    ) -> impl Future<Output = Result<Stream, StoreError>> + Send;
 
     /// error -> retry_fire, expire_error -> retry_expire; other states unchanged. Returns the stream.
     fn reset_stream(&self, id: i64) -> impl Future<Output = Result<Stream, StoreError>> + Send;
@@ -327,11 +358,20 @@ pub trait Store: Send + Sync {
     /// Delete events (their traits and stream links too). Returns the number deleted.
     fn purge_events(&self, ids: &[i64]) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    fn find_streams(&self, q: &StreamQuery) -> impl Future<Output = Result<Vec<Marked<Stream>>, StoreError>> + Send;
+    fn find_streams(
+        &self,
+        q: &StreamQuery,
+    ) -> impl Future<Output = Result<Vec<Marked<Stream>>, StoreError>> + Send;
 
-    fn count_streams(&self, q: &StreamQuery) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn count_streams(
+        &self,
+        q: &StreamQuery,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    fn find_events(&self, q: &EventQuery) -> impl Future<Output = Result<Vec<Marked<StoredEvent>>, StoreError>> + Send;
+    fn find_events(
+        &self,
+        q: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<Marked<StoredEvent>>, StoreError>> + Send;
 
     fn count_events(&self, q: &EventQuery) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
@@ -400,31 +440,57 @@ impl Store for AnyStore {
     async fn migration_history(&self) -> Result<Vec<(i64, String)>, StoreError> {
         delegate!(self, s => s.migration_history())
     }
-    async fn ingest(&self, events: &[Event], rules: &dyn IngestRules, now: Timestamp) -> Result<IngestReport, StoreError> {
+    async fn ingest(
+        &self,
+        events: &[Event],
+        rules: &dyn IngestRules,
+        now: Timestamp,
+    ) -> Result<IngestReport, StoreError> {
         delegate!(self, s => s.ingest(events, rules, now))
     }
     async fn event_type_ids(&self, names: &[String]) -> Result<BTreeMap<String, i64>, StoreError> {
         delegate!(self, s => s.event_type_ids(names))
     }
-    async fn get_event_by_message_id(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    async fn get_event_by_message_id(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
         delegate!(self, s => s.get_event_by_message_id(message_id))
     }
     async fn get_stream_by_id(&self, id: i64) -> Result<Option<Stream>, StoreError> {
         delegate!(self, s => s.get_stream_by_id(id))
     }
-    async fn get_active_stream(&self, key: &str, now: Timestamp) -> Result<Option<Stream>, StoreError> {
+    async fn get_active_stream(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<Stream>, StoreError> {
         delegate!(self, s => s.get_active_stream(key, now))
     }
     async fn get_stream_events(&self, stream_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
         delegate!(self, s => s.get_stream_events(stream_id))
     }
-    async fn ready_streams(&self, kind: ReadyKind, now: Timestamp, limit: u32) -> Result<Vec<Stream>, StoreError> {
+    async fn ready_streams(
+        &self,
+        kind: ReadyKind,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Stream>, StoreError> {
         delegate!(self, s => s.ready_streams(kind, now, limit))
     }
-    async fn claim_stream(&self, stream: &Stream, to: StreamState, lease_until: Timestamp) -> Result<Stream, StoreError> {
+    async fn claim_stream(
+        &self,
+        stream: &Stream,
+        to: StreamState,
+        lease_until: Timestamp,
+    ) -> Result<Stream, StoreError> {
         delegate!(self, s => s.claim_stream(stream, to, lease_until))
     }
-    async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {
+    async fn renew_lease(
+        &self,
+        claimed: &Stream,
+        lease_until: Timestamp,
+    ) -> Result<(), StoreError> {
         delegate!(self, s => s.renew_lease(claimed, lease_until))
     }
     async fn complete_stream(&self, claimed: &Stream, purge: bool) -> Result<(), StoreError> {
@@ -433,7 +499,11 @@ impl Store for AnyStore {
     async fn error_stream(&self, claimed: &Stream) -> Result<(), StoreError> {
         delegate!(self, s => s.error_stream(claimed))
     }
-    async fn set_stream_state(&self, stream: &Stream, to: StreamState) -> Result<Stream, StoreError> {
+    async fn set_stream_state(
+        &self,
+        stream: &Stream,
+        to: StreamState,
+    ) -> Result<Stream, StoreError> {
         delegate!(self, s => s.set_stream_state(stream, to))
     }
     async fn reset_stream(&self, id: i64) -> Result<Stream, StoreError> {
@@ -442,7 +512,11 @@ impl Store for AnyStore {
     async fn purge_stream(&self, id: i64) -> Result<bool, StoreError> {
         delegate!(self, s => s.purge_stream(id))
     }
-    async fn find_older_events(&self, before: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
+    async fn find_older_events(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
         delegate!(self, s => s.find_older_events(before, limit))
     }
     async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {

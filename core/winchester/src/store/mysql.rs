@@ -14,7 +14,8 @@ use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamJoin, StreamQuery,
+    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
+    StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
 
@@ -53,13 +54,17 @@ impl MySqlStore {
             .max_connections(8)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
                     Ok(())
                 })
             })
             .connect_with(opts)
             .await?;
-        Ok(MySqlStore { pool, types: Arc::default() })
+        Ok(MySqlStore {
+            pool,
+            types: Arc::default(),
+        })
     }
 
     pub fn pool(&self) -> &MySqlPool {

@@ -11,13 +11,17 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqlitePool};
 use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent, StreamJoin, StreamQuery,
+    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
+    StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
 
@@ -59,7 +63,8 @@ impl SqliteStore {
         let opts = if memory {
             opts
         } else {
-            opts.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Full)
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
         };
         let pool = if memory {
             SqlitePoolOptions::new()
@@ -70,9 +75,15 @@ impl SqliteStore {
                 .connect_with(opts)
                 .await?
         } else {
-            SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?
         };
-        let store = SqliteStore { pool, types: Arc::default() };
+        let store = SqliteStore {
+            pool,
+            types: Arc::default(),
+        };
         if memory {
             store.migrate().await?;
         }

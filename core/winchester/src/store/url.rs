@@ -19,13 +19,22 @@ pub enum DbUrl {
 
 impl DbUrl {
     pub fn parse(url: &str) -> Result<DbUrl, StoreError> {
-        let bad = |reason: &str| StoreError::Url { url: redact(url), reason: reason.to_string() };
+        let bad = |reason: &str| StoreError::Url {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
         let url = url.trim();
         let (scheme, rest) = url.split_once(':').ok_or_else(|| bad("no scheme"))?;
-        let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+        let base = scheme
+            .split('+')
+            .next()
+            .unwrap_or(scheme)
+            .to_ascii_lowercase();
         match base.as_str() {
             "mysql" | "mariadb" => {
-                let rest = rest.strip_prefix("//").ok_or_else(|| bad("expected mysql://user:password@host/db"))?;
+                let rest = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| bad("expected mysql://user:password@host/db"))?;
                 if rest.is_empty() {
                     return Err(bad("no host"));
                 }
@@ -51,7 +60,9 @@ impl DbUrl {
                 }
                 Ok(DbUrl::Sqlite(format!("sqlite://{rest}")))
             }
-            other => Err(bad(&format!("unsupported database {other:?} (use mysql:// or sqlite://)"))),
+            other => Err(bad(&format!(
+                "unsupported database {other:?} (use mysql:// or sqlite://)"
+            ))),
         }
     }
 
@@ -84,8 +95,14 @@ mod tests {
     fn maps_sqlalchemy_urls() {
         let my = |s: &str| Some(DbUrl::MySql(s.to_string()));
         let lite = |s: &str| Some(DbUrl::Sqlite(s.to_string()));
-        check("mysql://winchester:testpasswd@localhost/winchester", my("mysql://winchester:testpasswd@localhost/winchester"));
-        check("mysql+pymysql://u:p@db:3307/w?charset=utf8", my("mysql://u:p@db:3307/w?charset=utf8"));
+        check(
+            "mysql://winchester:testpasswd@localhost/winchester",
+            my("mysql://winchester:testpasswd@localhost/winchester"),
+        );
+        check(
+            "mysql+pymysql://u:p@db:3307/w?charset=utf8",
+            my("mysql://u:p@db:3307/w?charset=utf8"),
+        );
         check("mysql+mysqldb://u@h/w", my("mysql://u@h/w"));
         check("sqlite://", lite("sqlite::memory:"));
         check("sqlite:///winchester.db", lite("sqlite://winchester.db"));

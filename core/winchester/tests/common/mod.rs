@@ -17,10 +17,15 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let (url, name) = (self.root_url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok(pool) = sqlx::MySqlPool::connect(&url).await {
-                    let _ = pool.execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str()).await;
+                    let _ = pool
+                        .execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+                        .await;
                     pool.close().await;
                 }
             });
@@ -43,7 +48,13 @@ pub async fn sqlite() -> Backend {
     let url = format!("sqlite:///{}", dir.path().join("w.db").display());
     let store = AnyStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    Backend { label: "sqlite", store, url, _scratch: None, _dir: Some(dir) }
+    Backend {
+        label: "sqlite",
+        store,
+        url,
+        _scratch: None,
+        _dir: Some(dir),
+    }
 }
 
 /// A migrated MariaDB store in a fresh scratch database (None: MariaDB not available, test skipped).
@@ -51,16 +62,29 @@ pub async fn mariadb(test: &str) -> Option<Backend> {
     let root = require(Service::MariaDb, test)?;
     let root = root.trim_end_matches('/').to_string();
     let name = scratch_name(test);
-    let pool = sqlx::MySqlPool::connect(&root).await.expect("connect to MariaDB");
-    pool.execute(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").as_str())
+    let pool = sqlx::MySqlPool::connect(&root)
         .await
-        .expect("create scratch database");
+        .expect("connect to MariaDB");
+    pool.execute(
+        format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").as_str(),
+    )
+    .await
+    .expect("create scratch database");
     pool.close().await;
-    let scratch = Scratch { root_url: root.clone(), name: name.clone() };
+    let scratch = Scratch {
+        root_url: root.clone(),
+        name: name.clone(),
+    };
     let url = format!("{root}/{name}");
     let store = AnyStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    Some(Backend { label: "mariadb", store, url, _scratch: Some(scratch), _dir: None })
+    Some(Backend {
+        label: "mariadb",
+        store,
+        url,
+        _scratch: Some(scratch),
+        _dir: None,
+    })
 }
 
 /// Every available backend.
