@@ -222,7 +222,7 @@ mod tests {
                 "fail" => Err(HandlerError::new("boom")),
                 "panic" => panic!("handler exploded"),
                 "hang" => {
-                    std::thread::sleep(Duration::from_secs(3));
+                    std::thread::sleep(Duration::from_secs(6));
                     Ok(events)
                 }
                 "add" => {
@@ -337,7 +337,11 @@ mod tests {
             stream_id: 7,
             stream_name: "trig",
             trigger: "trig",
-            timeout: Duration::from_millis(500),
+            timeout: if modes.contains(&"hang") {
+                Duration::from_millis(1500)
+            } else {
+                Duration::from_secs(5)
+            },
         };
         let got = run(spec, &HandlerContext::offline(), &stats, events).await;
         match (&got, &expected) {
@@ -422,7 +426,7 @@ mod tests {
         .await;
         check(
             &["hang"],
-            Err("pipeline 'p': timed out after 0.5s"),
+            Err("pipeline 'p': timed out after 1.5s"),
             &["h0:handle(2)"],
             &[],
         )

@@ -31,7 +31,7 @@ impl Handler for Scripted {
             "fail" => Err(HandlerError::new("scripted failure")),
             "panic" => panic!("scripted panic"),
             "hang" => {
-                std::thread::sleep(Duration::from_secs(2));
+                std::thread::sleep(Duration::from_secs(10));
                 Ok(events)
             }
             "add" => {
@@ -111,7 +111,7 @@ async fn manager(store: AnyStore, triggers: &str, purge: bool) -> PipelineManage
         PipelineConfig::parse(PIPELINES, Path::new("pipelines.yaml"), &map, &reg, &ctx).unwrap();
     let settings = ManagerSettings {
         purge_completed_streams: purge,
-        pipeline_timeout: Duration::from_millis(500),
+        pipeline_timeout: Duration::from_secs(3),
         ..ManagerSettings::default()
     };
     PipelineManager::new(

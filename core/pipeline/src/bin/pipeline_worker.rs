@@ -122,5 +122,6 @@ async fn main() -> anyhow::Result<()> {
     let pm = PipelineManager::new(Arc::new(tm), pipelines, ctx, settings);
     let totals = run_loop(&pm, &opts, &health, stop_rx).await;
     tracing::info!(name = %args.name, ?totals, "pipeline worker stopped");
-    Ok(())
+    // Do not wait for abandoned (timed-out) handler threads when the runtime shuts down.
+    std::process::exit(0)
 }
