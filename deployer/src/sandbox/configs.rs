@@ -38,7 +38,7 @@ pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
     let db = opts
         .db
         .clone()
-        .unwrap_or_else(|| format!("sqlite://{d}/data/stv3.db"));
+        .unwrap_or_else(|| format!("sqlite:///{d}/data/stv3.db"));
     let amqp = opts
         .amqp
         .clone()
@@ -166,7 +166,7 @@ pub fn render(assets: &Assets, opts: &SandboxOptions, dir: &Path) -> Result<Layo
     let database_url = opts
         .db
         .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/data/stv3.db", dir.display()));
+        .unwrap_or_else(|| format!("sqlite:///{}/data/stv3.db", dir.display()));
     Ok(Layout {
         database_url,
         model,
@@ -212,7 +212,7 @@ mod tests {
         };
         let text = inventory_yaml(&opts, Path::new("/tmp/sb"));
         assert!(!text.contains("topsecret"), "{text}");
-        assert!(text.contains("sqlite:///tmp/sb/data/stv3.db"), "{text}");
+        assert!(text.contains("sqlite:////tmp/sb/data/stv3.db"), "{text}");
     }
 }
 
