@@ -531,3 +531,29 @@ fn many_batches_many_rolls_read_back_in_order() {
     // names sort by [[TIMESTAMP]] within the day; read them in roll order
     assert_eq!(message_ids(&done), expected_ids(2000));
 }
+
+/// Disk full: the working file is /dev/full (every write fails with ENOSPC). The error is
+/// returned, never a pretended success, and the writer keeps refusing while it cannot cut
+/// the partial record.
+#[test]
+fn disk_full_is_an_error() {
+    if !Path::new("/dev/full").exists() {
+        panic!("this test needs /dev/full (Linux)");
+    }
+    let d = dirs();
+    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
+    let mut w = ArchiveWriter::open_with_clock(config(&d), clock.clock()).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/full",
+        d.work
+            .join("test--20140201-1391212800-region-cell1-stv3-working.json"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let err = w.write_batch(&[&record(0)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ArchiveError::Io { .. }), "{msg}");
+        assert!(msg.contains("working.json"), "{msg}");
+    }
+    assert_eq!(w.working_size(), 0);
+}
