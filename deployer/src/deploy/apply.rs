@@ -84,6 +84,9 @@ echo "$(cat "$lock/holder" 2>/dev/null)"
 exit 75
 "#;
 
+/// A file's previous state: `None` = it did not exist; else (content, mode, owner:group).
+type Undo = (String, Option<(Vec<u8>, u32, String)>);
+
 /// How one host's rollout ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostOutcome {
@@ -424,7 +427,7 @@ fn rollout_inner(
 ) -> Result<(), String> {
     let host = plan.host.clone();
     // 1. Files, remembering the old contents for a rollback.
-    let mut undo: Vec<(String, Option<(Vec<u8>, u32, String)>)> = Vec::new();
+    let mut undo: Vec<Undo> = Vec::new();
     for fc in &plan.files {
         let Some(f) = model.file(&fc.path) else {
             continue;
@@ -615,7 +618,7 @@ fn restore(
     t: &mut dyn Transport,
     region: &Region,
     _model: &HostModel,
-    undo: &[(String, Option<(Vec<u8>, u32, String)>)],
+    undo: &[Undo],
     release: Option<&str>,
     _extra: &[String],
 ) {

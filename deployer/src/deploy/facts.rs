@@ -219,7 +219,7 @@ mod tests {
             Some((0o755, "root".into(), "root".into()))
         );
         assert_eq!(f.dirs["/var/lib/stv3"], None);
-        assert_eq!(f.running["stv3-api"], true);
-        assert_eq!(f.running["stv3-yagi-c1"], false);
+        assert!(f.running["stv3-api"]);
+        assert!(!f.running["stv3-yagi-c1"]);
     }
 }

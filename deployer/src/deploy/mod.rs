@@ -215,7 +215,7 @@ pub fn survey(
                 .map(|r| r.as_str())
                 .collect::<Vec<_>>()
                 .join(",");
-            let r = (|| -> Result<Target, DeployError> {
+            let survey_one = || -> Result<Target, DeployError> {
                 let mut t = connect(region, &host, opts)?;
                 let basic = facts::gather(t.as_mut(), &region.paths, None)?;
                 let init = match host.init {
@@ -238,8 +238,8 @@ pub fn survey(
                     model,
                     facts: full,
                 })
-            })();
-            r.map_err(|e| HostOutcome::new(&host.name, &roles).fail(e))
+            };
+            survey_one().map_err(|e| Box::new(HostOutcome::new(&host.name, &roles).fail(e)))
         },
     );
     let mut ok = Vec::new();
@@ -247,7 +247,7 @@ pub fn survey(
     for r in results {
         match r {
             Ok(t) => ok.push(t),
-            Err(o) => failed.push(o),
+            Err(o) => failed.push(*o),
         }
     }
     (ok, failed)
@@ -481,7 +481,7 @@ pub fn deploy(
         }
         apply::lock(t, &region.paths.lib, &who).map_err(DeployError::Other)?;
     }
-    let outcome = (|| -> Vec<HostOutcome> {
+    let mut rollout_all = || -> Vec<HostOutcome> {
         // Prepare all hosts.
         let items: Vec<(&mut Target, &HostPlan)> = targets.iter_mut().zip(plans.iter()).collect();
         let prep = parallel(items, opts.forks, |(tg, p)| {
@@ -572,7 +572,8 @@ pub fn deploy(
             }
         }
         outcomes
-    })();
+    };
+    let outcome = rollout_all();
     let t = targets[lock_idx].transport.as_mut();
     if let Err(e) = apply::unlock(t, &region.paths.lib) {
         eprintln!("warning: could not release the region lock: {e}");

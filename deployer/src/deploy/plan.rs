@@ -173,7 +173,7 @@ pub fn plan_host(
             let bin = format!("bin/{}", s.binary);
             let changed = match current_binaries {
                 Some(cur) => {
-                    cur.get(&bin) != pkg.binaries.get(&bin) || pkg.binaries.get(&bin).is_none()
+                    cur.get(&bin) != pkg.binaries.get(&bin) || !pkg.binaries.contains_key(&bin)
                 }
                 None => true,
             };

@@ -158,11 +158,16 @@ pub struct ServiceUrl {
     pub port: u16,
     pub path: String,
     pub password: Secret,
+    /// The URL as given, for URLs without credentials (`sqlite://...`).
+    pub raw: Option<String>,
 }
 
 impl ServiceUrl {
     /// The URL with the password filled in (percent-encoded).
     pub fn with_password(&self) -> String {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         format!(
             "{}://{}:{}@{}:{}{}",
             self.scheme,
@@ -175,6 +180,9 @@ impl ServiceUrl {
     }
     /// The URL with the password shown as `<redacted>`.
     pub fn redacted(&self) -> String {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
         format!(
             "{}://{}:{}@{}:{}{}",
             self.scheme,
@@ -464,11 +472,7 @@ fn resolve_region(
     r.record(
         "region",
         name,
-        Origin::Inventory {
-            file: path.clone(),
-            line: 0,
-            column: 0,
-        },
+        Origin::Derived("a key of `regions:`".into()),
     );
     let ssh_raw = raw.ssh.clone().unwrap_or_default();
     let ssh = Ssh {
@@ -579,21 +583,37 @@ fn resolve_region(
             message: "missing: every region needs `database: {url: mysql://user@host/db}`".into(),
         });
     };
-    let db_secret_name = r.pick(
-        "database.password_secret",
-        db.password_secret.as_ref(),
-        "database".to_string(),
-    );
-    let (db_pw, db_origin) = secrets.get(&db_secret_name, "database.url")?;
-    r.record("database.password", secrets::REDACTED, db_origin);
-    let database = parse_url(
-        r,
-        &db.url,
-        "database.url",
-        &["mysql", "sqlite", "mariadb"],
-        3306,
-        db_pw,
-    )?;
+    let database = if db.url.value.trim().starts_with("sqlite://") {
+        // A file database (sandbox, single-host labs): no user, no password.
+        let text = db.url.value.trim().to_string();
+        let o = r.origin(&db.url);
+        r.record("database.url", &text, o);
+        ServiceUrl {
+            scheme: "sqlite".into(),
+            user: String::new(),
+            host: String::new(),
+            port: 0,
+            path: text["sqlite://".len()..].to_string(),
+            password: Secret::new("none", ""),
+            raw: Some(text),
+        }
+    } else {
+        let db_secret_name = r.pick(
+            "database.password_secret",
+            db.password_secret.as_ref(),
+            "database".to_string(),
+        );
+        let (db_pw, db_origin) = secrets.get(&db_secret_name, "database.url")?;
+        r.record("database.password", secrets::REDACTED, db_origin);
+        parse_url(
+            r,
+            &db.url,
+            "database.url",
+            &["mysql", "mariadb"],
+            3306,
+            db_pw,
+        )?
+    };
 
     let api = raw.api.as_ref();
     let api_bind = r.pick(
@@ -1004,6 +1024,7 @@ fn parse_url(
         port,
         path: path.to_string(),
         password,
+        raw: None,
     })
 }
 

@@ -204,7 +204,9 @@ fn password_is_percent_encoded() {
 
 #[test]
 fn example_inventory_resolves() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::env::var("STV3_REPO_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
     let inv = load(&root.join("examples/inventory.yaml")).unwrap();
     let store =
         SecretStore::load(Some(&root.join("examples/secrets.example.yaml")), false).unwrap();
@@ -214,4 +216,19 @@ fn example_inventory_resolves() {
         ["global", "cell1"]
     );
     assert_eq!(r.hosts.len(), 3);
+}
+
+#[test]
+fn sqlite_database_needs_no_secret() {
+    let yaml = BASE.replace(
+        "mysql://winchester@db1:3306/winchester",
+        "sqlite:///var/lib/stv3/stv3.db",
+    );
+    check(
+        &yaml,
+        Ok(&|r: &Region| {
+            assert_eq!(r.database.with_password(), "sqlite:///var/lib/stv3/stv3.db");
+            assert!(r.provenance.iter().all(|p| p.key != "database.password"));
+        }),
+    );
 }
