@@ -20,7 +20,7 @@ use serde_json::Value;
 use stv3_event::{Event, Timestamp};
 
 use crate::definitions::{self, DefinitionError, EventDefinition};
-use crate::json::{Doc, JsonNode, View};
+use crate::json::{Doc, JsonNode, Shape, View};
 use crate::plugins::PluginRegistry;
 
 /// At most this many distinct event_types are remembered by the match cache.
@@ -153,6 +153,8 @@ pub struct Distiller {
     catchall: bool,
     warnings: Vec<String>,
     cache: RwLock<HashMap<Box<str>, Option<u32>>>,
+    /// What `distill_bytes` needs to parse.
+    shape: Shape,
 }
 
 impl Distiller {
@@ -218,11 +220,29 @@ impl Distiller {
         if options.catchall && !defs.iter().any(EventDefinition::is_catchall) {
             defs.push(EventDefinition::catchall(&options.plugins));
         }
+        let mut shape = Shape::default();
+        for key in [
+            "event_type",
+            "message_id",
+            "timestamp",
+            "_context_timestamp",
+            "oslo.message",
+        ] {
+            shape.require(&[key]);
+        }
+        for d in &defs {
+            for t in &d.traits {
+                for seq in t.fields.key_sequences() {
+                    shape.require(&seq);
+                }
+            }
+        }
         Distiller {
             definitions: defs,
             catchall: options.catchall,
             warnings,
             cache: RwLock::new(HashMap::new()),
+            shape,
         }
     }
 
@@ -267,7 +287,10 @@ impl Distiller {
     /// Parse one JSON notification and distill it (the hot path: no
     /// `serde_json::Value` is built).
     pub fn distill_bytes(&self, bytes: &[u8]) -> Result<Outcome, DistillError> {
-        let doc = Doc::parse(bytes).map_err(|e| DistillError::Json(e.to_string()))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| DistillError::Json(format!("not UTF-8: {e}")))?;
+        let doc =
+            Doc::parse_shaped(text, &self.shape).map_err(|e| DistillError::Json(e.to_string()))?;
         self.distill_node(&doc)
     }
 

@@ -132,6 +132,23 @@ impl FieldPath {
         }
     }
 
+    /// Member-key sequences this path can read; the subtree at the end of
+    /// each is needed whole (wildcards, indexes and leaves).
+    pub fn key_sequences(&self) -> Vec<Vec<Box<str>>> {
+        let mut out = Vec::new();
+        for alt in &self.alts {
+            match alt {
+                Alt::Simple { keys, .. } => out.push(keys.clone()),
+                Alt::General(e) => {
+                    for (seq, _) in sequences(e, vec![(Vec::new(), false)]) {
+                        out.push(seq);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The expression as written (lists shown as `(p1)|(p2)`).
     pub fn as_str(&self) -> &str {
         &self.source
@@ -208,6 +225,38 @@ impl FieldPath {
             }
         }
         out
+    }
+}
+
+/// Extend every open prefix with `e`. A prefix marked `true` is closed: it
+/// already needs its whole subtree.
+fn sequences(e: &Expr, prefixes: Vec<(Vec<Box<str>>, bool)>) -> Vec<(Vec<Box<str>>, bool)> {
+    match e {
+        Expr::Root => vec![(Vec::new(), prefixes.iter().any(|p| p.1))],
+        Expr::Fields(names) => prefixes
+            .into_iter()
+            .flat_map(|(p, closed)| {
+                names.iter().map(move |n| {
+                    if closed {
+                        (p.clone(), true)
+                    } else {
+                        let mut q = p.clone();
+                        q.push(n.clone());
+                        (q, false)
+                    }
+                })
+            })
+            .collect(),
+        Expr::AnyField | Expr::Index(_) | Expr::Slice(..) => {
+            prefixes.into_iter().map(|(p, _)| (p, true)).collect()
+        }
+        Expr::Chain(items) => items
+            .iter()
+            .fold(prefixes, |acc, item| sequences(item, acc)),
+        Expr::Union(items) => items
+            .iter()
+            .flat_map(|item| sequences(item, prefixes.clone()))
+            .collect(),
     }
 }
 
