@@ -718,31 +718,44 @@ fn detects_git_identity_and_commit_time() {
     assert!(dirty.stamp().ends_with("-dirty"));
 }
 
-/// The real build path on a throwaway one-file workspace (a couple of seconds).
+/// A main that prints `<name> <version> (<sha>)`; the package build passes
+/// the git stamp to cargo as `STV3_GIT_SHA`.
+const STAMPED_MAIN: &str = "fn main() { println!(\"{} {} ({})\", env!(\"CARGO_BIN_NAME\"), \
+     env!(\"CARGO_PKG_VERSION\"), env!(\"STV3_GIT_SHA\")); }\n";
+
+/// The real build path on a throwaway two-crate workspace (a few seconds).
 #[test]
 fn builds_with_cargo_and_packages_the_result() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("ws");
     fake_repo(&root);
-    fs::write(
-        root.join("Cargo.toml"),
-        "[package]\nname = \"stv3ctl\"\nversion = \"9.8.7\"\nedition = \"2021\"\n\n\
-         [[bin]]\nname = \"notigen\"\npath = \"src/notigen.rs\"\n\n\
-         [[bin]]\nname = \"helper-tool\"\npath = \"src/helper.rs\"\n\n[workspace]\n",
-    )
-    .unwrap();
-    fs::create_dir_all(root.join("src")).unwrap();
-    fs::write(
-        root.join("src/notigen.rs"),
-        // The package build passes the git stamp to cargo as STV3_GIT_SHA.
-        "fn main() { println!(\"notigen {} ({})\", env!(\"CARGO_PKG_VERSION\"), env!(\"STV3_GIT_SHA\")); }\n",
-    )
-    .unwrap();
-    fs::write(root.join("src/helper.rs"), "fn main() {}\n").unwrap();
+    // Like the real repository: the root is both the stv3ctl package and the
+    // workspace, and the other binaries live in member crates.
+    let files: &[(&str, &str)] = &[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"stv3ctl\"\nversion = \"9.8.7\"\nedition = \"2021\"\n\n\
+             [workspace]\nmembers = [\".\", \"core/notigen\"]\n",
+        ),
+        ("src/main.rs", STAMPED_MAIN),
+        (
+            "core/notigen/Cargo.toml",
+            "[package]\nname = \"stv3-notigen\"\nversion = \"9.8.7\"\nedition = \"2021\"\n\n\
+             [[bin]]\nname = \"notigen\"\npath = \"src/main.rs\"\n\n\
+             [[bin]]\nname = \"helper-tool\"\npath = \"src/helper.rs\"\n",
+        ),
+        ("core/notigen/src/main.rs", STAMPED_MAIN),
+        ("core/notigen/src/helper.rs", "fn main() {}\n"),
+    ];
+    for (path, text) in files {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
 
     let ws = Workspace::load(&root).unwrap();
     assert_eq!(ws.version, "9.8.7");
-    assert_eq!(ws.bins, ["helper-tool", "notigen"]);
+    assert_eq!(ws.bins, ["helper-tool", "notigen", "stv3ctl"]);
     let mut info = info();
     info.version = ws.version.clone();
     info.profile = "dev".into();
@@ -760,14 +773,17 @@ fn builds_with_cargo_and_packages_the_result() {
         "the real build path took {:?}",
         started.elapsed()
     );
-    assert_eq!(plan.selection.include, ["notigen"]);
+    assert_eq!(plan.selection.include, ["notigen", "stv3ctl"]);
     assert!(outputs[0].warnings.is_empty(), "{:?}", outputs[0].warnings);
     assert_eq!(plan.selection.ignored, ["helper-tool"]);
     let args = plan.targets[0].cargo_args.as_ref().unwrap().join(" ");
-    assert!(args.ends_with("--profile dev --bin notigen"), "{args}");
+    assert!(
+        args.ends_with("--workspace --profile dev --bin notigen --bin stv3ctl"),
+        "{args}"
+    );
     let v = verify_tarball(&outputs[0].tarball).unwrap();
     assert_eq!(v.manifest.built_from, BuiltFrom::Cargo);
-    assert_eq!(v.manifest.binaries, ["notigen"]);
+    assert_eq!(v.manifest.binaries, ["notigen", "stv3ctl"]);
     assert_eq!(v.manifest.file("bin/notigen").unwrap().mode, Mode(0o755));
     assert_eq!(
         outputs[0].tarball.file_name().unwrap().to_string_lossy(),

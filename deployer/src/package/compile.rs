@@ -45,6 +45,9 @@ pub fn cargo_args(
         "build".to_string(),
         "--manifest-path".into(),
         manifest_path.display().to_string(),
+        // Without --workspace cargo only looks at the root package (the
+        // workspace root is itself the stv3ctl package).
+        "--workspace".into(),
         "--profile".into(),
         profile.into(),
     ];
@@ -228,11 +231,11 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "build --manifest-path /w/Cargo.toml --profile release --target x86_64-unknown-linux-musl --bin a --bin b"
+            "build --manifest-path /w/Cargo.toml --workspace --profile release --target x86_64-unknown-linux-musl --bin a --bin b"
         );
         assert_eq!(
             cargo_args(Path::new("C"), None, "dev", &[]).join(" "),
-            "build --manifest-path C --profile dev"
+            "build --manifest-path C --workspace --profile dev"
         );
     }
 }

@@ -14,22 +14,24 @@ use super::manifest::{Manifest, MANIFEST_NAME};
 /// Why the manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    // `error` is not a `source`: the message already contains it, and
+    // anyhow's `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}: no {MANIFEST_NAME} in the top directory", path.display())]
     NoManifest { path: PathBuf },
-    #[error("{}: {MANIFEST_NAME} is invalid: {source}", path.display())]
+    #[error("{}: {MANIFEST_NAME} is invalid: {error}", path.display())]
     Invalid {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
 /// Read the manifest of the tarball at `path` (the first `<top>/MANIFEST.json`).
 pub fn read_manifest(path: &Path) -> Result<Manifest, InspectError> {
-    let io_err = |source| InspectError::Io {
+    let io_err = |error| InspectError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = File::open(path).map_err(io_err)?;
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
@@ -45,9 +47,9 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, InspectError> {
                 .take(64 << 20)
                 .read_to_string(&mut text)
                 .map_err(io_err)?;
-            return Manifest::from_json(&text).map_err(|source| InspectError::Invalid {
+            return Manifest::from_json(&text).map_err(|error| InspectError::Invalid {
                 path: path.to_path_buf(),
-                source,
+                error,
             });
         }
     }

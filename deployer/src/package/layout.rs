@@ -136,9 +136,9 @@ pub fn collect_share(repo_root: &Path) -> Result<Vec<PlannedFile>, PackageError>
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<PlannedFile>) -> Result<(), PackageError> {
-    let io = |source| PackageError::Io {
+    let io = |error| PackageError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(io)?
@@ -151,9 +151,9 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<PlannedFile>) -> Result<(), Pack
             continue;
         }
         let path = entry.path();
-        let meta = fs::metadata(&path).map_err(|source| PackageError::Io {
+        let meta = fs::metadata(&path).map_err(|error| PackageError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         let rel = format!("{prefix}/{name}");
         if meta.is_dir() {

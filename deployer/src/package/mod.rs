@@ -52,8 +52,10 @@ pub const PRODUCT: &str = "stv3";
 /// Everything that can go wrong while planning or packing.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    // `error` is not a `source`: the message already contains it, and
+    // anyhow's `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("required folder {} is missing (the package copies it into share/)", dir.display())]
     MissingShareDir { dir: PathBuf },
     #[error("two files map to {path} in the package: {} and {}", first.display(), second.display())]
@@ -80,9 +82,9 @@ pub enum PackageError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
-    move |source| PackageError::Io {
+    move |error| PackageError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -518,7 +520,7 @@ fn write_archive(
     let (buf, sha256, size) = hashing.finish();
     let file = buf.into_inner().map_err(|e| PackageError::Io {
         path: final_path.to_path_buf(),
-        source: e.into_error(),
+        error: e.into_error(),
     })?;
     file.sync_all().map_err(fail)?;
     Ok((sha256, size))

@@ -38,8 +38,10 @@ pub struct VerifiedPackage {
 /// Why a tarball is not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    // `error` is not a `source`: the message already contains it, and
+    // anyhow's `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}: verification failed ({} problem{}):\n{}", path.display(), problems.len(),
         if problems.len() == 1 { "" } else { "s" },
         problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -248,9 +250,9 @@ const MANIFEST_LIMIT: u64 = 64 << 20;
 /// Verify `path` against its `<path>.sha256` sidecar and its manifest.
 pub fn verify_tarball(path: impl AsRef<Path>) -> Result<VerifiedPackage, VerifyError> {
     let path = path.as_ref();
-    let io_err = |source| VerifyError::Io {
+    let io_err = |error| VerifyError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut problems = Vec::new();
     let file_name = path
@@ -268,7 +270,7 @@ pub fn verify_tarball(path: impl AsRef<Path>) -> Result<VerifiedPackage, VerifyE
         Err(e) => {
             return Err(VerifyError::Io {
                 path: sidecar,
-                source: e,
+                error: e,
             })
         }
         Ok(text) => match parse_sidecar(&text) {
