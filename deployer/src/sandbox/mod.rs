@@ -285,6 +285,7 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                     "--out",
                     &cell.feed.display().to_string(),
                 ]);
+                let gen = [gen, sim_clock_args(opts)].concat();
                 sup.run_once(spec(
                     &format!("notigen-{}", cell.name),
                     &bin_dir,
@@ -319,6 +320,7 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                 "--rate",
                 "2000",
             ]);
+            let gen = [gen, sim_clock_args(opts)].concat();
             sup.spawn(spec(
                 &format!("notigen-{}", cell.name),
                 &bin_dir,
@@ -384,6 +386,52 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
     Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
+/// notigen's simulated clock: start two days ago, at a pace that brings the
+/// generated activity up to about now, so that end-of-day `.exists` fire usage
+/// streams and older streams expire while recent ones stay active.
+fn sim_clock_args(opts: &SandboxOptions) -> Vec<String> {
+    let start = utc_now_minus_hours(48);
+    // ~20 notifications per operation on average, spread over 48 hours.
+    let ops_per_hour = (opts.count as f64 / 20.0 / 48.0).max(1.0);
+    vec![
+        "--start".into(),
+        start,
+        "--ops-per-hour".into(),
+        format!("{ops_per_hour:.0}"),
+    ]
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for (now - hours), UTC, without a date library.
+fn utc_now_minus_hours(hours: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .saturating_sub(hours * 3600);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// `sandbox status`: processes and counts.
 pub fn print_status(dir: &Path, api: &str) -> Result<i32> {
     let procs = read_pids(dir);
@@ -409,4 +457,21 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
         .iter()
         .map(|l| l.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        for (days, want) in [
+            (0, (1970, 1, 1)),
+            (59, (1970, 3, 1)),
+            (11_016, (2000, 2, 29)),
+            (20_782, (2026, 11, 25)),
+        ] {
+            assert_eq!(civil_from_days(days), want, "{days}");
+        }
+    }
 }
