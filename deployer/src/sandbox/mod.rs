@@ -89,7 +89,7 @@ pub fn build_binaries(opts: &SandboxOptions) -> Result<PathBuf> {
     let profile = if opts.release { "release" } else { "debug" };
     if !opts.no_build {
         let mut cmd = Command::new(&cargo);
-        cmd.arg("build");
+        cmd.args(["build", "--workspace"]);
         if opts.release {
             cmd.arg("--release");
         }
