@@ -26,7 +26,8 @@ fn main() {
         collect(&root, &root.join(dir), &mut files);
     }
     files.sort();
-    let mut out = String::from("/// (relative path, contents) of every embedded template and role file.\n");
+    let mut out =
+        String::from("/// (relative path, contents) of every embedded template and role file.\n");
     out.push_str("pub static EMBEDDED: &[(&str, &str)] = &[\n");
     let mut env_check = minijinja::Environment::new();
     for rel in &files {
@@ -37,16 +38,25 @@ fn main() {
                 panic!("template {rel} does not parse: {e:#}");
             }
         }
-        out.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", abs.display().to_string()));
+        out.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
     }
     out.push_str("];\n");
     env_check = minijinja::Environment::new();
     drop(env_check);
-    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded.rs"), out).unwrap();
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded.rs"),
+        out,
+    )
+    .unwrap();
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -71,6 +81,8 @@ fn git_sha(root: &Path) -> (String, bool) {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let sha = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
     (sha, dirty)
 }

@@ -10,7 +10,10 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
-    println!("cargo:rustc-env=STV3_GIT_SHA={}", sha.unwrap_or_else(|| "unknown".into()));
+    println!(
+        "cargo:rustc-env=STV3_GIT_SHA={}",
+        sha.unwrap_or_else(|| "unknown".into())
+    );
     println!("cargo:rerun-if-env-changed=STV3_GIT_SHA");
     println!("cargo:rerun-if-changed=../../.git/HEAD");
 }

@@ -61,16 +61,18 @@ impl Summary {
     }
 
     pub fn totals(&self) -> (u64, u64, u64) {
-        self.suites
-            .iter()
-            .fold((0, 0, 0), |(p, f, i), s| (p + s.passed, f + s.failed, i + s.ignored))
+        self.suites.iter().fold((0, 0, 0), |(p, f, i), s| {
+            (p + s.passed, f + s.failed, i + s.ignored)
+        })
     }
 
     /// Render the per-suite table.
     pub fn table(&self) -> String {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-        t.set_header(vec!["suite", "result", "passed", "failed", "ignored", "time"]);
+        t.set_header(vec![
+            "suite", "result", "passed", "failed", "ignored", "time",
+        ]);
         for s in &self.suites {
             if s.passed + s.failed + s.ignored == 0 && s.ok {
                 continue;
@@ -99,16 +101,27 @@ fn suite_name(running: &str) -> String {
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
-    let crate_part = bin.rsplit_once('-').map(|(c, _)| c.to_string()).unwrap_or(bin);
+    let crate_part = bin
+        .rsplit_once('-')
+        .map(|(c, _)| c.to_string())
+        .unwrap_or(bin);
     let what = what.strip_prefix("unittests ").unwrap_or(what);
     format!("{crate_part} {what}")
 }
 
 fn parse_result(name: String, rest: &str) -> SuiteResult {
     // "ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s"
-    let mut r = SuiteResult { name, ok: rest.starts_with("ok"), ..Default::default() };
+    let mut r = SuiteResult {
+        name,
+        ok: rest.starts_with("ok"),
+        ..Default::default()
+    };
     for part in rest.split(';') {
-        let part = part.trim().trim_start_matches("ok.").trim_start_matches("FAILED.").trim();
+        let part = part
+            .trim()
+            .trim_start_matches("ok.")
+            .trim_start_matches("FAILED.")
+            .trim();
         let mut words = part.split_whitespace();
         match (words.next(), words.next()) {
             (Some(n), Some("passed")) => r.passed = n.parse().unwrap_or(0),
@@ -173,7 +186,11 @@ pub fn run(opts: &TestOptions) -> Result<i32> {
         .collect();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "\n{}", summary.table())?;
-    writeln!(stdout, "{passed} passed, {failed} failed, {} skipped", skipped.len() as u64 + ignored)?;
+    writeln!(
+        stdout,
+        "{passed} passed, {failed} failed, {} skipped",
+        skipped.len() as u64 + ignored
+    )?;
     if !skipped.is_empty() {
         writeln!(
             stdout,
@@ -182,7 +199,11 @@ pub fn run(opts: &TestOptions) -> Result<i32> {
             skipped.join(", ")
         )?;
     }
-    Ok(if status.success() { 0 } else { status.code().unwrap_or(1).max(1) })
+    Ok(if status.success() {
+        0
+    } else {
+        status.code().unwrap_or(1).max(1)
+    })
 }
 
 #[cfg(test)]

@@ -146,7 +146,11 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(message_id: impl Into<String>, event_type: impl Into<String>, generated: Timestamp) -> Self {
+    pub fn new(
+        message_id: impl Into<String>,
+        event_type: impl Into<String>,
+        generated: Timestamp,
+    ) -> Self {
         Event {
             message_id: message_id.into(),
             event_type: event_type.into(),
@@ -200,7 +204,10 @@ impl Event {
             .collect();
         let mut m = Map::new();
         m.insert("event_type".into(), Value::String(self.event_type.clone()));
-        m.insert("generated".into(), Value::String(format_timestamp(&self.generated)));
+        m.insert(
+            "generated".into(),
+            Value::String(format_timestamp(&self.generated)),
+        );
         m.insert("message_id".into(), Value::String(self.message_id.clone()));
         m.insert("traits".into(), Value::Array(traits));
         Value::Object(m)
@@ -220,7 +227,10 @@ impl Event {
         }
         m.insert("event_type".into(), Value::String(self.event_type.clone()));
         m.insert("message_id".into(), Value::String(self.message_id.clone()));
-        m.insert("timestamp".into(), Value::String(format_timestamp(&self.generated)));
+        m.insert(
+            "timestamp".into(),
+            Value::String(format_timestamp(&self.generated)),
+        );
         Value::Object(sort_object(m))
     }
 }
@@ -248,7 +258,10 @@ pub struct TimestampError {
 /// `T` or space separator, optional fraction, optional `Z` or `±HH:MM` offset
 /// (converted to UTC); a naive value is UTC. A bare date is midnight UTC.
 pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimestampError> {
-    let err = |reason| TimestampError { input: input.to_string(), reason };
+    let err = |reason| TimestampError {
+        input: input.to_string(),
+        reason,
+    };
     let s = input.trim();
     if s.len() < 10 {
         return Err(err("too short"));
@@ -354,11 +367,23 @@ mod tests {
 
     #[test]
     fn parses_the_formats_nova_emits() {
-        check("2013-08-08 21:06:37.803826", Some("2013-08-08T21:06:37.803826Z"));
-        check("2013-08-08T21:06:37.803826", Some("2013-08-08T21:06:37.803826Z"));
+        check(
+            "2013-08-08 21:06:37.803826",
+            Some("2013-08-08T21:06:37.803826Z"),
+        );
+        check(
+            "2013-08-08T21:06:37.803826",
+            Some("2013-08-08T21:06:37.803826Z"),
+        );
         check("2013-08-08T21:06:37Z", Some("2013-08-08T21:06:37.000000Z"));
-        check("2013-08-08T21:06:37+02:00", Some("2013-08-08T19:06:37.000000Z"));
-        check("2013-08-08T21:06:37.5-0130", Some("2013-08-08T22:36:37.500000Z"));
+        check(
+            "2013-08-08T21:06:37+02:00",
+            Some("2013-08-08T19:06:37.000000Z"),
+        );
+        check(
+            "2013-08-08T21:06:37.5-0130",
+            Some("2013-08-08T22:36:37.500000Z"),
+        );
         check("2013-08-08 21:06", Some("2013-08-08T21:06:00.000000Z"));
         check("2013-08-08", Some("2013-08-08T00:00:00.000000Z"));
         check("2012-05-08 20:23:41", Some("2012-05-08T20:23:41.000000Z"));

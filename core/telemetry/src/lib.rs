@@ -110,7 +110,11 @@ pub fn ops_router(process: &'static str, health: Health) -> Router {
 
 /// Serve `/health` and `/metrics` on `addr` in a background task.
 /// Returns the bound address (useful with port 0).
-pub async fn serve_ops(process: &'static str, addr: SocketAddr, health: Health) -> anyhow::Result<SocketAddr> {
+pub async fn serve_ops(
+    process: &'static str,
+    addr: SocketAddr,
+    health: Health,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = ops_router(process, health);

@@ -35,9 +35,8 @@ impl Service {
         match self {
             Service::RabbitMq => std::env::var("STV3_TEST_AMQP_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            Service::MariaDb => {
-                std::env::var("STV3_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-            }
+            Service::MariaDb => std::env::var("STV3_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
             Service::Sshd => "/usr/sbin/sshd".into(),
         }
     }
@@ -59,8 +58,14 @@ fn host_port(url: &str, default_port: u16) -> SocketAddr {
         Some((h, p)) => (h, p.parse().unwrap_or(default_port)),
         None => (hostport, default_port),
     };
-    let host = if host.is_empty() || host == "localhost" { "127.0.0.1" } else { host };
-    format!("{host}:{port}").parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], default_port)))
+    let host = if host.is_empty() || host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{port}")
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], default_port)))
 }
 
 fn tcp_open(addr: SocketAddr) -> bool {
@@ -69,7 +74,10 @@ fn tcp_open(addr: SocketAddr) -> bool {
 
 /// True when `STV3_TEST_REQUIRE_ALL` is set to a truthy value.
 pub fn require_all() -> bool {
-    matches!(std::env::var("STV3_TEST_REQUIRE_ALL").as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+    matches!(
+        std::env::var("STV3_TEST_REQUIRE_ALL").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
 }
 
 /// Gate a test on a service. Returns the service URL when it is reachable.
@@ -85,9 +93,17 @@ pub fn require(service: Service, test_name: &str) -> Option<String> {
             service.url()
         );
     }
-    eprintln!("SKIPPED {test_name}: {} not reachable at {}", service.name(), service.url());
+    eprintln!(
+        "SKIPPED {test_name}: {} not reachable at {}",
+        service.name(),
+        service.url()
+    );
     if let Ok(path) = std::env::var("STV3_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{test_name} (needs {})", service.name());
         }
     }
@@ -103,7 +119,11 @@ pub fn scratch_name(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect();
+    let tag: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect();
     format!("stv3t_{tag}_{}_{n}_{nanos}", std::process::id())
 }
 
@@ -113,9 +133,18 @@ mod tests {
 
     #[test]
     fn host_port_parses_urls() {
-        assert_eq!(host_port("mysql://root@127.0.0.1:3306", 1), "127.0.0.1:3306".parse().unwrap());
-        assert_eq!(host_port("amqp://guest:guest@localhost:5673/%2f", 1), "127.0.0.1:5673".parse().unwrap());
-        assert_eq!(host_port("mysql://localhost", 3306), "127.0.0.1:3306".parse().unwrap());
+        assert_eq!(
+            host_port("mysql://root@127.0.0.1:3306", 1),
+            "127.0.0.1:3306".parse().unwrap()
+        );
+        assert_eq!(
+            host_port("amqp://guest:guest@localhost:5673/%2f", 1),
+            "127.0.0.1:5673".parse().unwrap()
+        );
+        assert_eq!(
+            host_port("mysql://localhost", 3306),
+            "127.0.0.1:3306".parse().unwrap()
+        );
     }
 
     #[test]
@@ -123,6 +152,9 @@ mod tests {
         let a = scratch_name("db-test!");
         let b = scratch_name("db-test!");
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{a}");
+        assert!(
+            a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{a}"
+        );
     }
 }
