@@ -784,6 +784,14 @@ fn builds_with_cargo_and_packages_the_result() {
     let v = verify_tarball(&outputs[0].tarball).unwrap();
     assert_eq!(v.manifest.built_from, BuiltFrom::Cargo);
     assert_eq!(v.manifest.binaries, ["notigen", "stv3ctl"]);
+    // Only the artifacts are left in the output folder (the staging copy is gone).
+    let mut left: Vec<String> = fs::read_dir(root.join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    let name = format!("stv3-9.8.7-{}.tar.gz", info.rustc.host);
+    assert_eq!(left, [name.clone(), format!("{name}.sha256")]);
     assert_eq!(v.manifest.file("bin/notigen").unwrap().mode, Mode(0o755));
     assert_eq!(
         outputs[0].tarball.file_name().unwrap().to_string_lossy(),

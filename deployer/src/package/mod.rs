@@ -334,6 +334,7 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
     let mut outputs = Vec::new();
     for t in &plan.targets {
         let mut warnings = Vec::new();
+        let mut staged = None;
         if let Some(args) = &t.cargo_args {
             let spinner = ProgressBar::with_draw_target(None, target());
             spinner.set_style(
@@ -345,12 +346,30 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
             let result = compile::run_cargo(args, &[("STV3_GIT_SHA", plan.info.stamp())], &spinner);
             spinner.finish_and_clear();
             result?;
+            // Copy the fresh binaries out of cargo's target dir at once, so a
+            // concurrent `cargo build` (another shell, an IDE) cannot swap a
+            // file between hashing and packing.
+            let dir = tempfile::Builder::new()
+                .prefix(".stage-")
+                .tempdir_in(&plan.out_dir)
+                .map_err(io_err(&plan.out_dir))?;
+            for name in &plan.selection.include {
+                let (from, to) = (t.bin_dir.join(name), dir.path().join(name));
+                if !from.is_file() {
+                    return Err(PackageError::BinaryNotBuilt {
+                        name: name.clone(),
+                        path: from,
+                    });
+                }
+                fs::copy(&from, &to).map_err(io_err(&from))?;
+            }
             if t.target == plan.info.rustc.host {
                 for name in &plan.selection.include {
-                    let bin = t.bin_dir.join(name);
+                    let bin = dir.path().join(name);
                     warnings.extend(compile::check_version_stamp(&bin, &plan.info.stamp()));
                 }
             }
+            staged = Some(dir);
         }
         let bar = ProgressBar::with_draw_target(Some(0), target());
         bar.set_style(
@@ -359,7 +378,18 @@ pub fn apply(plan: &PackagePlan, progress: bool) -> Result<Vec<PackageOutput>, P
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("pack {}", t.target));
-        let out = pack(plan, t, &bar);
+        let out = match &staged {
+            Some(dir) => pack(
+                plan,
+                &TargetPlan {
+                    bin_dir: dir.path().to_path_buf(),
+                    ..t.clone()
+                },
+                &bar,
+            ),
+            None => pack(plan, t, &bar),
+        };
+        drop(staged);
         bar.finish_and_clear();
         let mut out = out?;
         out.warnings = warnings;
