@@ -277,7 +277,15 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                 // Embedded default: notigen writes the cell's feed, yagi-event follows it.
                 let gen = s(&[
                     "--seed",
-                    &(opts.seed + cell.name.len() as u64 + ops.len() as u64).to_string(),
+                    &cell_seed(
+                        opts.seed,
+                        layout
+                            .cells
+                            .iter()
+                            .position(|c| c.name == cell.name)
+                            .unwrap_or(0),
+                    )
+                    .to_string(),
                     "--count",
                     &opts.count.to_string(),
                     "--instances",
@@ -303,10 +311,10 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
         }
     }
     if let Some(url) = &opts.amqp {
-        for cell in &layout.cells {
+        for (n, cell) in layout.cells.iter().enumerate() {
             let gen = s(&[
                 "--seed",
-                &opts.seed.to_string(),
+                &cell_seed(opts.seed, n).to_string(),
                 "--count",
                 &opts.count.to_string(),
                 "--instances",
@@ -384,6 +392,11 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
     sup.stop_all(Duration::from_secs(15));
     println!("stopped. Logs are in {}", dir.join("logs").display());
     Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
+/// Each cell gets its own seed, so the cells' notifications (and message_ids) differ.
+fn cell_seed(seed: u64, cell_index: usize) -> u64 {
+    seed.wrapping_add(cell_index as u64 * 1_000_003)
 }
 
 /// notigen's simulated clock: start two days ago, at a pace that brings the
