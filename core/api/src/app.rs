@@ -91,7 +91,9 @@ pub fn build(opts: AppOptions) -> Router {
     if let Some(token) = opts.auth_token.filter(|t| !t.is_empty()) {
         app = app.layer(middleware::from_fn_with_state(Arc::new(token), auth));
     }
-    app.layer(TraceLayer::new_for_http())
+    // The /ui dashboard's static assets sit outside the token check; its API calls do not.
+    app.merge(crate::ui::router())
+        .layer(TraceLayer::new_for_http())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -16,6 +16,7 @@ pub mod params;
 pub mod query;
 pub mod routes;
 pub mod testkit;
+pub mod ui;
 pub mod wire;
 
 pub use app::{build, serve, spawn, AppOptions};
