@@ -565,7 +565,11 @@ fn rollout_inner(
         if let Err((svc, why)) = gate {
             out.health = "FAILED".into();
             if let Some(s) = service_by_name(model, &svc) {
-                out.logs = Some(last_logs(t, region, model.init, s));
+                let mut logs = last_logs(t, region, model.init, s);
+                if let Some((_, text)) = failures.iter().find(|(n, _)| n == &svc) {
+                    logs = format!("{}\n(init script) {}", logs.trim_end(), tail(text, 10));
+                }
+                out.logs = Some(logs);
             }
             progress(
                 &host,
