@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use stv3_api::testkit::{fixture, spawn_server, ScratchDb, ServerOptions};
@@ -491,4 +491,112 @@ async fn dashboard_screenshot() {
         png.len()
     );
     eprintln!("screenshot: {} ({} bytes)", out.display(), png.len());
+}
+
+/// The page's pure helpers (rates, datetimes, ticks), run in Chromium from a
+/// harness page that loads the served `app.js` with `window.stv3UiTest` set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_helpers_in_chromium() {
+    let Some(bin) = require_chromium("script_helpers_in_chromium") else {
+        return;
+    };
+    let (_db, base) = fixture_server(None).await;
+    // (JavaScript expression over the exports `U`, expected JSON of its value)
+    let cases: &[(&str, &str)] = &[
+        (r#"U.isoMillis("2015-03-01T18:00:00")"#, "1425232800000"),
+        (
+            r#"U.isoMillis("2015-03-01T18:00:00.123456")"#,
+            "1425232800123",
+        ),
+        (r#"U.isoMillis("bogus")"#, "null"),
+        (r#"U.fmtValue(null)"#, r#""null""#),
+        (r#"U.fmtValue(0.5)"#, r#""0.5""#),
+        (
+            r#"U.fmtValue({"__type__": "datetime", "datetime": "2015-03-01T18:00:00.000001"})"#,
+            r#""2015-03-01 18:00:00.000001""#,
+        ),
+        (
+            r#"U.fmtValue({"__type__": "timex.TimeRange", "begin": "2015-03-01T00:00:00", "end": "2015-03-02T00:00:00"})"#,
+            r#""2015-03-01 00:00:00 → 2015-03-02 00:00:00""#,
+        ),
+        (
+            r#"U.shortValue({"__type__": "timex.TimeRange", "begin": "2015-03-01T00:00:00", "end": "2015-03-02T06:00:00"})"#,
+            r#""2015-03-01 → 2015-03-02 06:00:00""#,
+        ),
+        (
+            r#"[512, 0.5, "x", null, {"__type__": "datetime", "datetime": "2015-03-01T00:00:00"}].map(U.typeOf)"#,
+            r#"["int","float","text","null","datetime"]"#,
+        ),
+        (r#"U.rateOf([], "events")"#, "null"),
+        (r#"U.rateOf([{t: 0, events: 5}], "events")"#, "null"),
+        (
+            r#"U.rateOf([{t: 0, events: 100}, {t: 2000, events: 150}, {t: 4000, events: 300}], "events")"#,
+            "50",
+        ),
+        (
+            r#"U.rateOf([{t: 0, done: 10}, {t: 1000, done: 4}], "done")"#,
+            "0",
+        ),
+        (
+            r#"U.rateOf([{t: 5, done: 1}, {t: 5, done: 4}], "done")"#,
+            "null",
+        ),
+        (
+            r#"U.intervalRates([{t: 0, events: 0}, {t: 1000, events: 10}, {t: 3000, events: 50}], "events")"#,
+            "[10,20]",
+        ),
+        (
+            r#"(() => { const s = []; for (let i = 0; i <= 10; i++) U.pushSample(s, {t: i * 10000, events: i}, 60000); return s.map((x) => x.t); })()"#,
+            "[40000,50000,60000,70000,80000,90000,100000]",
+        ),
+        (
+            r#"(() => { const s = []; for (const t of [0, 120000, 240000]) U.pushSample(s, {t, events: 1}, 60000); return s.map((x) => x.t); })()"#,
+            "[120000,240000]",
+        ),
+        (
+            r#"[null, 0, 15.678, 1234.4].map(U.fmtRate)"#,
+            r#"["–","0.00","15.7","1,234"]"#,
+        ),
+        (r#"U.fmtInt(1234567)"#, r#""1,234,567""#),
+        (r#"U.slug("usage trigger/x")"#, r#""usage_trigger_x""#),
+        (
+            r#"(() => { const k = U.ticks(Date.UTC(2015, 2, 1, 17, 58), Date.UTC(2015, 2, 1, 19, 10)); return k.list.map((t) => U.fmtTick(t, k.step, false)); })()"#,
+            r#"["18:00","18:15","18:30","18:45","19:00"]"#,
+        ),
+        (
+            r#"U.fmtTick(Date.UTC(2026, 10, 24), 6 * 3600000, true)"#,
+            r#""11-24 00:00""#,
+        ),
+    ];
+    let exprs: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let harness = format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"></head><body><pre data-testid="out"></pre>
+<script>window.stv3UiTest = {{}};</script>
+<script src="{base}/ui/app.js"></script>
+<script>
+const U = window.stv3UiTest.exports;
+const out = {cases}.map((expr) => {{
+  try {{ return JSON.stringify(eval(expr)); }} catch (e) {{ return "throws " + e.message; }}
+}});
+document.querySelector("pre").textContent = JSON.stringify(out);
+</script></body></html>"#,
+        cases = serde_json::to_string(&exprs).unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("harness.html");
+    std::fs::write(&page, harness).unwrap();
+    let url = format!("file://{}", page.display());
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&bin, &url, 1000))
+        .await
+        .unwrap();
+    let got: Vec<String> = serde_json::from_str(&dom.text("out"))
+        .unwrap_or_else(|e| panic!("harness output: {e}\n{}", dom.0));
+    assert_eq!(got.len(), cases.len());
+    let mut failures = Vec::new();
+    for ((expr, want), got) in cases.iter().zip(&got) {
+        if got != want {
+            failures.push(format!("{expr}\n    want {want}\n    got  {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

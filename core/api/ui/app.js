@@ -212,29 +212,35 @@
 
   // ---------------------------------------------------------------- rates
 
-  function addSample(sample) {
-    st.samples.push(sample);
-    while (st.samples.length > 2 && sample.t - st.samples[0].t > RATE_WINDOW_MS) st.samples.shift();
+  // Keep the samples of the last window (at least two, whatever their age).
+  function pushSample(samples, sample, windowMs) {
+    samples.push(sample);
+    while (samples.length > 2 && sample.t - samples[0].t > windowMs) samples.shift();
+    return samples;
   }
 
-  // Rate over the whole window (first to last sample), never negative
-  // (a purge or a reset makes counts go down).
-  function rate(key) {
-    const s = st.samples;
-    if (s.length < 2) return null;
-    const a = s[0], b = s[s.length - 1];
+  // Per-second rate of `key` from the first to the last sample; null until
+  // there are two samples. Never negative: a purge or a stream reset makes
+  // counts go down, which is not negative work.
+  function rateOf(samples, key) {
+    if (samples.length < 2) return null;
+    const a = samples[0], b = samples[samples.length - 1];
     const dt = (b.t - a.t) / 1000;
     if (dt <= 0 || !isFinite(a[key]) || !isFinite(b[key])) return null;
     return Math.max(0, (b[key] - a[key]) / dt);
   }
 
-  function sparkline(svg, key) {
-    const s = st.samples;
-    const pts = [];
-    for (let i = 1; i < s.length; i++) {
-      const dt = (s[i].t - s[i - 1].t) / 1000;
-      if (dt > 0) pts.push(Math.max(0, (s[i][key] - s[i - 1][key]) / dt));
+  // Rate between each pair of successive samples (the sparkline).
+  function intervalRates(samples, key) {
+    const out = [];
+    for (let i = 1; i < samples.length; i++) {
+      const r = rateOf([samples[i - 1], samples[i]], key);
+      if (r !== null) out.push(r);
     }
+    return out;
+  }
+
+  function sparkline(svg, pts) {
     svg.replaceChildren();
     if (pts.length < 2) return;
     const max = Math.max(...pts) || 1;
@@ -244,11 +250,11 @@
   }
 
   function renderRates() {
-    $("rate-events").textContent = fmtRate(rate("events"));
-    $("rate-pipeline").textContent = fmtRate(rate("done"));
+    $("rate-events").textContent = fmtRate(rateOf(st.samples, "events"));
+    $("rate-pipeline").textContent = fmtRate(rateOf(st.samples, "done"));
     $("samples").textContent = String(st.samples.length);
-    sparkline($("spark-events"), "events");
-    sparkline($("spark-pipeline"), "done");
+    sparkline($("spark-events"), intervalRates(st.samples, "events"));
+    sparkline($("spark-pipeline"), intervalRates(st.samples, "done"));
   }
 
   // ---------------------------------------------------------------- counts
@@ -344,10 +350,25 @@
 
   // ---------------------------------------------------------------- lists
 
+  // Compact form for the lists: whole-day range ends lose their 00:00:00.
+  function shortValue(v) {
+    if (isTyped(v, "timex.TimeRange")) {
+      const day = (iso) => (typeof iso === "string" ? iso.replace(/T00:00:00$/, "") : "–");
+      return fmtIso(day(v.begin)) + " → " + fmtIso(day(v.end));
+    }
+    return fmtValue(v);
+  }
+
   function distSummary(dt) {
-    return Object.entries(dt || {})
-      .map(([k, v]) => `${k}=${fmtValue(v)}`)
-      .join(", ");
+    return Object.entries(dt || {}).map(([k, v]) => {
+      const text = `${k}=${shortValue(v)}`;
+      return el("div", { class: "ellipsis", title: text }, text);
+    });
+  }
+
+  // List tables show whole seconds; details keep the microseconds.
+  function fmtSeconds(v) {
+    return isTyped(v, "datetime") ? fmtIso(v.datetime.slice(0, 19)) : fmtDt(v);
   }
 
   function renderStreams(rows) {
@@ -362,12 +383,12 @@
         el(
           "tr",
           { class: "row", "data-testid": "stream-row", "data-id": r.id, on: { click: () => openStream(r.id) } },
-          el("td", {}, String(r.id)),
+          el("td", { class: "nw" }, String(r.id)),
           el("td", { class: "mono nw" }, r.name),
           el("td", { class: "nw" }, el("span", { class: `badge st-${r.state}` }, r.state)),
-          el("td", { class: "nw" }, fmtDt(r.first_event)),
-          el("td", { class: "nw" }, fmtDt(r.last_event)),
-          el("td", { class: "mono" }, distSummary(r.distinguishing_traits))
+          el("td", { class: "nw" }, fmtSeconds(r.first_event)),
+          el("td", { class: "nw" }, fmtSeconds(r.last_event)),
+          el("td", { class: "mono fill" }, distSummary(r.distinguishing_traits))
         )
       )
     );
@@ -406,7 +427,7 @@
       const tr = el(
         "tr",
         { class: "row" + (isOpen ? " open" : ""), "data-testid": testid, "data-message-id": id },
-        el("td", { class: "nw" }, fmtDt(ev.timestamp)),
+        el("td", { class: "nw", title: fmtDt(ev.timestamp) }, fmtSeconds(ev.timestamp)),
         el("td", { class: "mono" }, ev.event_type),
         el("td", { class: "mono" }, id)
       );
@@ -493,11 +514,26 @@
 
   const PALETTE = ["#2f6fdf", "#2f9257", "#c98a12", "#8b5cf6", "#c2382f", "#14a3b8", "#e0663a", "#5b6b8c"];
 
-  function fmtTick(ms, spanMs) {
+  const SEC = 1000, MIN = 60 * SEC, HOUR = 60 * MIN, DAY = 24 * HOUR;
+  const TICK_STEPS = [1, 2, 5, 10, 15, 30].map((n) => n * SEC)
+    .concat([1, 2, 5, 10, 15, 30].map((n) => n * MIN))
+    .concat([1, 2, 3, 6, 12].map((n) => n * HOUR))
+    .concat([1, 2, 7, 14, 30].map((n) => n * DAY));
+
+  // Round-valued UTC ticks, about five of them, inside [t0, t1].
+  function ticks(t0, t1) {
+    const span = t1 - t0;
+    const step = TICK_STEPS.find((s) => span / s <= 6) || span / 5;
+    const out = [];
+    for (let t = Math.ceil(t0 / step) * step; t <= t1 && out.length < 50; t += step) out.push(t);
+    return { step, list: out };
+  }
+
+  function fmtTick(ms, step, multiDay) {
     const iso = new Date(ms).toISOString();
-    if (spanMs < 120000) return iso.slice(11, 23);
-    if (spanMs < 86400000) return iso.slice(11, 19);
-    return iso.slice(5, 16).replace("T", " ");
+    if (step < SEC) return iso.slice(11, 23);
+    if (multiDay) return step < MIN ? iso.slice(5, 19).replace("T", " ") : iso.slice(5, 16).replace("T", " ");
+    return step < MIN ? iso.slice(11, 19) : iso.slice(11, 16);
   }
 
   // Swim lanes, one per event type, events as dots on a UTC time axis; the
@@ -514,7 +550,7 @@
       const t = dtMillis(s[k]);
       if (isFinite(t)) times.push(t);
     }
-    const H = TOP + Math.max(1, lanes.length + 1) * LANE + BOTTOM;
+    let H = TOP + Math.max(1, lanes.length + 1) * LANE + BOTTOM;
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     if (times.length === 0) {
       svg.append(svgEl("text", { x: 10, y: 20, class: "axis" }, "no event times to plot"));
@@ -541,16 +577,20 @@
     const pad = (t1 - t0) * 0.03;
     t0 -= pad;
     t1 += pad;
+    if (notes.length) {
+      H += LANE;
+      svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    }
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
     const laneY = (i) => TOP + (i + 1) * LANE + LANE / 2;
 
     // axis
-    for (let i = 0; i <= 5; i++) {
-      const t = t0 + ((t1 - t0) * i) / 5;
-      svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: TOP - 4, y2: H - BOTTOM, class: "lane" }));
-      svg.append(
-        svgEl("text", { x: x(t), y: TOP - 10, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle", class: "axis" }, fmtTick(t, t1 - t0))
-      );
+    const axisBottom = H - BOTTOM - (notes.length ? LANE : 0);
+    const multiDay = new Date(t0).toISOString().slice(0, 10) !== new Date(t1).toISOString().slice(0, 10);
+    const tk = ticks(t0, t1);
+    for (const t of tk.list) {
+      svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: TOP - 4, y2: axisBottom, class: "lane" }));
+      svg.append(svgEl("text", { x: x(t), y: TOP - 10, "text-anchor": "middle", class: "axis" }, fmtTick(t, tk.step, multiDay)));
     }
     svg.append(svgEl("text", { x: 8, y: TOP - 10, class: "axis" }, "UTC " + new Date(t0).toISOString().slice(0, 10)));
     // stream span
@@ -560,7 +600,7 @@
       svg.append(svgEl("line", { x1: x(f), x2: Math.max(x(l), x(f) + 1), y1: laneY(-1), y2: laneY(-1), class: "span" }));
     }
     for (const [t, cls] of marks) {
-      svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: TOP, y2: H - BOTTOM, class: `mark ${cls}` }));
+      svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: TOP, y2: axisBottom, class: `mark ${cls}` }));
       svg.append(svgEl("text", { x: x(t) + 3, y: laneY(-1) - 6, class: "axis" }, cls));
     }
     // lanes and dots
@@ -589,7 +629,7 @@
       });
       svg.append(dot);
     }
-    if (notes.length) svg.append(svgEl("text", { x: W - R, y: H - BOTTOM - 2, "text-anchor": "end", class: "axis" }, notes.join("; ")));
+    if (notes.length) svg.append(svgEl("text", { x: 8, y: H - BOTTOM - 6, class: "axis" }, notes.join("; ")));
   }
 
   // ---------------------------------------------------------------- refresh loop
@@ -613,7 +653,8 @@
       const jobs = [
         loadCounts().then((c) => {
           renderCounts(c);
-          addSample({ t, events: c.events, done: DONE_STATES.reduce((a, s) => a + c.states[s], 0) });
+          const done = DONE_STATES.reduce((a, s) => a + c.states[s], 0);
+          pushSample(st.samples, { t, events: c.events, done }, RATE_WINDOW_MS);
           renderRates();
         }, note),
         loadTriggers().then(renderTriggers, note),
@@ -697,6 +738,15 @@
     refresh();
   }
 
+  // The pure helpers, for the browser test harness (tests/ui.rs), which sets
+  // window.stv3UiTest before loading this file; the dashboard does not start then.
+  if (window.stv3UiTest) {
+    window.stv3UiTest.exports = {
+      isoMillis, fmtValue, shortValue, typeOf, fmtRate, fmtInt, slug,
+      pushSample, rateOf, intervalRates, ticks, fmtTick,
+    };
+    return;
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
