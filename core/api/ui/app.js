@@ -42,6 +42,7 @@
     timer: null,
     busy: false,
     again: false,
+    lastDuration: 0,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -642,6 +643,7 @@
     st.busy = true;
     st.again = false;
     clearTimeout(st.timer);
+    const began = Date.now();
     let firstError = null;
     const note = (e) => {
       if (!firstError) firstError = e;
@@ -674,14 +676,23 @@
     if (firstError) setStatus(false, firstError.status === 401 ? "unauthorized" : "error");
     else setStatus(true, "ok");
     $("refreshed").textContent = new Date().toISOString().slice(11, 19) + " UTC";
+    st.lastDuration = Date.now() - began;
     st.busy = false;
     if (st.again) refresh();
     else schedule();
   }
 
+  // Counting a big event table is not free: when a refresh takes long, wait
+  // at least four times as long before the next one.
+  function nextDelay(intervalMs, lastDurationMs) {
+    return Math.max(intervalMs, 4 * lastDurationMs);
+  }
+
   function schedule() {
     clearTimeout(st.timer);
-    if ($("auto").checked) st.timer = setTimeout(refresh, refreshSeconds * 1000);
+    const delay = nextDelay(refreshSeconds * 1000, st.lastDuration);
+    $("interval").textContent = String(Math.round(delay / 100) / 10);
+    if ($("auto").checked) st.timer = setTimeout(refresh, delay);
   }
 
   // ---------------------------------------------------------------- start
@@ -743,7 +754,7 @@
   if (window.stv3UiTest) {
     window.stv3UiTest.exports = {
       isoMillis, fmtValue, shortValue, typeOf, fmtRate, fmtInt, slug,
-      pushSample, rateOf, intervalRates, ticks, fmtTick,
+      pushSample, rateOf, intervalRates, ticks, fmtTick, nextDelay,
     };
     return;
   }
