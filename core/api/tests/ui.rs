@@ -558,7 +558,10 @@ async fn script_helpers_in_chromium() {
             r#"["–","0.00","15.7","1,234"]"#,
         ),
         (r#"U.fmtInt(1234567)"#, r#""1,234,567""#),
-        (r#"[U.nextDelay(5000, 300), U.nextDelay(5000, 2000)]"#, "[5000,8000]"),
+        (
+            r#"[U.nextDelay(5000, 300), U.nextDelay(5000, 2000)]"#,
+            "[5000,8000]",
+        ),
         (r#"U.slug("usage trigger/x")"#, r#""usage_trigger_x""#),
         (
             r#"(() => { const k = U.ticks(Date.UTC(2015, 2, 1, 17, 58), Date.UTC(2015, 2, 1, 19, 10)); return k.list.map((t) => U.fmtTick(t, k.step, false)); })()"#,
