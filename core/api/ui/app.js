@@ -23,6 +23,7 @@
   const RECENT_STREAMS = 15;
   const RECENT_EVENTS = 20;
   const NAME_SCAN = 500;
+  const MAX_EVENT_ROWS = 500;
   const TOKEN_KEY = "stv3.ui.token";
 
   const query = new URLSearchParams(location.search);
@@ -69,8 +70,7 @@
   function setAttrs(e, attrs) {
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === null || v === undefined || v === false) continue;
-      if (k === "on") for (const [ev, fn] of Object.entries(v)) e.addEventListener(ev, fn);
-      else e.setAttribute(k, String(v));
+      e.setAttribute(k, String(v));
     }
   }
 
@@ -277,16 +277,19 @@
     const box = $("states");
     box.replaceChildren(
       ...STATES.map((s) =>
-        el(
-          "div",
-          {
-            class: `state st-${s}${st.stateFilter === s ? " selected" : ""}`,
-            title: `show recent ${s} streams`,
-            "data-state": s,
-            on: { click: () => toggleStateFilter(s) },
-          },
-          el("div", { class: "n", "data-testid": `count-${s}` }, fmtInt(c.states[s])),
-          el("div", { class: "name" }, s.replace("_", " "))
+        clickable(
+          el(
+            "div",
+            {
+              class: `state st-${s}${st.stateFilter === s ? " selected" : ""}`,
+              title: `show recent ${s} streams`,
+              role: "button",
+              "data-state": s,
+            },
+            el("div", { class: "n", "data-testid": `count-${s}` }, fmtInt(c.states[s])),
+            el("div", { class: "name" }, s.replace("_", " "))
+          ),
+          () => toggleStateFilter(s)
         )
       )
     );
@@ -379,20 +382,21 @@
       body.replaceChildren(el("tr", {}, el("td", { class: "muted", colspan: 6 }, "no streams")));
       return;
     }
-    body.replaceChildren(
-      ...rows.map((r) =>
-        el(
-          "tr",
-          { class: "row", "data-testid": "stream-row", "data-id": r.id, on: { click: () => openStream(r.id) } },
-          el("td", { class: "nw" }, String(r.id)),
-          el("td", { class: "mono nw" }, r.name),
-          el("td", { class: "nw" }, el("span", { class: `badge st-${r.state}` }, r.state)),
-          el("td", { class: "nw" }, fmtSeconds(r.first_event)),
-          el("td", { class: "nw" }, fmtSeconds(r.last_event)),
-          el("td", { class: "mono fill" }, distSummary(r.distinguishing_traits))
-        )
-      )
+    body.replaceChildren(...rows.map(streamRow));
+  }
+
+  function streamRow(r) {
+    const tr = el(
+      "tr",
+      { class: "row", "data-testid": "stream-row", "data-id": r.id },
+      el("td", { class: "nw" }, String(r.id)),
+      el("td", { class: "mono nw" }, r.name),
+      el("td", { class: "nw" }, el("span", { class: `badge st-${r.state}` }, r.state)),
+      el("td", { class: "nw" }, fmtSeconds(r.first_event)),
+      el("td", { class: "nw" }, fmtSeconds(r.last_event)),
+      el("td", { class: "mono fill" }, distSummary(r.distinguishing_traits))
     );
+    return clickable(tr, () => openStream(r.id));
   }
 
   function traitTable(ev) {
@@ -420,9 +424,22 @@
   // An expandable event list: a row per event, a traits row under each open one.
   // The traits come from the list item at once and are then re-read from
   // /events/{message_id}.
+  // Rows and cards act on click and on Enter/Space when focused.
+  function clickable(tr, fn) {
+    tr.setAttribute("tabindex", "0");
+    tr.addEventListener("click", fn);
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        fn();
+      }
+    });
+    return tr;
+  }
+
   function renderEventRows(body, events, open, testid) {
     const rows = [];
-    for (const ev of events) {
+    for (const ev of events.slice(0, MAX_EVENT_ROWS)) {
       const id = ev.message_id;
       const isOpen = open.has(id);
       const tr = el(
@@ -432,7 +449,7 @@
         el("td", { class: "mono" }, ev.event_type),
         el("td", { class: "mono" }, id)
       );
-      tr.addEventListener("click", () => {
+      clickable(tr, () => {
         if (open.has(id)) open.delete(id);
         else open.add(id);
         renderEventRows(body, events, open, testid);
@@ -445,6 +462,10 @@
           .then((full) => cell.replaceChildren(traitTable(full)))
           .catch((e) => cell.append(el("div", { class: "error" }, e.message)));
       }
+    }
+    if (events.length > MAX_EVENT_ROWS) {
+      const more = `showing the first ${MAX_EVENT_ROWS} of ${events.length} events (all are on the timeline)`;
+      rows.push(el("tr", {}, el("td", { class: "muted", colspan: 3 }, more)));
     }
     if (rows.length === 0) rows.push(el("tr", {}, el("td", { class: "muted", colspan: 3 }, "no events")));
     body.replaceChildren(...rows);
