@@ -16,8 +16,15 @@ fn main() {
     let (sha, dirty) = git_sha(&root);
     println!("cargo:rustc-env=STV3_GIT_SHA={sha}");
     println!("cargo:rustc-env=STV3_GIT_DIRTY={dirty}");
+    println!("cargo:rerun-if-env-changed=STV3_GIT_SHA");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
+    if let Ok(head) = fs::read_to_string(root.join(".git/HEAD")) {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{r}");
+        }
+    }
     println!("cargo:rerun-if-changed=templates");
     println!("cargo:rerun-if-changed=roles");
 

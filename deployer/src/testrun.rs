@@ -131,6 +131,8 @@ fn parse_result(name: String, rest: &str) -> SuiteResult {
             _ => {}
         }
     }
+    // A suite with failures is never "ok", whatever its first word says.
+    r.ok = r.ok && r.failed == 0;
     r
 }
 

@@ -139,8 +139,18 @@ fn target_dir(cargo: &str) -> Result<PathBuf> {
 
 /// Stop a sandbox started from another shell, by its pid files.
 pub fn down(dir: &Path) -> Result<usize> {
-    let procs = read_pids(dir);
     let mut n = 0;
+    // The `sandbox up` process first: on SIGTERM it stops its children itself.
+    if let Some(pid) = read_owner(dir) {
+        if signal(pid, Signal::Term) {
+            n += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < deadline && read_owner(dir).is_some() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let procs = read_pids(dir);
     for (_, pid, alive) in &procs {
         if *alive && signal(*pid, Signal::Term) {
             n += 1;
@@ -157,6 +167,28 @@ pub fn down(dir: &Path) -> Result<usize> {
     }
     let _ = std::fs::remove_dir_all(dir.join("pids"));
     Ok(n)
+}
+
+/// The pid file of the `sandbox up` process that owns a work directory.
+pub const OWNER_PID: &str = "sandbox.pid";
+
+/// The pid of a live `sandbox up` owning `dir`, if any.
+pub fn read_owner(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(OWNER_PID))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    signal(pid, Signal::Probe).then_some(pid)
+}
+
+/// Deletes a file when dropped (the owner pid file, on every exit path).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Remove the whole work directory (after stopping everything in it).
@@ -242,6 +274,15 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
     let dir = opts.dir.canonicalize()?;
     let layout = configs::render(assets, opts, &dir)?;
+    let owner = dir.join(OWNER_PID);
+    if let Some(pid) = read_owner(&dir) {
+        bail!(
+            "a sandbox is already running in {} (pid {pid}); stop it with `stv3ctl sandbox down`",
+            dir.display()
+        );
+    }
+    std::fs::write(&owner, std::process::id().to_string())?;
+    let _owner_guard = RemoveOnDrop(owner);
     let mut sup = Supervisor::new(&dir)?;
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
 
