@@ -17,7 +17,7 @@ use stv3_archive::{unwrap_region, JsonlReader, GZIP_MAGIC};
 /// the original shoebox binary v1 records. Exits non-zero at the first damaged file,
 /// naming the file and the byte offset (uncompressed offset for gzip files).
 #[derive(Debug, Parser)]
-#[command(name = "archive-read", version)]
+#[command(name = "archive-read", version = stv3_telemetry::version_string(env!("CARGO_PKG_VERSION")))]
 struct Args {
     /// Archive files to read, in order.
     #[arg(required = true, value_name = "FILE")]
