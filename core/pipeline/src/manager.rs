@@ -28,6 +28,7 @@ use stv3_event::{Event, Timestamp};
 use stv3_winchester::store::ReadyKind;
 use stv3_winchester::{Store, StoreError, Stream, StreamState, TriggerManager};
 
+use crate::batch::{BatchStore, Finish};
 use crate::config::PipelineConfig;
 use crate::handlers::HandlerContext;
 use crate::pipeline::{self, RunSpec};
@@ -48,6 +49,8 @@ pub struct ManagerSettings {
     pub concurrency: usize,
     /// Shuffle the ready streams (less lock contention between workers); off for replay.
     pub shuffle: bool,
+    /// Most streams claimed (and finished) per transaction.
+    pub claim_batch: usize,
 }
 
 impl Default for ManagerSettings {
@@ -59,6 +62,7 @@ impl Default for ManagerSettings {
             pipeline_timeout: Duration::from_secs(300),
             concurrency: 1,
             shuffle: true,
+            claim_batch: 64,
         }
     }
 }
@@ -94,7 +98,7 @@ pub struct PipelineManager<S: Store> {
     settings: ManagerSettings,
 }
 
-impl<S: Store + 'static> PipelineManager<S> {
+impl<S: BatchStore + 'static> PipelineManager<S> {
     pub fn new(
         tm: Arc<TriggerManager<S>>,
         pipelines: PipelineConfig,
@@ -122,8 +126,10 @@ impl<S: Store + 'static> PipelineManager<S> {
         &self.settings
     }
 
-    /// One fire or expire pass at `now`. `stop` is polled before each stream
-    /// (graceful shutdown: streams already started finish).
+    /// One fire or expire pass at `now`. `stop` is polled before each chunk
+    /// (graceful shutdown: streams already claimed finish). Streams are claimed
+    /// and finished in chunks, one transaction each ([`BatchStore`]); up to
+    /// `concurrency` chunks are in flight.
     pub async fn process_ready_streams(
         &self,
         kind: ReadyKind,
@@ -143,21 +149,37 @@ impl<S: Store + 'static> PipelineManager<S> {
             ..Default::default()
         };
         self.stats.loaded(streams.len() as u64);
-        let results: Vec<Result<Outcome, StoreError>> = futures::stream::iter(streams)
-            .filter(|_| std::future::ready(!stop()))
-            .map(|s| self.process_stream(s, kind, now))
-            .buffer_unordered(self.settings.concurrency.max(1))
+        let conc = self.settings.concurrency.max(1);
+        let chunk = streams
+            .len()
+            .div_ceil(conc)
+            .clamp(1, self.settings.claim_batch.max(1));
+        let chunks: Vec<Vec<Stream>> = streams.chunks(chunk).map(|c| c.to_vec()).collect();
+        let results: Vec<Result<Vec<Outcome>, StoreError>> = futures::stream::iter(chunks)
+            .map(|c| async move {
+                if stop() {
+                    return Ok(Vec::new());
+                }
+                self.process_chunk(c, kind, now).await
+            })
+            .buffered(conc)
             .collect()
             .await;
         let mut first_err = None;
         for r in results {
             match r {
-                Ok(Outcome::Done { new_events }) => {
-                    report.done += 1;
-                    report.emitted.extend(new_events);
+                Ok(outcomes) => {
+                    for o in outcomes {
+                        match o {
+                            Outcome::Done { new_events } => {
+                                report.done += 1;
+                                report.emitted.extend(new_events);
+                            }
+                            Outcome::Locked => report.locked += 1,
+                            Outcome::Failed { .. } => report.failed += 1,
+                        }
+                    }
                 }
-                Ok(Outcome::Locked) => report.locked += 1,
-                Ok(Outcome::Failed { .. }) => report.failed += 1,
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -169,139 +191,183 @@ impl<S: Store + 'static> PipelineManager<S> {
         }
     }
 
-    /// Fire, claim and run one stream.
+    /// Claim, run and finish one stream.
     pub async fn process_stream(
         &self,
         stream: Stream,
         kind: ReadyKind,
         now: Timestamp,
     ) -> Result<Outcome, StoreError> {
+        let mut out = self.process_chunk(vec![stream], kind, now).await?;
+        Ok(out.pop().unwrap_or(Outcome::Locked))
+    }
+
+    /// Claim a chunk in one transaction, run each claimed stream's pipeline,
+    /// finish the chunk in one transaction.
+    async fn process_chunk(
+        &self,
+        chunk: Vec<Stream>,
+        kind: ReadyKind,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let store = self.tm.store();
-        let (to, verb, done_counter) = match kind {
-            ReadyKind::Fire => (StreamState::Firing, "fire", "Streams fired"),
-            ReadyKind::Expire => (StreamState::Expiring, "expire", "Streams expired"),
-        };
-        let tdef = self.tm.triggers().get(&stream.name).cloned();
-        let trigger = if tdef.is_some() {
-            stream.name.clone()
-        } else {
-            "n/a".to_string()
+        let (to, done_counter) = match kind {
+            ReadyKind::Fire => (StreamState::Firing, "Streams fired"),
+            ReadyKind::Expire => (StreamState::Expiring, "Streams expired"),
         };
         let lease_until = now
             + chrono::Duration::from_std(self.settings.lease)
                 .unwrap_or(chrono::Duration::seconds(600));
-        let claimed = match store.claim_stream(&stream, to, lease_until).await {
-            Ok(c) => c,
-            Err(StoreError::Locked { .. }) => {
+        let claims = store.claim_many(&chunk, to, lease_until).await?;
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        let mut finishes: Vec<(Stream, Finish)> = Vec::new();
+        let mut pending: Vec<(String, Outcome)> = Vec::new();
+        for (stream, claim) in chunk.iter().zip(claims) {
+            let trigger = self.trigger_label(&stream.name);
+            let Some(claimed) = claim else {
                 tracing::debug!("Stream {} locked. Moving on...", stream.id);
                 self.stats.bump(&trigger, "Locked");
-                return Ok(Outcome::Locked);
+                outcomes.push(Outcome::Locked);
+                continue;
+            };
+            let outcome = self.run_claimed(&claimed, kind, now).await?;
+            let fin = match &outcome {
+                Outcome::Failed { reason } => {
+                    tracing::error!(stream_id = claimed.id, "{reason}");
+                    Finish::Error
+                }
+                _ => Finish::Complete {
+                    purge: self.settings.purge_completed_streams,
+                },
+            };
+            finishes.push((claimed, fin));
+            pending.push((trigger, outcome));
+        }
+        if !finishes.is_empty() {
+            let held = store.finish_many(&finishes).await?;
+            for (((claimed, _), h), (trigger, outcome)) in finishes.iter().zip(held).zip(pending) {
+                if !h {
+                    tracing::error!(
+                        "Stream {} locked while trying to finish it (lease lost?)",
+                        claimed.id
+                    );
+                }
+                if let Outcome::Done { .. } = &outcome {
+                    self.stats.bump(&trigger, done_counter);
+                    match kind {
+                        ReadyKind::Fire => self.stats.fired(),
+                        ReadyKind::Expire => self.stats.expired(),
+                    }
+                }
+                outcomes.push(outcome);
             }
-            Err(e) => return Err(e),
+        }
+        Ok(outcomes)
+    }
+
+    fn trigger_label(&self, name: &str) -> String {
+        if self.tm.triggers().get(name).is_some() {
+            name.to_string()
+        } else {
+            "n/a".to_string()
+        }
+    }
+
+    /// Run the pipeline of a claimed stream (no state change here).
+    async fn run_claimed(
+        &self,
+        stream: &Stream,
+        kind: ReadyKind,
+        now: Timestamp,
+    ) -> Result<Outcome, StoreError> {
+        let verb = match kind {
+            ReadyKind::Fire => "fire",
+            ReadyKind::Expire => "expire",
         };
-        let Some(tdef) = tdef else {
+        let trigger = self.trigger_label(&stream.name);
+        let Some(tdef) = self.tm.triggers().get(&stream.name) else {
             self.stats
                 .bump(&trigger, &format!("Unknown trigger def '{}'", stream.name));
-            let reason = format!(
-                "Stream {} has unknown trigger definition {}",
-                stream.id, stream.name
-            );
-            return self.fail(&claimed, reason).await;
+            return Ok(Outcome::Failed {
+                reason: format!(
+                    "Stream {} has unknown trigger definition {}",
+                    stream.id, stream.name
+                ),
+            });
         };
         let pipeline_name = match kind {
             ReadyKind::Fire => tdef.fire_pipeline.clone(),
             ReadyKind::Expire => tdef.expire_pipeline.clone(),
         };
-        let mut new_events = Vec::new();
-        match pipeline_name {
-            None => {
-                tracing::debug!(
-                    "No {verb} pipeline for stream {}. Nothing to do.",
-                    stream.id
-                );
-                self.stats.bump(
-                    &trigger,
-                    &format!("No {verb} pipeline for '{}'", stream.name),
-                );
-            }
-            Some(pname) => {
-                let Some(handlers) = self.pipelines.get(&pname) else {
-                    self.stats
-                        .bump(&trigger, &format!("Unknown pipeline '{pname}'"));
-                    let reason = format!(
-                        "Trigger {} for stream {} has unknown pipeline {pname} (not in {})",
-                        stream.name,
-                        stream.id,
-                        self.pipelines.file.display()
-                    );
-                    return self.fail(&claimed, reason).await;
-                };
-                let events: Vec<Event> = store
-                    .get_stream_events(stream.id)
-                    .await?
-                    .into_iter()
-                    .map(|s| s.event)
-                    .collect();
-                let spec = RunSpec {
-                    pipeline: &pname,
-                    handlers,
-                    stream_id: stream.id,
-                    stream_name: &stream.name,
-                    trigger: &trigger,
-                    timeout: self.settings.pipeline_timeout,
-                };
-                let run = AssertUnwindSafe(pipeline::run(spec, &self.ctx, &self.stats, events))
-                    .catch_unwind()
-                    .await;
-                match run {
-                    Ok(Ok(evs)) => new_events = evs,
-                    Ok(Err(e)) => {
-                        let reason = format!(
-                            "Exception in pipeline {pname} handling stream {}: {e}",
-                            stream.id
-                        );
-                        return self.fail(&claimed, reason).await;
-                    }
-                    Err(_) => {
-                        let reason = format!(
-                            "pipeline {pname} panicked while committing stream {}",
-                            stream.id
-                        );
-                        return self.fail(&claimed, reason).await;
-                    }
-                }
-                if !new_events.is_empty() {
-                    self.tm.add_events(&new_events, now).await?;
-                }
-            }
-        }
-        match store
-            .complete_stream(&claimed, self.settings.purge_completed_streams)
+        let Some(pname) = pipeline_name else {
+            tracing::debug!(
+                "No {verb} pipeline for stream {}. Nothing to do.",
+                stream.id
+            );
+            self.stats.bump(
+                &trigger,
+                &format!("No {verb} pipeline for '{}'", stream.name),
+            );
+            return Ok(Outcome::Done {
+                new_events: Vec::new(),
+            });
+        };
+        let Some(handlers) = self.pipelines.get(&pname) else {
+            self.stats
+                .bump(&trigger, &format!("Unknown pipeline '{pname}'"));
+            return Ok(Outcome::Failed {
+                reason: format!(
+                    "Trigger {} for stream {} has unknown pipeline {pname} (not in {})",
+                    stream.name,
+                    stream.id,
+                    self.pipelines.file.display()
+                ),
+            });
+        };
+        let events: Vec<Event> = self
+            .tm
+            .store()
+            .get_stream_events(stream.id)
+            .await?
+            .into_iter()
+            .map(|s| s.event)
+            .collect();
+        let spec = RunSpec {
+            pipeline: &pname,
+            handlers,
+            stream_id: stream.id,
+            stream_name: &stream.name,
+            trigger: &trigger,
+            timeout: self.settings.pipeline_timeout,
+        };
+        let new_events = match AssertUnwindSafe(pipeline::run(spec, &self.ctx, &self.stats, events))
+            .catch_unwind()
             .await
         {
-            Ok(()) => {}
-            Err(StoreError::Locked { .. }) => {
-                tracing::error!(
-                    "Stream {} locked while trying to complete it (lease lost?)",
-                    stream.id
-                );
+            Ok(Ok(evs)) => evs,
+            Ok(Err(e)) => {
+                return Ok(Outcome::Failed {
+                    reason: format!(
+                        "Exception in pipeline {pname} handling stream {}: {e}",
+                        stream.id
+                    ),
+                })
             }
-            Err(e) => return Err(e),
-        }
-        self.stats.bump(&trigger, done_counter);
-        match kind {
-            ReadyKind::Fire => self.stats.fired(),
-            ReadyKind::Expire => self.stats.expired(),
+            Err(_) => {
+                return Ok(Outcome::Failed {
+                    reason: format!(
+                        "pipeline {pname} panicked while committing stream {}",
+                        stream.id
+                    ),
+                })
+            }
+        };
+        if !new_events.is_empty() {
+            // Saved before the stream is finished: a DB error here leaves it claimed,
+            // so it is retried after the lease (and the retry dedupes on message_id).
+            self.tm.add_events(&new_events, now).await?;
         }
         Ok(Outcome::Done { new_events })
-    }
-
-    async fn fail(&self, claimed: &Stream, reason: String) -> Result<Outcome, StoreError> {
-        tracing::error!(stream_id = claimed.id, "{reason}");
-        match self.tm.store().error_stream(claimed).await {
-            Ok(()) | Err(StoreError::Locked { .. }) => Ok(Outcome::Failed { reason }),
-            Err(e) => Err(e),
-        }
     }
 
     /// Delete up to `batch` events older than `cutoff`. Returns how many.

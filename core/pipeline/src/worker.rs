@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use stv3_event::Timestamp;
 use stv3_telemetry::Health;
 use stv3_winchester::store::ReadyKind;
-use stv3_winchester::Store;
+
 use tokio::sync::watch;
 
 use crate::manager::PipelineManager;
@@ -53,7 +53,7 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 /// Run until `stop` turns true (or, with `once`, until a loop finds nothing to do).
-pub async fn run_loop<S: Store + 'static>(
+pub async fn run_loop<S: crate::batch::BatchStore + 'static>(
     pm: &PipelineManager<S>,
     opts: &LoopOptions,
     health: &Health,

@@ -36,6 +36,9 @@ struct Args {
     /// (default: min(300, pipeline_worker_lease / 2)).
     #[arg(long)]
     pipeline_timeout: Option<f64>,
+    /// Most streams claimed and finished per database transaction.
+    #[arg(long, default_value_t = 64)]
+    claim_batch: usize,
     /// Exit when a loop finds nothing to do (instead of sleeping).
     #[arg(long)]
     once: bool,
@@ -103,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         pipeline_timeout: Duration::from_secs_f64(timeout.max(0.001)),
         concurrency: args.concurrency.max(1),
         shuffle: true,
+        claim_batch: args.claim_batch.max(1),
     };
     let trim = cfg.trim_events.then(|| {
         let c = cfg.clone();
