@@ -46,6 +46,69 @@ struct Args {
     /// Output file, or "-" for stdout
     #[arg(long, short = 'o', default_value = "-")]
     out: String,
+    /// Publish to this broker (amqp://user:pass@host:port/vhost) instead of writing
+    /// lines: JSON bodies, publisher confirms, like notabene
+    #[arg(long)]
+    amqp: Option<String>,
+    /// With --amqp: the exchange (declared topic, durable)
+    #[arg(long, default_value = "nova")]
+    exchange: String,
+    /// With --amqp: the routing key
+    #[arg(long, default_value = "monitor.info")]
+    routing_key: String,
+    /// With --amqp: also declare this durable queue and bind it with the routing key
+    #[arg(long)]
+    queue: Option<String>,
+    /// With --amqp: messages per second (0 = as fast as confirms allow)
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+/// `--amqp`: publish every notification with confirms, at `--rate` per second.
+fn publish(args: &Args, url: &str, notifications: impl Iterator<Item = Value>) -> Result<()> {
+    use stv3_amqp::{AmqpSettings, ExchangeSpec, OutMessage, Publisher, QueueSpec, Topology};
+    let settings = AmqpSettings::from_url(url)?;
+    let exchange = ExchangeSpec {
+        name: args.exchange.clone(),
+        kind: "topic".into(),
+        durable: true,
+        auto_delete: false,
+    };
+    let topology = match &args.queue {
+        Some(q) => Topology::queue_on_exchange(
+            QueueSpec {
+                name: q.clone(),
+                durable: true,
+                auto_delete: false,
+                arguments: vec![],
+            },
+            Some(exchange),
+            std::slice::from_ref(&args.routing_key),
+        ),
+        None => Topology {
+            exchanges: vec![exchange],
+            ..Default::default()
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut p = Publisher::connect(&settings, "notigen").await?;
+        p.declare(topology).await?;
+        let msgs = notifications.map(|v| {
+            let mut m = OutMessage::raw(&args.exchange, &args.routing_key, v.to_string().into_bytes());
+            m.message_id = v.get("message_id").and_then(Value::as_str).map(str::to_string);
+            m
+        });
+        let stats = p.publish_at_rate(msgs, Some(args.rate), None).await?;
+        p.close().await;
+        eprintln!(
+            "notigen: published {} notification(s) to {} ({}) with confirms in {:.2} s ({:.0}/s, {} reconnect(s))",
+            stats.confirmed, args.exchange, args.routing_key, stats.elapsed.as_secs_f64(), stats.rate(), stats.reconnects
+        );
+        Ok(())
+    })
 }
 
 fn parse_start(s: &str) -> Result<NaiveDateTime, String> {
@@ -111,6 +174,9 @@ fn main() -> Result<()> {
     };
     anyhow::ensure!(cfg.instances > 0, "--instances must be at least 1");
     anyhow::ensure!(cfg.ops_per_hour > 0.0, "--ops-per-hour must be positive");
+    if let Some(url) = &args.amqp {
+        return publish(&args, url, Generator::new(cfg).take(args.count as usize));
+    }
     let mut out = Output::open(&args.out)?;
     for n in Generator::new(cfg).take(args.count as usize) {
         out.send(&n)?;
