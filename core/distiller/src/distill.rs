@@ -287,10 +287,23 @@ impl Distiller {
     /// Parse one JSON notification and distill it (the hot path: no
     /// `serde_json::Value` is built).
     pub fn distill_bytes(&self, bytes: &[u8]) -> Result<Outcome, DistillError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| DistillError::Json(format!("not UTF-8: {e}")))?;
-        let doc =
-            Doc::parse_shaped(text, &self.shape).map_err(|e| DistillError::Json(e.to_string()))?;
+        // SIMD validation first; the std error (with the offset) only on failure.
+        let text = match simdutf8::basic::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => std::str::from_utf8(bytes)
+                .map_err(|e| DistillError::Json(format!("not UTF-8: {e}")))?,
+        };
+        let doc = match crate::scan::parse_shaped(text, &self.shape) {
+            Ok(doc) => doc,
+            Err(e) => {
+                // serde_json words the error better (line and column)
+                let msg = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                    Err(se) => se.to_string(),
+                    Ok(_) => format!("{} at byte {}", e.message, e.offset),
+                };
+                return Err(DistillError::Json(msg));
+            }
+        };
         self.distill_node(&doc)
     }
 

@@ -163,11 +163,12 @@ impl Shape {
                 return;
             }
             let k = k.as_ref();
-            let idx = match node.children.iter().position(|(name, _)| &**name == k) {
-                Some(i) => i,
-                None => {
-                    node.children.push((k.into(), Shape::default()));
-                    node.children.len() - 1
+            // children stay sorted by (length, bytes) for binary search
+            let idx = match node.children.binary_search_by(|(name, _)| cmp_key(name, k)) {
+                Ok(i) => i,
+                Err(i) => {
+                    node.children.insert(i, (k.into(), Shape::default()));
+                    i
                 }
             };
             node = &mut node.children[idx].1;
@@ -176,7 +177,13 @@ impl Shape {
         node.children.clear();
     }
 
-    fn child(&self, key: &str) -> Option<&Shape> {
+    /// True when the whole subtree is needed.
+    pub fn is_all(&self) -> bool {
+        self.all
+    }
+
+    /// The shape of member `key`, if it is needed.
+    pub fn child(&self, key: &str) -> Option<&Shape> {
         if self.all {
             return Some(&EVERYTHING);
         }
@@ -185,6 +192,15 @@ impl Shape {
             .find(|(k, _)| &**k == key)
             .map(|(_, s)| s)
     }
+}
+
+/// Order keys by length first: most lookups miss and are decided by the
+/// length alone.
+fn cmp_key(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().first().cmp(&b.as_bytes().first()))
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 struct ShapedSeed<'s, 'a>(&'s Shape, std::marker::PhantomData<&'a ()>);
@@ -268,7 +284,17 @@ impl JsonNode for Doc<'_> {
     }
     fn get(&self, key: &str) -> Option<&Self> {
         match self {
-            Doc::Object(members) => members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            Doc::Object(members) => {
+                let (len, first) = (key.len(), key.as_bytes().first());
+                // cheap rejections before the byte comparison
+                members
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| {
+                        k.len() == len && k.as_bytes().first() == first && k.as_ref() == key
+                    })
+                    .map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -405,6 +431,27 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shaped_parse_keeps_only_what_is_asked() {
+        let mut shape = Shape::default();
+        shape.require(&["payload", "b"]);
+        shape.require(&["payload", "list"]);
+        shape.require(&["top"]);
+        shape.require(&["payload", "b", "deeper"]); // already whole: no-op
+        let src = r#"{"top":{"x":[1,{"y":2}]},"skip":[1,2,{"z":"w"}],"payload":{"a":1,"b":{"c":"d"},"list":[1,2],"arr":[3]}}"#;
+        let doc = Doc::parse_shaped(src, &shape).unwrap();
+        let want: Value = serde_json::from_str(
+            r#"{"top":{"x":[1,{"y":2}]},"payload":{"b":{"c":"d"},"list":[1,2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.to_value(), want);
+        assert!(Doc::parse_shaped("{\"a\":1} x", &shape).is_err());
+        assert!(
+            Doc::parse_shaped("{\"skip\":[1,}", &shape).is_err(),
+            "skipped parts are still validated"
+        );
+    }
 
     #[test]
     fn doc_and_value_agree() {

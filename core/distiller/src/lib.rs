@@ -26,6 +26,7 @@ pub mod glob;
 pub mod json;
 pub mod jsonpath;
 pub mod plugins;
+pub mod scan;
 pub mod yaml;
 
 pub use definitions::{DefinitionError, EventDefinition, TraitDefinition};
