@@ -559,7 +559,15 @@ fn rollout_inner(
             .extend(control(t, region, model.init, "start", &start).map_err(|e| e.to_string())?);
         out.restarted = names.clone();
         let gate = match failures.first() {
-            Some((n, text)) => Err((n.clone(), format!("start failed: {}", tail(text, 5)))),
+            Some((n, text)) => Err((
+                n.clone(),
+                format!(
+                    "start failed: {}",
+                    text.lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("(no output)")
+                ),
+            )),
             None => health_gate(t, region, model, &names),
         };
         if let Err((svc, why)) = gate {
@@ -690,7 +698,15 @@ pub fn switch_and_restart(
             control(t, region, model.init, "restart", &names).map_err(|e| e.to_string())?;
         out.restarted = names.clone();
         let gate = match failures.first() {
-            Some((n, text)) => Err((n.clone(), format!("start failed: {}", tail(text, 5)))),
+            Some((n, text)) => Err((
+                n.clone(),
+                format!(
+                    "start failed: {}",
+                    text.lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("(no output)")
+                ),
+            )),
             None => health_gate(t, region, model, &names),
         };
         if let Err((svc, why)) = gate {

@@ -253,27 +253,72 @@ pub fn survey(
     (ok, failed)
 }
 
-/// The package: verified tarball, version, per-binary checksums.
-pub fn load_package(path: &Path) -> Result<(PackageInfo, Vec<u8>), DeployError> {
-    let v = crate::package::verify::verify_tarball(path)
-        .map_err(|e| DeployError::Other(e.to_string()))?;
-    let binaries = v
-        .manifest
+/// The package as planning needs it, read cheaply: the tarball's sha256
+/// (checked against its `.sha256` sidecar) and its `MANIFEST.json` (the first
+/// entry). The full verification ([`verify_package`]) runs only when some
+/// host will unpack it; hosts record the sha256 of the tarball each release
+/// came from, so an installed release was verified when it was unpacked.
+pub fn read_package(path: &Path) -> Result<PackageInfo, DeployError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let err = |m: String| DeployError::Other(format!("{}: {m}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let sidecar = PathBuf::from(format!("{}.sha256", path.display()));
+    let text = std::fs::read_to_string(&sidecar)
+        .map_err(|e| err(format!("sidecar {}: {e}", sidecar.display())))?;
+    let (want, _) = crate::package::archive::parse_sidecar(&text)
+        .map_err(|e| err(format!("sidecar {}: {e}", sidecar.display())))?;
+    if want != sha256 {
+        return Err(err(format!(
+            "sha256 {sha256} does not match the sidecar ({want})"
+        )));
+    }
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut manifest = None;
+    for entry in archive.entries().map_err(|e| err(e.to_string()))? {
+        let mut entry = entry.map_err(|e| err(e.to_string()))?;
+        let name = entry
+            .path()
+            .map_err(|e| err(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with("/MANIFEST.json") && name.matches('/').count() == 1 {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| err(e.to_string()))?;
+            manifest = Some(text);
+            break;
+        }
+    }
+    let manifest = manifest.ok_or_else(|| err("no MANIFEST.json in the tarball".into()))?;
+    let m: crate::package::manifest::Manifest =
+        serde_json::from_str(&manifest).map_err(|e| err(format!("MANIFEST.json: {e}")))?;
+    let binaries = m
         .files
         .iter()
         .filter(|f| f.path.starts_with("bin/"))
         .map(|f| (f.path.clone(), f.sha256.clone()))
         .collect();
-    let bytes =
-        std::fs::read(path).map_err(|e| DeployError::Other(format!("{}: {e}", path.display())))?;
-    Ok((
-        PackageInfo {
-            version: v.manifest.version.clone(),
-            sha256: v.sha256,
-            binaries,
-        },
-        bytes,
-    ))
+    Ok(PackageInfo {
+        version: m.version,
+        sha256,
+        binaries,
+    })
+}
+
+/// Full verification (`package verify`) plus the bytes to upload.
+pub fn verify_package(path: &Path, pkg: &PackageInfo) -> Result<Vec<u8>, DeployError> {
+    let v = crate::package::verify::verify_tarball(path)
+        .map_err(|e| DeployError::Other(e.to_string()))?;
+    if v.sha256 != pkg.sha256 || v.manifest.version != pkg.version {
+        return Err(DeployError::Other(format!(
+            "{}: changed while deploying",
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(|e| DeployError::Other(format!("{}: {e}", path.display())))
 }
 
 /// Per-binary checksums of the installed release `version` (from its MANIFEST.json).
@@ -389,9 +434,9 @@ pub fn deploy(
     opts: &Options,
 ) -> Result<Report, DeployError> {
     let started = Instant::now();
-    let (pkg, tarball) = load_package(package)?;
+    let pkg = read_package(package)?;
     eprintln!(
-        "package {} {} verified (sha256 {})",
+        "package {} {} (sha256 {})",
         package.display(),
         pkg.version,
         &pkg.sha256[..12]
@@ -457,6 +502,35 @@ pub fn deploy(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+
+    // Nothing to do anywhere: no lock, no verification, no rollout.
+    if failed.is_empty() && plans.iter().all(|p| p.is_noop()) {
+        let hosts_out = targets
+            .iter()
+            .map(|t| {
+                let mut o = HostOutcome::new(&t.host.name, &plan_roles(&plans, &t.host.name));
+                o.release = pkg.version.clone();
+                o.health = "ok (no changes)".into();
+                o
+            })
+            .collect();
+        return Ok(Report {
+            command: "deploy".into(),
+            region: region.name.clone(),
+            version: Some(pkg.version),
+            check: false,
+            plans,
+            hosts: hosts_out,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let tarball = if plans.iter().any(|p| p.unpack) {
+        let b = verify_package(package, &pkg)?;
+        eprintln!("package {} verified", package.display());
+        b
+    } else {
+        Vec::new()
+    };
 
     // Region lock on the first db host (or the first host).
     let lock_idx = targets
@@ -596,6 +670,14 @@ pub fn deploy(
         hosts: hosts_out,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn plan_roles(plans: &[HostPlan], host: &str) -> String {
+    plans
+        .iter()
+        .find(|p| p.host == host)
+        .map(|p| p.roles.join(","))
+        .unwrap_or_default()
 }
 
 fn hostname() -> String {
