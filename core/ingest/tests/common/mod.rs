@@ -248,13 +248,21 @@ impl Env {
     }
 }
 
+/// "Now" for generated notifications, fixed per process: event time close to the wall
+/// clock, as in production (events from 2015 would make every stream expire at once).
+fn base_time() -> chrono::NaiveDateTime {
+    static BASE: std::sync::OnceLock<chrono::NaiveDateTime> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| chrono::Utc::now().naive_utc())
+}
+
 /// A nova-shaped notification (the notigen template keys that matter here).
 pub fn notification(run: &str, i: usize) -> Value {
+    let ts = base_time() + chrono::Duration::milliseconds(i as i64);
     let instance = format!("{run}-inst-{}", i % 97);
     json!({
         "event_type": if i % 10 == 9 { "compute.instance.exists" } else { "compute.instance.update" },
         "message_id": format!("{run}-{i:08}"),
-        "timestamp": format!("2015-01-22 02:{:02}:{:02}.{:06}", (i / 60) % 60, i % 60, i % 1_000_000),
+        "timestamp": ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
         "priority": "INFO",
         "publisher_id": format!("compute.host-{}", i % 7),
         "_context_request_id": format!("req-{run}-{i}"),
@@ -265,8 +273,8 @@ pub fn notification(run: &str, i: usize) -> Value {
             "memory_mb": 512,
             "state": "active",
             "launched_at": "2015-01-22 02:00:00.000000",
-            "audit_period_beginning": "2015-01-21 00:00:00",
-            "audit_period_ending": "2015-01-22 00:00:00",
+            "audit_period_beginning": format!("{} 00:00:00", base_time().date()),
+            "audit_period_ending": format!("{} 00:00:00", base_time().date() + chrono::Duration::days(1)),
         }
     })
 }

@@ -1,0 +1,141 @@
+//! yagi-event with the embedded file/stdin source on SQLite (no broker): the offset is
+//! checkpointed only after durable, so kill -9 and restart gives exactly N; /metrics works.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(120);
+
+fn write_lines(
+    path: &std::path::Path,
+    run: &str,
+    range: std::ops::Range<usize>,
+    poison_every: Option<usize>,
+) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in range {
+        writeln!(f, "{}", notification(run, i)).unwrap();
+        if poison_every.is_some_and(|k| i % k == 0) {
+            writeln!(f, "{{broken json line {i}").unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_kill_9_and_resume_exactly_n() {
+    let mut env = Env::new("ingfile", Db::Sqlite, None, 200, "").await;
+    let input = env.dir.path().join("notifications.jsonl");
+    let n = 12000;
+    write_lines(&input, &env.name, 0..n / 2, Some(1000));
+    let src = format!("file:{}", input.display());
+    // --follow: keeps tailing; append the second half while it runs, then kill -9.
+    let mut child = env.spawn(&["--source", &src, "--follow"]);
+    env.wait_stored(n as u64 / 8, T).await;
+    write_lines(&input, &env.name, n / 2..n, Some(1000));
+    let before = env.wait_stored(n as u64 / 3, T).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(before < n as u64, "killed mid-run ({before} of {n} stored)");
+    // Restart without --follow: resumes at the checkpoint and exits at EOF.
+    let mut child = env.spawn(&["--source", &src]);
+    let status = wait_exit(&mut child, T);
+    assert!(status.success(), "{status}\n{}", env.logs());
+    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
+    assert_exactly(
+        &env.archived_ids(),
+        &expected_ids(&env.name, n),
+        "archive after kill -9 on the file source",
+    );
+    let q = stv3_ingest::quarantine::read_records(&env.quarantine_path()).unwrap();
+    let distinct: std::collections::BTreeSet<_> = q
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        n / 1000,
+        "each broken line quarantined (a line redone after the kill may appear twice)"
+    );
+    assert!(q.iter().all(|r| r.reason == "invalid_json"));
+    // A third run has nothing left to do.
+    let mut child = env.spawn(&["--source", &src]);
+    assert!(wait_exit(&mut child, T).success());
+    assert_eq!(env.stored().await, n as u64);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_source_and_metrics() {
+    let env = Env::new("ingstdin", Db::Sqlite, None, 50, "").await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let n = 300;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yagi-event"))
+        .arg("--config")
+        .arg(&env.conf)
+        .args([
+            "--source",
+            "stdin",
+            "--ops-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..n {
+        writeln!(stdin, "{}", notification(&env.name, i)).unwrap();
+    }
+    writeln!(stdin, "[1, 2, 3]").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(env.wait_stored(n as u64, T).await, n as u64);
+    let body = reqwest_get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    for m in [
+        "stv3_ingest_consumed_total",
+        "stv3_ingest_acked_total",
+        "stv3_ingest_events_stored_total",
+        "stv3_ingest_archived_total",
+    ] {
+        assert!(body.contains(m), "{m} missing from /metrics:\n{body}");
+    }
+    let health = reqwest_get(&format!("http://127.0.0.1:{port}/health")).await;
+    assert!(health.contains("\"ok\""), "{health}");
+    drop(stdin); // EOF: the process finishes and exits
+    assert!(wait_exit(&mut child, T).success());
+    assert_exactly(
+        &env.archived_ids(),
+        &expected_ids(&env.name, n),
+        "archive from stdin",
+    );
+    let q = stv3_ingest::quarantine::read_records(&env.quarantine_path()).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, "not_an_object");
+    env.cleanup().await;
+}
+
+/// Minimal HTTP GET (no client dependency): the response body.
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(buf)
+}
