@@ -171,12 +171,25 @@ pub struct WinchesterSink {
 }
 
 impl WinchesterSink {
+    /// Load the config and connect. A config error fails at once; a database
+    /// that cannot be reached yet (e.g. starting before MySQL at boot) is
+    /// retried with backoff instead of exiting, like pipeline-worker does.
     pub async fn open(config_file: &Path) -> anyhow::Result<Self> {
         let cfg = WinchesterConfig::load(config_file).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let tm = TriggerManager::from_config(&cfg)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config_file.display()))?;
-        Ok(WinchesterSink { tm: Arc::new(tm) })
+        let mut delay = std::time::Duration::from_millis(500);
+        loop {
+            match TriggerManager::from_config(&cfg).await {
+                Ok(tm) => return Ok(WinchesterSink { tm: Arc::new(tm) }),
+                Err(stv3_winchester::trigger_manager::SetupError::Store(
+                    stv3_winchester::store::StoreError::Db(e),
+                )) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, config = %config_file.display(), "database not reachable yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => return Err(anyhow::anyhow!("{}: {e}", config_file.display())),
+            }
+        }
     }
 
     pub fn manager(&self) -> &Arc<TriggerManager> {
