@@ -266,7 +266,20 @@ pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimestampError> {
     if s.len() < 10 {
         return Err(err("too short"));
     }
-    let date = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").map_err(|_| err("bad date part"))?;
+    // Digit-level parse of `YYYY-MM-DD` (hot path: every datetime trait of
+    // every notification). Checking the bytes first also makes the slice
+    // below safe for non-ASCII input.
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = match (digits(0..4), b[4], digits(5..7), b[7], digits(8..10)) {
+        (Some(y), b'-', Some(m), b'-', Some(d)) => NaiveDate::from_ymd_opt(y as i32, m, d),
+        _ => None,
+    }
+    .ok_or_else(|| err("bad date part"))?;
     let rest = &s[10..];
     if rest.is_empty() {
         return Ok(date.and_hms_opt(0, 0, 0).expect("midnight"));
@@ -391,6 +404,14 @@ mod tests {
         check("yesterday", None);
         check("2013-13-08 21:06:37", None);
         check("2013-08-08X21:06:37", None);
+        check("2015-03-0\u{e9}T00:00:00", None);
+        check("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}", None);
+        check("2015/03/01 00:00:00", None);
+        check("2015-02-29 00:00:00", None);
+        check(
+            "2016-02-29 23:59:59.999999",
+            Some("2016-02-29T23:59:59.999999Z"),
+        );
     }
 
     #[test]
