@@ -83,6 +83,11 @@ pub fn require_all() -> bool {
 /// Gate a test on a service. Returns the service URL when it is reachable.
 /// See the module docs for the skip/fail policy.
 pub fn require(service: Service, test_name: &str) -> Option<String> {
+    if quick() {
+        // `stv3ctl test --quick`: only the suites that need no services.
+        skip(service, test_name, "skipped by --quick");
+        return None;
+    }
     if service.probe() {
         return Some(service.url());
     }
@@ -93,8 +98,22 @@ pub fn require(service: Service, test_name: &str) -> Option<String> {
             service.url()
         );
     }
+    skip(service, test_name, "not reachable");
+    None
+}
+
+/// True under `stv3ctl test --quick` (`STV3_TEST_QUICK=1`).
+pub fn quick() -> bool {
+    matches!(
+        std::env::var("STV3_TEST_QUICK").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+/// Report a skipped test on stderr and in the skip log that `stv3ctl test` prints.
+pub fn skip(service: Service, test_name: &str, why: &str) {
     eprintln!(
-        "SKIPPED {test_name}: {} not reachable at {}",
+        "SKIPPED {test_name}: {} {why} ({})",
         service.name(),
         service.url()
     );
@@ -107,7 +126,6 @@ pub fn require(service: Service, test_name: &str) -> Option<String> {
             let _ = writeln!(f, "{test_name} (needs {})", service.name());
         }
     }
-    None
 }
 
 /// A unique, valid SQL identifier for a scratch database: `stv3t_<tag>_<pid>_<n>`.
