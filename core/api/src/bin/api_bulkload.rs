@@ -40,6 +40,11 @@ struct Args {
     /// Drop and recreate the database if it exists.
     #[arg(long)]
     replace: bool,
+    /// How events map to instances: `clustered` (groups of 4 instances over 40
+    /// consecutive events) or `spread` (event i → instance i % streams, so every
+    /// instance spans the whole period and all streams start in the first hours).
+    #[arg(long, value_parser = ["clustered", "spread"], default_value = "clustered")]
+    layout: String,
 }
 
 pub const EVENT_TYPES: [&str; 15] = [
@@ -108,9 +113,13 @@ impl<'a> Batch<'a> {
 /// Instance (= stream) of event `i`: groups of 4 instances interleave over
 /// 40 consecutive events, so each instance's events are close in time (as a
 /// real operation's are) and streams start all along the time span.
-fn instance_of(i: u64, streams: u64) -> u64 {
+fn instance_of(i: u64, streams: u64, spread: bool) -> u64 {
     let k = i - 1;
-    ((k / 40) * 4 + k % 4) % streams
+    if spread {
+        k % streams
+    } else {
+        ((k / 40) * 4 + k % 4) % streams
+    }
 }
 
 #[tokio::main]
@@ -147,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
     }
     conn.execute("SET unique_checks = 0, foreign_key_checks = 0")
         .await?;
+    let spread = a.layout == "spread";
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
 
@@ -175,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tx_rows = 0u64;
     conn.execute("BEGIN").await?;
     for i in 1..=a.events {
-        let inst = instance_of(i, a.streams);
+        let inst = instance_of(i, a.streams, spread);
         let generated = T0 + (i as i64) * STEP;
         let ty = if rng.gen_ratio(1, 20) {
             4
@@ -219,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut members: Vec<Vec<u64>> = vec![Vec::new(); a.streams as usize];
     for i in 1..=a.events {
-        members[instance_of(i, a.streams) as usize].push(i);
+        members[instance_of(i, a.streams, spread) as usize].push(i);
     }
     let triggers = ["test_trigger", "usage", "request"];
     let mut st = Batch::new(
