@@ -3,69 +3,12 @@
 //! (trigger, distinguishing traits)" enforceable in the database.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use sha2::{Digest, Sha256};
 use stv3_event::{format_timestamp, to_micros, Datatype, Timestamp, TraitValue};
 
-/// Stream state, stored as INT with the original codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(i32)]
-pub enum StreamState {
-    Active = 1,
-    Firing = 2,
-    Expiring = 3,
-    Error = 4,
-    ExpireError = 5,
-    Completed = 6,
-    RetryFire = 7,
-    RetryExpire = 8,
-}
-
-impl StreamState {
-    pub const ALL: [StreamState; 8] = [
-        StreamState::Active,
-        StreamState::Firing,
-        StreamState::Expiring,
-        StreamState::Error,
-        StreamState::ExpireError,
-        StreamState::Completed,
-        StreamState::RetryFire,
-        StreamState::RetryExpire,
-    ];
-
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-
-    pub fn from_code(code: i32) -> Option<Self> {
-        StreamState::ALL.into_iter().find(|s| s.code() == code)
-    }
-
-    /// The name the REST API exposes (`active`, `firing`, ..., `retry_expire`).
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamState::Active => "active",
-            StreamState::Firing => "firing",
-            StreamState::Expiring => "expiring",
-            StreamState::Error => "error",
-            StreamState::ExpireError => "expire_error",
-            StreamState::Completed => "completed",
-            StreamState::RetryFire => "retry_fire",
-            StreamState::RetryExpire => "retry_expire",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        StreamState::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-impl fmt::Display for StreamState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Stream state, stored as INT with the original codes (defined once, in `stv3-event`).
+pub use stv3_event::StreamState;
 
 /// A distinguishing trait value: a plain trait value or a timex range.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,6 +21,7 @@ pub trait NotificationConverter: Send + Sync {
     fn convert(&self, notification: &Value) -> Result<Option<Event>, String>;
 }
 
+#[cfg(feature = "distiller")]
 impl NotificationConverter for stv3_distiller::Distiller {
     fn convert(&self, notification: &Value) -> Result<Option<Event>, String> {
         match self.distill(notification) {
@@ -76,6 +77,7 @@ impl TriggerManager<AnyStore> {
         let triggers = cfg.load_triggers()?;
         let converter: Option<Box<dyn NotificationConverter>> = match &cfg.distiller_config {
             None => None,
+            #[cfg(feature = "distiller")]
             Some(p) => Some(Box::new(
                 stv3_distiller::Distiller::from_file(p, cfg.catch_all_notifications).map_err(
                     |e| SetupError::Distiller {
@@ -84,6 +86,13 @@ impl TriggerManager<AnyStore> {
                     },
                 )?,
             )),
+            #[cfg(not(feature = "distiller"))]
+            Some(p) => {
+                return Err(SetupError::Distiller {
+                    path: p.clone(),
+                    error: "stv3-winchester was built without the `distiller` feature".into(),
+                })
+            }
         };
         let store = AnyStore::open(&cfg.database.url).await?;
         let mut tm = TriggerManager::new(store, triggers)

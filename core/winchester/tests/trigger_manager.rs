@@ -383,6 +383,7 @@ async fn add_notifications_converts_and_drops() {
     assert_eq!(r.duplicates, ["n1"]);
 }
 
+#[cfg(feature = "distiller")]
 #[tokio::test]
 async fn add_notification_with_the_original_distiller_config() {
     let defs = Path::new("/tmp/stv3-oracle-dl/src/winchester-0.56/etc/event_definitions.yaml");

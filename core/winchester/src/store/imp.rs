@@ -907,9 +907,10 @@ impl Store for ThisStore {
         qb.push_bind(n);
         qb.push(") OR (s.state = ");
         qb.push_bind(claimed.code() as i64);
-        qb.push(" AND s.lease_expires < ");
+        // A claimed stream without a lease (written by an older tool, or by hand) is reclaimable too.
+        qb.push(" AND (s.lease_expires IS NULL OR s.lease_expires < ");
         qb.push_bind(n);
-        qb.push(format!(")) ORDER BY s.{col}, s.id LIMIT "));
+        qb.push(format!("))) ORDER BY s.{col}, s.id LIMIT "));
         qb.push_bind(limit as i64);
         self.fetch_streams(qb).await
     }

@@ -59,7 +59,10 @@ impl SqliteStore {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // 64 MiB page cache per connection: a batch's index pages stay in memory.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let opts = if memory {
             opts
         } else {
