@@ -4,68 +4,7 @@
 
 use stv3_event::{Timestamp, TraitValue};
 
-/// Stream states with the original integer codes (active=1 … retry_expire=8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamState {
-    Active = 1,
-    Firing = 2,
-    Expiring = 3,
-    Error = 4,
-    ExpireError = 5,
-    Completed = 6,
-    RetryFire = 7,
-    RetryExpire = 8,
-}
-
-impl StreamState {
-    pub const ALL: [StreamState; 8] = [
-        StreamState::Active,
-        StreamState::Firing,
-        StreamState::Expiring,
-        StreamState::Error,
-        StreamState::ExpireError,
-        StreamState::Completed,
-        StreamState::RetryFire,
-        StreamState::RetryExpire,
-    ];
-
-    pub fn code(self) -> i64 {
-        self as i64
-    }
-
-    pub fn from_code(code: i64) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| s.code() == code)
-    }
-
-    /// The wire name (`active`, `expire_error`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamState::Active => "active",
-            StreamState::Firing => "firing",
-            StreamState::Expiring => "expiring",
-            StreamState::Error => "error",
-            StreamState::ExpireError => "expire_error",
-            StreamState::Completed => "completed",
-            StreamState::RetryFire => "retry_fire",
-            StreamState::RetryExpire => "retry_expire",
-        }
-    }
-
-    /// Case-insensitive lookup by wire name (the original did `StreamState[state.lower()]`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        let lower = name.trim().to_ascii_lowercase();
-        Self::ALL.iter().copied().find(|s| s.name() == lower)
-    }
-
-    /// The state a reset moves this state to: error→retry_fire, expire_error→retry_expire.
-    pub fn reset_target(self) -> Option<StreamState> {
-        match self {
-            StreamState::Error => Some(StreamState::RetryFire),
-            StreamState::ExpireError => Some(StreamState::RetryExpire),
-            _ => None,
-        }
-    }
-}
+pub use stv3_event::StreamState;
 
 /// Keyset paging position (`mark` parameter). The original's rules:
 /// absent or `-` → newest first; `<hex>`/`-<hex>` → `id < hex`, newest first;

@@ -159,7 +159,7 @@ pub fn parse_state(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     match raw {
         None => Ok(None),
         Some(s) => StreamState::from_name(s)
-            .map(|st| Some(st.code()))
+            .map(|st| Some(i64::from(st.code())))
             .ok_or_else(|| {
                 let names: Vec<&str> = StreamState::ALL.iter().map(|s| s.name()).collect();
                 ApiError::bad(

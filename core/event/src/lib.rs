@@ -77,6 +77,80 @@ impl fmt::Display for Datatype {
     }
 }
 
+/// Stream states with the original winchester integer codes, as stored in
+/// `stream.state` and named on the REST API. One definition for every crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(i32)]
+pub enum StreamState {
+    Active = 1,
+    Firing = 2,
+    Expiring = 3,
+    Error = 4,
+    ExpireError = 5,
+    Completed = 6,
+    RetryFire = 7,
+    RetryExpire = 8,
+}
+
+impl StreamState {
+    pub const ALL: [StreamState; 8] = [
+        StreamState::Active,
+        StreamState::Firing,
+        StreamState::Expiring,
+        StreamState::Error,
+        StreamState::ExpireError,
+        StreamState::Completed,
+        StreamState::RetryFire,
+        StreamState::RetryExpire,
+    ];
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_code(code: impl Into<i64>) -> Option<Self> {
+        let code = code.into();
+        StreamState::ALL
+            .into_iter()
+            .find(|s| i64::from(s.code()) == code)
+    }
+
+    /// The wire name (`active`, `expire_error`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamState::Active => "active",
+            StreamState::Firing => "firing",
+            StreamState::Expiring => "expiring",
+            StreamState::Error => "error",
+            StreamState::ExpireError => "expire_error",
+            StreamState::Completed => "completed",
+            StreamState::RetryFire => "retry_fire",
+            StreamState::RetryExpire => "retry_expire",
+        }
+    }
+
+    /// Case-insensitive lookup by wire name (the original did `StreamState[state.lower()]`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        StreamState::ALL.into_iter().find(|s| s.name() == lower)
+    }
+
+    /// The state a reset moves this state to: error→retry_fire, expire_error→retry_expire.
+    pub fn reset_target(self) -> Option<StreamState> {
+        match self {
+            StreamState::Error => Some(StreamState::RetryFire),
+            StreamState::ExpireError => Some(StreamState::RetryExpire),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One typed trait value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraitValue {
@@ -426,6 +500,27 @@ mod tests {
             e.to_canonical_line(),
             r#"{"event_type":"compute.instance.update","generated":"2015-03-01T18:01:00.000000Z","message_id":"m1","traits":[{"name":"alpha","type":"text","value":"x"},{"name":"f","type":"float","value":1.5},{"name":"when","type":"datetime","value":"2015-03-01T18:01:00.000000Z"},{"name":"zeta","type":"int","value":3}]}"#
         );
+    }
+
+    #[test]
+    fn stream_state_codes_and_names() {
+        for (code, name) in [
+            (1, "active"),
+            (2, "firing"),
+            (5, "expire_error"),
+            (8, "retry_expire"),
+        ] {
+            let st = StreamState::from_code(code).unwrap();
+            assert_eq!((st.code(), st.name()), (code, name));
+            assert_eq!(StreamState::from_name(&name.to_uppercase()), Some(st));
+        }
+        assert_eq!(StreamState::from_code(0), None);
+        assert_eq!(StreamState::from_code(9i64), None);
+        assert_eq!(
+            StreamState::Error.reset_target(),
+            Some(StreamState::RetryFire)
+        );
+        assert_eq!(StreamState::Active.reset_target(), None);
     }
 
     #[test]

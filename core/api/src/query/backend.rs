@@ -276,7 +276,7 @@ macro_rules! api_store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-                Ok(if n == 1 { ResetOutcome::Reset { from: state, to: target.code() } } else { ResetOutcome::Conflict })
+                Ok(if n == 1 { ResetOutcome::Reset { from: state, to: i64::from(target.code()) } } else { ResetOutcome::Conflict })
             }
         }
 
