@@ -421,6 +421,20 @@ fn parse_clock(clock: &str) -> Option<chrono::NaiveTime> {
     chrono::NaiveTime::from_hms_micro_opt(h, m, s, micros)
 }
 
+/// A URL with its password replaced by `***`, for messages and logs
+/// (`mysql://u:secret@h/db` → `mysql://u:***@h/db`). Shared by every crate
+/// that prints a database or broker URL.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, host)) = rest.rsplit_once('@') {
+            if let Some((user, _pw)) = auth.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
 /// Wall-clock now, as naive UTC.
 pub fn now() -> Timestamp {
     Utc::now().naive_utc()

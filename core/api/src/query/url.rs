@@ -109,17 +109,8 @@ pub fn normalize(raw: &str) -> Result<DbUrl, StoreError> {
     }
 }
 
-/// The URL with any password replaced by `***` (for error messages and logs).
-pub fn redact(raw: &str) -> String {
-    if let Some((scheme, rest)) = raw.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
-            if let Some((user, _pw)) = auth.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    raw.to_string()
-}
+/// The URL with its password replaced by `***` (defined once, in `stv3-event`).
+pub use stv3_event::redact_url as redact;
 
 #[cfg(test)]
 mod tests {

@@ -71,17 +71,8 @@ impl DbUrl {
     }
 }
 
-/// The URL with its password replaced by `***` (for messages).
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.rsplit_once('@') {
-            if let Some((user, _pw)) = auth.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    url.to_string()
-}
+/// The URL with its password replaced by `***` (defined once, in `stv3-event`).
+pub use stv3_event::redact_url as redact;
 
 #[cfg(test)]
 mod tests {
