@@ -14,6 +14,8 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
+pub mod stored;
+
 /// A UTC instant without a zone attached (the original's "naive UTC").
 pub type Timestamp = NaiveDateTime;
 

@@ -735,9 +735,101 @@ async fn schema_check_refuses_an_unmigrated_database() {
     );
     assert!(err.to_string().contains("winchester-db"), "{err}");
     let store = AnyStore::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 2);
+    assert_eq!(store.migrate().await.unwrap().len(), 3);
     assert!(store.migrate().await.unwrap().is_empty(), "idempotent");
     AnyStore::open(&url).await.unwrap();
     // In-memory SQLite migrates itself (it cannot be upgraded from outside).
     AnyStore::open("sqlite://").await.unwrap();
+}
+
+/// Index rows in the `trait` table for one name.
+async fn index_rows(store: &AnyStore, name: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM `trait` WHERE name = ?";
+    match store {
+        AnyStore::Sqlite(s) => sqlx::query_scalar(sql).bind(name).fetch_one(s.pool()).await.unwrap(),
+        AnyStore::MySql(s) => sqlx::query_scalar(sql).bind(name).fetch_one(s.pool()).await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn trait_documents_and_the_trait_index() {
+    for b in with_fixture("trait_index").await {
+        let l = b.label;
+        let defaults: Vec<(String, bool)> = b
+            .store
+            .trait_index()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.ready))
+            .collect();
+        let want: Vec<(String, bool)> = ["host", "instance_id", "request_id", "tenant_id", "user_id"]
+            .iter()
+            .map(|n| (n.to_string(), true))
+            .collect();
+        assert_eq!(defaults, want, "{l}: the migration's default index");
+
+        let ts = t(2015, 3, 1, 18, 0, 0, 0);
+        let ev = |i: u32, flavor: &str| {
+            Event::new(format!("doc-{i}"), "compute.instance.update", ts)
+                .with_trait("instance_id", TraitValue::Text(format!("inst-{}", i % 2)))
+                .with_trait("flavor", TraitValue::Text(flavor.into()))
+                .with_trait("memory_mb", TraitValue::Int(512 * i as i64))
+        };
+        let saved = b
+            .store
+            .save_events(&[ev(1, "m1.small"), ev(2, "m1.large"), ev(3, "m1.small")])
+            .await
+            .unwrap();
+        assert_eq!(saved.saved, 3, "{l}");
+        assert_eq!(index_rows(&b.store, "instance_id").await, 3 + 1, "{l}: indexed (fixture has 1)");
+        assert_eq!(index_rows(&b.store, "flavor").await, 0, "{l}: not indexed: document only");
+        assert_eq!(
+            b.store.get_event_by_message_id("doc-2").await.unwrap().unwrap().event,
+            ev(2, "m1.large"),
+            "{l}: every trait reads back from the document"
+        );
+
+        // Filters agree before and after indexing, over fixture rows and documents.
+        let filters: Vec<(Vec<(String, TraitValue)>, Vec<&str>)> = vec![
+            (vec![("flavor".into(), TraitValue::Text("m1.small".into()))], vec!["doc-3", "doc-1"]),
+            (vec![("flavor".into(), TraitValue::Text("m1".into()))], vec![]),
+            (vec![("flavor".into(), TraitValue::Int(1))], vec![]),
+            (vec![("memory_mb".into(), TraitValue::Int(1024))], vec!["doc-2", "1234-5678-001"]),
+            (
+                vec![
+                    ("instance_id".into(), TraitValue::Text("inst-1".into())),
+                    ("flavor".into(), TraitValue::Text("m1.small".into())),
+                ],
+                vec!["doc-3", "doc-1"],
+            ),
+        ];
+        let check = |stage: &'static str| {
+            let filters = filters.clone();
+            let store = b.store.clone();
+            async move {
+                for (traits, expected) in filters {
+                    let q = EventQuery { traits: traits.clone(), ..Default::default() };
+                    let got: Vec<String> = store
+                        .find_events(&q)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|m| m.item.event.message_id)
+                        .collect();
+                    assert_eq!(got, expected, "{l} {stage}: {traits:?}");
+                    assert_eq!(store.count_events(&q).await.unwrap(), expected.len() as u64, "{l} {stage}");
+                }
+            }
+        };
+        check("document scan").await;
+        assert_eq!(b.store.add_trait_index("flavor").await.unwrap(), 3, "{l}: backfilled");
+        assert_eq!(index_rows(&b.store, "flavor").await, 3, "{l}");
+        assert!(b.store.trait_index().await.unwrap().iter().any(|t| t.name == "flavor" && t.ready), "{l}");
+        check("index").await;
+        assert_eq!(b.store.add_trait_index("flavor").await.unwrap(), 0, "{l}: idempotent");
+        b.store.save_events(&[ev(4, "m1.small")]).await.unwrap();
+        assert_eq!(index_rows(&b.store, "flavor").await, 4, "{l}: new events get rows at once");
+        assert!(b.store.add_trait_index("").await.is_err(), "{l}");
+    }
 }

@@ -44,6 +44,29 @@ enum Command {
     Current,
     /// List the known migrations and which are applied.
     History,
+    /// Trait names with index rows: filters on them use the index; filters on
+    /// other traits scan the events' traits documents.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// List the indexed trait names and whether each is ready.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Index a trait name: new events get index rows at once, stored events
+    /// are backfilled, then filters on it use the index alone.
+    Add {
+        /// Trait names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 fn migrator(url: &DbUrl) -> &'static sqlx::migrate::Migrator {
@@ -111,6 +134,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(2);
             }
             println!("(head)");
+        }
+        Command::Index { command } => {
+            let store = AnyStore::open(&url)
+                .await
+                .with_context(|| format!("connecting to {}", redact(&url)))?;
+            match command {
+                IndexCommand::List { json } => {
+                    let list = store.trait_index().await?;
+                    if json {
+                        let v: Vec<_> = list
+                            .iter()
+                            .map(|t| serde_json::json!({"name": t.name, "ready": t.ready}))
+                            .collect();
+                        println!("{}", serde_json::Value::Array(v));
+                    } else {
+                        println!("{:<40} READY", "TRAIT");
+                        for t in list {
+                            println!("{:<40} {}", t.name, if t.ready { "yes" } else { "no (backfill pending: run `index add` again)" });
+                        }
+                    }
+                }
+                IndexCommand::Add { names } => {
+                    for n in names {
+                        let rows = store.add_trait_index(&n).await?;
+                        println!("indexed {n}: {rows} rows backfilled, ready");
+                    }
+                }
+            }
         }
         Command::History => {
             let applied: Vec<i64> = match AnyStore::connect(&url).await {

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row, Transaction};
+use stv3_event::stored::{decode_traits, encode_traits, match_fragment};
 use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
 
 use super::sql::placeholders;
@@ -130,10 +131,14 @@ fn push_dist_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &DistValue
     qb.push(")");
 }
 
-/// Push `AND EXISTS (...)` for a typed trait equality.
-fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitValue) {
+/// Push the condition for a typed trait equality. `indexed` (the name is a
+/// ready indexed trait): `AND EXISTS (index row)`. Otherwise the index rows
+/// (events stored before traits documents, or while the name was being
+/// indexed) OR a match in the event's traits document.
+fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitValue, indexed: bool) {
     let (ty, s, f, i, d) = trait_columns(value);
-    qb.push(" AND EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ");
+    qb.push(if indexed { " AND (" } else { " AND ((" });
+    qb.push("EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ");
     qb.push_bind(name.to_string());
     qb.push(" AND t.type = ");
     qb.push_bind(ty);
@@ -152,6 +157,12 @@ fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitVal
     if let Some(d) = d {
         qb.push(" AND t.t_datetime = ");
         qb.push_bind(d);
+    }
+    qb.push(")");
+    if !indexed {
+        qb.push(") OR (e.traits IS NOT NULL AND INSTR(e.traits, ");
+        qb.push_bind(match_fragment(name, value));
+        qb.push(") > 0)");
     }
     qb.push(")");
 }
@@ -245,7 +256,7 @@ impl ThisStore {
         let mut found: HashMap<i64, StoredEvent> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT e.id, e.message_id, e.generated, et.`desc` FROM event e \
+                "SELECT e.id, e.message_id, e.generated, et.`desc`, e.traits FROM event e \
                  JOIN event_type et ON et.id = e.event_type_id WHERE e.id IN ({})",
                 placeholders(chunk.len())
             );
@@ -253,19 +264,32 @@ impl ThisStore {
             for id in chunk {
                 q = q.bind(*id);
             }
+            // Events stored before traits documents keep their traits in rows only.
+            let mut legacy: Vec<i64> = Vec::new();
             for r in q.fetch_all(&self.pool).await? {
                 let id: i64 = r.try_get(0)?;
                 let mid = text_col(&r, 1)?;
                 let generated: i64 = r.try_get(2)?;
                 let etype = text_col(&r, 3)?;
-                found.insert(id, StoredEvent { id, event: Event::new(mid, etype, from_micros(generated)) });
+                let mut event = Event::new(mid, etype, from_micros(generated));
+                match opt_text_col(&r, 4)? {
+                    Some(doc) => {
+                        event.traits = decode_traits(&doc)
+                            .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.message_id)))?
+                    }
+                    None => legacy.push(id),
+                }
+                found.insert(id, StoredEvent { id, event });
+            }
+            if legacy.is_empty() {
+                continue;
             }
             let sql = format!(
                 "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({})",
-                placeholders(chunk.len())
+                placeholders(legacy.len())
             );
             let mut q = sqlx::query(&sql);
-            for id in chunk {
+            for id in &legacy {
                 q = q.bind(*id);
             }
             for r in q.fetch_all(&self.pool).await? {
@@ -315,7 +339,7 @@ impl ThisStore {
         }
     }
 
-    fn event_where<'a>(qb: &mut QueryBuilder<'a, Db>, q: &'a EventQuery, mark: &Mark) {
+    fn event_where<'a>(qb: &mut QueryBuilder<'a, Db>, q: &'a EventQuery, mark: &Mark, ready: &HashSet<String>) {
         qb.push(" WHERE 1=1");
         if let Some(id) = mark.id {
             qb.push(if mark.ascending { " AND e.id > " } else { " AND e.id < " });
@@ -335,8 +359,55 @@ impl ThisStore {
             qb.push(")");
         }
         for (name, v) in &q.traits {
-            push_trait_filter(qb, name, v);
+            push_trait_filter(qb, name, v, ready.contains(name));
         }
+    }
+
+    /// The indexed trait names, read inside an ingest transaction under a
+    /// shared lock on `trait_index_gen` (so `add_trait_index` waits for this
+    /// transaction, and every later one sees its name). Cached per generation.
+    async fn index_names(&self, tx: &mut Transaction<'static, Db>) -> Result<Arc<HashSet<String>>, StoreError> {
+        let sql = format!("SELECT gen FROM trait_index_gen WHERE id = 1{}", DIALECT.share_lock());
+        let gen: i64 = sqlx::query(&sql).fetch_one(&mut **tx).await?.try_get(0)?;
+        {
+            let cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.gen == Some(gen) {
+                return Ok(cache.names.clone());
+            }
+        }
+        let rows = sqlx::query("SELECT name, ready FROM indexed_trait").fetch_all(&mut **tx).await?;
+        let mut names = HashSet::new();
+        let mut ready = HashSet::new();
+        for r in rows {
+            let name = text_col(&r, 0)?;
+            if r.try_get::<i64, _>(1)? != 0 {
+                ready.insert(name.clone());
+            }
+            names.insert(name);
+        }
+        let names = Arc::new(names);
+        let mut cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        cache.gen = Some(gen);
+        cache.names = names.clone();
+        cache.ready = Arc::new(ready);
+        cache.ready_read_at = Some(std::time::Instant::now());
+        Ok(names)
+    }
+
+    /// The ready indexed names, for filters (re-read after `READY_TTL`).
+    async fn ready_index(&self) -> Result<Arc<HashSet<String>>, StoreError> {
+        {
+            let cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.ready_read_at.is_some_and(|t| t.elapsed() < super::READY_TTL) {
+                return Ok(cache.ready.clone());
+            }
+        }
+        let rows = sqlx::query("SELECT name FROM indexed_trait WHERE ready <> 0").fetch_all(&self.pool).await?;
+        let ready = Arc::new(rows.iter().map(|r| text_col(r, 0)).collect::<Result<HashSet<_>, _>>()?);
+        let mut cache = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        cache.ready = ready.clone();
+        cache.ready_read_at = Some(std::time::Instant::now());
+        Ok(ready)
     }
 
     /// Lock (MySQL: `FOR UPDATE`) the stream_key rows of `keys`, creating missing
@@ -407,6 +478,7 @@ impl ThisStore {
     ) -> Result<Option<IngestReport>, StoreError> {
         let mut report = IngestReport::default();
         let mut tx = self.begin_write().await?;
+        let indexed = self.index_names(&mut tx).await?;
 
         // 1. Duplicates already stored.
         let mut existing: HashSet<String> = HashSet::new();
@@ -431,13 +503,14 @@ impl ThisStore {
         // 2. Events.
         for chunk in fresh.chunks(CHUNK) {
             let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
-                "{} INTO event (message_id, generated, event_type_id) ",
+                "{} INTO event (message_id, generated, event_type_id, traits) ",
                 DIALECT.insert_ignore()
             ));
             qb.push_values(chunk, |mut b, e| {
                 b.push_bind(e.message_id.clone())
                     .push_bind(to_micros(&e.generated))
-                    .push_bind(type_ids.get(&e.event_type).copied().unwrap_or(0));
+                    .push_bind(type_ids.get(&e.event_type).copied().unwrap_or(0))
+                    .push_bind(encode_traits(&e.traits));
             });
             let res = qb.build().execute(&mut *tx).await?;
             if res.rows_affected() != chunk.len() as u64 {
@@ -467,12 +540,13 @@ impl ThisStore {
         }
         report.saved = fresh.len();
 
-        // 3. Traits.
+        // 3. Index rows of the indexed traits (all traits are in the document).
         let trait_rows: Vec<(i64, &str, &TraitValue)> = fresh
             .iter()
             .flat_map(|e| {
                 let id = event_ids[e.message_id.as_str()];
-                e.traits.iter().filter(|(n, _)| n.chars().count() <= 100).map(move |(n, v)| (id, n.as_str(), v))
+                let indexed = &indexed;
+                e.traits.iter().filter(move |(n, _)| indexed.contains(n.as_str())).map(move |(n, v)| (id, n.as_str(), v))
             })
             .collect();
         for chunk in trait_rows.chunks(CHUNK) {
@@ -1057,8 +1131,9 @@ impl Store for ThisStore {
             Some(m) => Mark::parse(m)?,
             None => Mark::default(),
         };
+        let ready = self.ready_index().await?;
         let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT e.id FROM event e");
-        Self::event_where(&mut qb, q, &mark);
+        Self::event_where(&mut qb, q, &mark, &ready);
         qb.push(if mark.ascending { " ORDER BY e.id ASC" } else { " ORDER BY e.id DESC" });
         if let Some(l) = q.limit {
             qb.push(" LIMIT ");
@@ -1074,9 +1149,68 @@ impl Store for ThisStore {
             Some(m) => Mark::parse(m)?,
             None => Mark::default(),
         };
+        let ready = self.ready_index().await?;
         let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT COUNT(*) FROM event e");
-        Self::event_where(&mut qb, q, &mark);
+        Self::event_where(&mut qb, q, &mark, &ready);
         let n: i64 = qb.build().fetch_one(&self.pool).await?.try_get(0)?;
         Ok(n as u64)
+    }
+
+    async fn trait_index(&self) -> Result<Vec<IndexedTrait>, StoreError> {
+        let rows = sqlx::query("SELECT name, ready FROM indexed_trait ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(IndexedTrait { name: text_col(r, 0)?, ready: r.try_get::<i64, _>(1)? != 0 }))
+            .collect()
+    }
+
+    async fn add_trait_index(&self, name: &str) -> Result<u64, StoreError> {
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(StoreError::Corrupt(format!("trait name {name:?}: must be 1 to 100 characters")));
+        }
+        // 1. Register the name and bump the generation: waits for in-flight
+        //    ingests (they hold the shared lock); later ones write its rows.
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE trait_index_gen SET gen = gen + 1 WHERE id = 1").execute(&mut *tx).await?;
+        let sql = format!("{} INTO indexed_trait (name, ready) VALUES (?, 0)", DIALECT.insert_ignore());
+        sqlx::query(&sql).bind(name.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        // 2. Backfill the events stored before (idempotent on the primary key).
+        let mut after = 0i64;
+        let mut added = 0u64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, traits FROM event WHERE id > ? AND traits IS NOT NULL ORDER BY id LIMIT 2000",
+            )
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            let mut values: Vec<(i64, TraitValue)> = Vec::new();
+            for r in &rows {
+                let id: i64 = r.try_get(0)?;
+                let doc = text_col(r, 1)?;
+                let mut traits =
+                    decode_traits(&doc).map_err(|e| StoreError::Corrupt(format!("event row {id}: {e}")))?;
+                if let Some(v) = traits.remove(name) {
+                    values.push((id, v));
+                }
+            }
+            for chunk in values.chunks(CHUNK) {
+                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
+                    "{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ",
+                    DIALECT.insert_ignore()
+                ));
+                qb.push_values(chunk, |mut b, (id, v)| {
+                    let (ty, s, f, i, d) = trait_columns(v);
+                    b.push_bind(*id).push_bind(name.to_string()).push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
+                });
+                added += qb.build().execute(&self.pool).await?.rows_affected();
+            }
+        }
+        // 3. Ready: filters on it use the index alone.
+        sqlx::query("UPDATE indexed_trait SET ready = 1 WHERE name = ?").bind(name.to_string()).execute(&self.pool).await?;
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).ready_read_at = None;
+        Ok(added)
     }
 }

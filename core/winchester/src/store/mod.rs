@@ -374,6 +374,40 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Marked<StoredEvent>>, StoreError>> + Send;
 
     fn count_events(&self, q: &EventQuery) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The trait names that get index rows in the `trait` table (the others
+    /// live only in the event's traits document), with their readiness.
+    fn trait_index(&self) -> impl Future<Output = Result<Vec<IndexedTrait>, StoreError>> + Send;
+
+    /// Index trait `name`: every ingest from now on writes its rows, then rows
+    /// are backfilled for the events already stored, then it is marked ready
+    /// (filters use the index alone). Idempotent. Returns the rows backfilled.
+    fn add_trait_index(&self, name: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A trait name with index rows. `ready`: every stored event that has the
+/// trait has its row, so a filter on it can use the index alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedTrait {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// How long a store trusts its cached list of ready indexed traits for
+/// filters. A stale list is still correct: a name not (yet) known as ready is
+/// filtered through the index rows OR the traits document.
+const READY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The store's cache of `indexed_trait`, keyed by `trait_index_gen.gen`.
+#[derive(Debug, Default)]
+pub(crate) struct IndexCache {
+    /// The generation `names` was read at (None: never read).
+    gen: Option<i64>,
+    /// Every indexed name (ingest writes rows for these).
+    names: std::sync::Arc<std::collections::HashSet<String>>,
+    /// The ready names (filters trust the index alone for these).
+    ready: std::sync::Arc<std::collections::HashSet<String>>,
+    ready_read_at: Option<std::time::Instant>,
 }
 
 /// Either store, chosen by URL. Implements [`Store`] by delegation.
@@ -533,5 +567,11 @@ impl Store for AnyStore {
     }
     async fn count_events(&self, q: &EventQuery) -> Result<u64, StoreError> {
         delegate!(self, s => s.count_events(q))
+    }
+    async fn trait_index(&self) -> Result<Vec<IndexedTrait>, StoreError> {
+        delegate!(self, s => s.trait_index())
+    }
+    async fn add_trait_index(&self, name: &str) -> Result<u64, StoreError> {
+        delegate!(self, s => s.add_trait_index(name))
     }
 }

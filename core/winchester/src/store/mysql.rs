@@ -14,7 +14,7 @@ use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
+    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
     StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
@@ -29,6 +29,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 pub struct MySqlStore {
     pool: MySqlPool,
     types: Arc<Mutex<HashMap<String, i64>>>,
+    index: Arc<Mutex<super::IndexCache>>,
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {
@@ -64,6 +65,7 @@ impl MySqlStore {
         Ok(MySqlStore {
             pool,
             types: Arc::default(),
+            index: Arc::default(),
         })
     }
 

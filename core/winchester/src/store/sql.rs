@@ -15,6 +15,14 @@ impl Dialect {
         }
     }
 
+    /// Shared-lock suffix for `SELECT` (SQLite: the writer lock already serializes).
+    pub(crate) fn share_lock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::MySql => " LOCK IN SHARE MODE",
+        }
+    }
+
     /// Row-lock suffix for `SELECT` (SQLite has one writer; nothing needed).
     pub(crate) fn for_update(self) -> &'static str {
         match self {

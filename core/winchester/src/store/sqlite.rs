@@ -20,7 +20,7 @@ use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
+    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
     StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
@@ -35,6 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     types: Arc<Mutex<HashMap<String, i64>>>,
+    index: Arc<Mutex<super::IndexCache>>,
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {
@@ -86,6 +87,7 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             types: Arc::default(),
+            index: Arc::default(),
         };
         if memory {
             store.migrate().await?;
