@@ -12,10 +12,17 @@ use crate::params::Limits;
 use crate::query::{self, FilterStyle};
 use crate::{AppOptions, AppState};
 
-pub const MYSQL_SCHEMA: &str =
-    include_str!("../../winchester/migrations/mysql/20260101000001_initial.sql");
-pub const SQLITE_SCHEMA: &str =
-    include_str!("../../winchester/migrations/sqlite/20260101000001_initial.sql");
+/// Every winchester migration, in order (the API reads the newest schema).
+pub const MYSQL_SCHEMA: &str = concat!(
+    include_str!("../../winchester/migrations/mysql/20260101000001_initial.sql"),
+    include_str!("../../winchester/migrations/mysql/20260101000002_partial_trait_indexes.sql"),
+    include_str!("../../winchester/migrations/mysql/20260101000003_trait_documents.sql"),
+);
+pub const SQLITE_SCHEMA: &str = concat!(
+    include_str!("../../winchester/migrations/sqlite/20260101000001_initial.sql"),
+    include_str!("../../winchester/migrations/sqlite/20260101000002_partial_trait_indexes.sql"),
+    include_str!("../../winchester/migrations/sqlite/20260101000003_trait_documents.sql"),
+);
 
 /// A scratch database with the schema applied; dropped (MariaDB) or deleted
 /// (SQLite) when this value is dropped.
@@ -186,6 +193,10 @@ pub fn fixture() -> Vec<String> {
     let memory = [512, 2048, 4096];
     let mut events = Vec::new();
     let mut traits = Vec::new();
+    // Events 13..=24 are stored as an ingester stores them now: a traits
+    // document, and index rows only for the migration's default indexed
+    // names. Events 1..=12 are older rows (no document, every trait a row).
+    let mut documents = Vec::new();
     for id in 1..=24i64 {
         let inst = ((id - 1) / 8) as usize;
         let ty = if id % 8 == 0 {
@@ -230,6 +241,23 @@ pub fn fixture() -> Vec<String> {
                 "({id}, 'url', 1, 'http://nova:8774/v2', NULL, NULL, NULL)"
             ));
         }
+        if id > 12 {
+            use stv3_event::{from_micros, TraitValue};
+            let mut doc = std::collections::BTreeMap::new();
+            let text = |v: &str| TraitValue::Text(v.to_string());
+            doc.insert("instance_id".to_string(), text(instances[inst]));
+            doc.insert("tenant_id".to_string(), text(if inst == 2 { "t2" } else { "t1" }));
+            doc.insert("memory_mb".to_string(), TraitValue::Int(memory[inst]));
+            doc.insert("launched_at".to_string(), TraitValue::Datetime(from_micros(launched)));
+            doc.insert("state".to_string(), text(if id % 8 == 0 { "deleted" } else { "active" }));
+            if id % 2 == 1 {
+                doc.insert("ratio".to_string(), TraitValue::Float(0.5));
+            }
+            documents.push(format!(
+                "UPDATE event SET traits = {} WHERE id = {id}",
+                q(&stv3_event::stored::encode_traits(&doc))
+            ));
+        }
     }
     s.push(format!(
         "INSERT INTO event (id, message_id, generated, event_type_id) VALUES {}",
@@ -239,6 +267,10 @@ pub fn fixture() -> Vec<String> {
         "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES {}",
         traits.join(", ")
     ));
+    s.extend(documents);
+    s.push(
+        "DELETE FROM `trait` WHERE event_id > 12 AND name NOT IN (SELECT name FROM indexed_trait)".to_string(),
+    );
     // (id, name, state, instance index, day offset)
     let streams = [
         (1, "test_trigger", 1, 0usize, 0i64),

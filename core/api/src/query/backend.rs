@@ -2,12 +2,14 @@
 //! shared ([`super::sql`]); a macro stamps out the same code for the MySQL
 //! and the SQLite pool types.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::Row;
+use stv3_event::stored::decode_traits;
 use stv3_event::{from_micros, TraitValue};
 
 use super::sql::{self, Bind, FilterStyle, Sql};
@@ -54,6 +56,18 @@ fn dist_value(
         .unwrap_or(DistValue::Null)
 }
 
+/// How long the ready indexed trait names are trusted. A stale list is still
+/// correct: a name not known as ready is filtered through the index rows OR
+/// the traits documents.
+const READY_TTL: Duration = Duration::from_secs(5);
+
+/// Cache of `indexed_trait` names with `ready <> 0`.
+#[derive(Default)]
+struct ReadyIndex {
+    read_at: Option<Instant>,
+    names: Arc<HashSet<String>>,
+}
+
 macro_rules! api_store {
     ($name:ident, $db:ty, $pool:ty, $backend:literal) => {
         /// [`ApiStore`] over a sqlx pool.
@@ -61,11 +75,28 @@ macro_rules! api_store {
         pub struct $name {
             pool: $pool,
             style: FilterStyle,
+            ready: Arc<Mutex<ReadyIndex>>,
         }
 
         impl $name {
             pub fn from_pool(pool: $pool, style: FilterStyle) -> Self {
-                $name { pool, style }
+                $name { pool, style, ready: Arc::default() }
+            }
+
+            /// The ready indexed trait names (re-read after `READY_TTL`).
+            async fn ready_index(&self) -> StoreResult<Arc<HashSet<String>>> {
+                {
+                    let c = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.read_at.is_some_and(|t| t.elapsed() < READY_TTL) {
+                        return Ok(c.names.clone());
+                    }
+                }
+                let rows = sqlx::query("SELECT name FROM indexed_trait WHERE ready <> 0").fetch_all(&self.pool).await?;
+                let names = Arc::new(rows.iter().map(|r| Self::text(r, 0)).collect::<Result<HashSet<_>, _>>()?);
+                let mut c = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+                c.read_at = Some(Instant::now());
+                c.names = names.clone();
+                Ok(names)
             }
 
             pub fn pool(&self) -> &$pool {
@@ -114,14 +145,23 @@ macro_rules! api_store {
                 })
             }
 
-            fn event_row(r: &<$db as sqlx::Database>::Row) -> Result<EventRow, sqlx::Error> {
-                Ok(EventRow {
-                    id: r.try_get(0)?,
-                    message_id: Self::text(r, 1)?,
-                    generated: from_micros(r.try_get(2)?),
-                    event_type: Self::text(r, 3)?,
-                    traits: Vec::new(),
-                })
+            /// An event row; its traits come from its traits document, or are
+            /// left to [`Self::fill_legacy_traits`] (`false`) when it has none.
+            fn event_row(r: &<$db as sqlx::Database>::Row) -> Result<(EventRow, bool), sqlx::Error> {
+                let message_id = Self::text(r, 1)?;
+                let doc = Self::opt_text(r, 4)?;
+                let traits = match &doc {
+                    Some(d) => decode_traits(d)
+                        .map_err(|e| sqlx::Error::Decode(format!("event {message_id}: {e}").into()))?
+                        .into_iter()
+                        .map(|(n, v)| (n, Some(v)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Ok((
+                    EventRow { id: r.try_get(0)?, message_id, generated: from_micros(r.try_get(2)?), event_type: Self::text(r, 3)?, traits },
+                    doc.is_some(),
+                ))
             }
 
             async fn fill_dist_traits(&self, rows: &mut [StreamRow]) -> StoreResult<()> {
@@ -149,21 +189,23 @@ macro_rules! api_store {
                 Ok(())
             }
 
-            async fn fill_traits(&self, rows: &mut [EventRow]) -> StoreResult<()> {
-                if rows.is_empty() {
+            /// Traits from rows, for events stored before traits documents.
+            async fn fill_legacy_traits(&self, rows: &mut [EventRow], legacy: &[i64]) -> StoreResult<()> {
+                if legacy.is_empty() {
                     return Ok(());
                 }
                 let mut by_id: HashMap<i64, Vec<(String, Option<TraitValue>)>> = HashMap::new();
-                for chunk in rows.chunks(1000) {
-                    let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
-                    let s = sql::traits_for(&ids);
+                for ids in legacy.chunks(1000) {
+                    let s = sql::traits_for(ids);
                     for r in Self::query(&s).fetch_all(&self.pool).await? {
                         let v = trait_value(r.try_get(2)?, Self::opt_text(&r, 3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
                         by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?, v));
                     }
                 }
                 for row in rows.iter_mut() {
-                    row.traits = by_id.remove(&row.id).unwrap_or_default();
+                    if let Some(t) = by_id.remove(&row.id) {
+                        row.traits = t;
+                    }
                 }
                 Ok(())
             }
@@ -198,13 +240,16 @@ macro_rules! api_store {
             }
 
             async fn events_from(&self, s: &Sql) -> StoreResult<Vec<EventRow>> {
-                let mut rows = Self::query(s)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(Self::event_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.fill_traits(&mut rows).await?;
+                let mut rows = Vec::new();
+                let mut legacy = Vec::new();
+                for r in Self::query(s).fetch_all(&self.pool).await? {
+                    let (row, has_doc) = Self::event_row(&r)?;
+                    if !has_doc {
+                        legacy.push(row.id);
+                    }
+                    rows.push(row);
+                }
+                self.fill_legacy_traits(&mut rows, &legacy).await?;
                 Ok(rows)
             }
 
@@ -212,11 +257,13 @@ macro_rules! api_store {
                 if q.limit == 0 {
                     return Ok(Vec::new());
                 }
-                self.events_from(&sql::events(q, false, self.style)).await
+                let ready = self.ready_index().await?;
+                self.events_from(&sql::events(q, false, self.style, &ready)).await
             }
 
             async fn count_events_impl(&self, q: &EventQuery) -> StoreResult<u64> {
-                let s = sql::events(q, true, self.style);
+                let ready = self.ready_index().await?;
+                let s = sql::events(q, true, self.style, &ready);
                 let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
                 Ok(n.max(0) as u64)
             }

@@ -4,6 +4,11 @@
 //! name)` primary keys or `IN` lookups on the `(name, value)` indexes, and
 //! lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id.
 
+use std::collections::HashSet;
+
+use stv3_event::stored::match_fragment;
+use stv3_event::{from_micros, TraitValue};
+
 use crate::model::{EventQuery, Mark, StreamQuery, TraitFilter};
 
 /// A bound parameter.
@@ -70,7 +75,31 @@ fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: 
     }
 }
 
-fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool) {
+/// The typed values a filter can match, as traits-document fragments.
+fn document_match(sql: &mut Sql, f: &TraitFilter) {
+    let mut values = vec![TraitValue::Text(f.text.clone())];
+    values.extend(f.int.map(TraitValue::Int));
+    values.extend(f.float.map(TraitValue::Float));
+    values.extend(f.datetime.map(|t| TraitValue::Datetime(from_micros(t))));
+    sql.push(" OR (e.traits IS NOT NULL AND (");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("INSTR(e.traits, ?) > 0");
+        sql.binds.push(Bind::S(match_fragment(&f.name, v)));
+    }
+    sql.push("))");
+}
+
+/// One trait filter. Event traits whose name is not a ready indexed trait
+/// (`indexed = false`) also match in the event's traits document: index rows
+/// exist only for indexed names (and for events stored before documents).
+fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool, indexed: bool) {
+    let scan = !dist && !indexed;
+    if scan {
+        sql.push(" AND (1=1");
+    }
     let (table, alias, owner, key, prefix) = if dist {
         ("dist_trait", "d", "s.id", "stream_id", "dt")
     } else {
@@ -85,6 +114,10 @@ fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool) 
     sql.binds.push(Bind::S(f.name.clone()));
     typed_match(sql, f, alias, prefix, dist);
     sql.push(")");
+    if scan {
+        document_match(sql, f);
+        sql.push(")");
+    }
 }
 
 fn mark_bound(sql: &mut Sql, col: &str, mark: &Mark) {
@@ -133,7 +166,7 @@ pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
         sql.binds.push(Bind::S(name.clone()));
     }
     for f in &q.traits {
-        trait_filter(&mut sql, f, style, true);
+        trait_filter(&mut sql, f, style, true, true);
     }
     mark_bound(&mut sql, "s.id", &q.mark);
     if !count {
@@ -183,11 +216,12 @@ pub fn traits_for(ids: &[i64]) -> Sql {
     }
 }
 
-pub const EVENT_COLUMNS: &str = "e.id, e.message_id, e.generated, et.`desc`";
+pub const EVENT_COLUMNS: &str = "e.id, e.message_id, e.generated, et.`desc`, e.traits";
 
 /// `SELECT` (or `COUNT(*)`) over events with the API filters. An unknown
 /// `event_name` simply matches nothing (the original inserted it: a write on GET).
-pub fn events(q: &EventQuery, count: bool, style: FilterStyle) -> Sql {
+/// `indexed`: the ready indexed trait names (filters on them use the index alone).
+pub fn events(q: &EventQuery, count: bool, style: FilterStyle, indexed: &HashSet<String>) -> Sql {
     let mut sql = Sql::default();
     if count {
         sql.push("SELECT COUNT(*) FROM event e WHERE 1=1");
@@ -207,7 +241,7 @@ pub fn events(q: &EventQuery, count: bool, style: FilterStyle) -> Sql {
         sql.binds.push(Bind::S(name.clone()));
     }
     for f in &q.traits {
-        trait_filter(&mut sql, f, style, false);
+        trait_filter(&mut sql, f, style, false, indexed.contains(&f.name));
     }
     mark_bound(&mut sql, "e.id", &q.mark);
     if !count {
@@ -285,7 +319,8 @@ mod tests {
             limit: 3,
             ..Default::default()
         };
-        let sql = events(&q, false, FilterStyle::In);
+        let indexed = HashSet::from(["memory_mb".to_string()]);
+        let sql = events(&q, false, FilterStyle::In, &indexed);
         assert!(
             sql.text.ends_with(
                 "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) ORDER BY e.id ASC LIMIT ?"
@@ -293,7 +328,7 @@ mod tests {
             "{}",
             sql.text
         );
-        let count = events(&q, true, FilterStyle::In);
+        let count = events(&q, true, FilterStyle::In, &indexed);
         assert!(
             count
                 .text
@@ -302,5 +337,25 @@ mod tests {
             count.text
         );
         assert!(!count.text.contains("LIMIT"));
+
+        // Not indexed: the index rows (older events) OR the traits document.
+        let scan = events(&q, true, FilterStyle::Exists, &HashSet::new());
+        assert!(
+            scan.text.ends_with(
+                "AND (1=1 AND EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ? AND \
+                 (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) OR (e.traits IS NOT NULL AND \
+                 (INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0)))"
+            ),
+            "{}",
+            scan.text
+        );
+        assert_eq!(
+            scan.binds[4..],
+            [
+                Bind::S(r#""memory_mb":[1,"512"]"#.into()),
+                Bind::S(r#""memory_mb":[2,512]"#.into()),
+                Bind::S(r#""memory_mb":[3,512.0]"#.into())
+            ]
+        );
     }
 }
