@@ -12,15 +12,16 @@
 //! column and what was expected) and lenient about extra keys, which the
 //! original ignored: they are reported as warnings.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
 use stv3_event::{Datatype, TraitValue};
 
-use crate::convert::{convert, ConvertError};
+use crate::convert::{convert, py_str, ConvertError};
 use crate::glob::Glob;
-use crate::json::JsonNode;
-use crate::jsonpath::FieldPath;
+use crate::json::{JsonNode, View};
+use crate::jsonpath::{FieldPath, Source};
 use crate::plugins::{FieldMatch, PluginRegistry, TraitPlugin};
 use crate::yaml::{self, Kind, Node, Pos};
 
@@ -89,27 +90,46 @@ pub enum TraitFailure {
 
 impl TraitDefinition {
     /// Extract this trait from a notification: `Ok(None)` when absent.
-    pub fn extract<N: JsonNode>(&self, root: &N) -> Result<Option<TraitValue>, TraitFailure> {
+    pub fn extract<S: Source>(&self, src: &S) -> Result<Option<TraitValue>, TraitFailure> {
         match &self.plugin {
-            None => match self.fields.first_non_null(root) {
+            None => match self.fields.first_non_null(src) {
                 None => Ok(None),
                 Some(v) => Ok(convert(v, self.datatype)?),
             },
+            Some(plugin) if plugin.first_text_only() => {
+                let first = self.fields.first_non_null(src);
+                let text = first.map(|v| match v.view() {
+                    View::Str(s) => Cow::Borrowed(s),
+                    _ => Cow::Owned(py_str(v)),
+                });
+                self.plugin_result(plugin.value_of_first_text(text.as_deref()))
+            }
             Some(plugin) => {
                 let matches: Vec<FieldMatch> = self
                     .fields
-                    .matches(root)
+                    .matches(src)
                     .into_iter()
                     .map(|m| FieldMatch {
                         path: m.path,
                         value: m.node.to_value(),
                     })
                     .collect();
-                match plugin.trait_value(&matches).map_err(TraitFailure::Plugin)? {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(v) => Ok(convert(&v, self.datatype)?),
-                }
+                self.plugin_result(plugin.trait_value(&matches))
             }
+        }
+    }
+
+    fn plugin_result(
+        &self,
+        result: Result<Option<Value>, String>,
+    ) -> Result<Option<TraitValue>, TraitFailure> {
+        match result.map_err(TraitFailure::Plugin)? {
+            None | Some(Value::Null) => Ok(None),
+            // a text result is taken as it is (no copy)
+            Some(Value::String(s)) if self.datatype == Datatype::Text => {
+                Ok(Some(TraitValue::Text(s)))
+            }
+            Some(v) => Ok(convert(&v, self.datatype)?),
         }
     }
 }

@@ -20,8 +20,10 @@ use serde_json::Value;
 use stv3_event::{Event, Timestamp};
 
 use crate::definitions::{self, DefinitionError, EventDefinition};
-use crate::json::{Doc, JsonNode, Shape, View};
+use crate::json::{Doc, JsonNode, View};
+use crate::jsonpath::{KeyPath, Source};
 use crate::plugins::PluginRegistry;
+use crate::scan::{Plan, PlanBuilder};
 
 /// At most this many distinct event_types are remembered by the match cache.
 const CACHE_LIMIT: usize = 4096;
@@ -153,8 +155,34 @@ pub struct Distiller {
     catchall: bool,
     warnings: Vec<String>,
     cache: RwLock<HashMap<Box<str>, Option<u32>>>,
-    /// What `distill_bytes` needs to parse.
-    shape: Shape,
+    /// What `distill_bytes` reads from a notification.
+    plan: Plan,
+    envelope: Envelope,
+    /// Per definition, its trait indexes in name order (so the event's
+    /// trait map is built from a sorted list).
+    by_name: Vec<Box<[usize]>>,
+}
+
+/// The envelope members every notification is read for.
+#[derive(Debug)]
+struct Envelope {
+    message_id: KeyPath,
+    event_type: KeyPath,
+    timestamp: KeyPath,
+    context_timestamp: KeyPath,
+    oslo_message: KeyPath,
+}
+
+impl Envelope {
+    fn paths(&mut self) -> [&mut KeyPath; 5] {
+        [
+            &mut self.message_id,
+            &mut self.event_type,
+            &mut self.timestamp,
+            &mut self.context_timestamp,
+            &mut self.oslo_message,
+        ]
+    }
 }
 
 impl Distiller {
@@ -220,29 +248,48 @@ impl Distiller {
         if options.catchall && !defs.iter().any(EventDefinition::is_catchall) {
             defs.push(EventDefinition::catchall(&options.plugins));
         }
-        let mut shape = Shape::default();
-        for key in [
-            "event_type",
-            "message_id",
-            "timestamp",
-            "_context_timestamp",
-            "oslo.message",
-        ] {
-            shape.require(&[key]);
+        let mut envelope = Envelope {
+            message_id: KeyPath::new(&["message_id"]),
+            event_type: KeyPath::new(&["event_type"]),
+            timestamp: KeyPath::new(&["timestamp"]),
+            context_timestamp: KeyPath::new(&["_context_timestamp"]),
+            oslo_message: KeyPath::new(&["oslo.message"]),
+        };
+        let mut builder = PlanBuilder::default();
+        for k in envelope.paths() {
+            k.register(&mut builder);
         }
         for d in &defs {
             for t in &d.traits {
-                for seq in t.fields.key_sequences() {
-                    shape.require(&seq);
-                }
+                t.fields.register(&mut builder);
             }
         }
+        let plan = builder.build();
+        for k in envelope.paths() {
+            k.bind(&plan);
+        }
+        for d in &mut defs {
+            for t in &mut d.traits {
+                t.fields.bind(&plan);
+            }
+        }
+        let by_name = defs
+            .iter()
+            .map(|d| {
+                let mut order: Vec<usize> = (0..d.traits.len()).collect();
+                // stable: a repeated name keeps its file order (the last wins)
+                order.sort_by(|&a, &b| d.traits[a].name.cmp(&d.traits[b].name));
+                order.into_boxed_slice()
+            })
+            .collect();
         Distiller {
             definitions: defs,
             catchall: options.catchall,
             warnings,
             cache: RwLock::new(HashMap::new()),
-            shape,
+            plan,
+            envelope,
+            by_name,
         }
     }
 
@@ -284,27 +331,34 @@ impl Distiller {
         self.distill_node(notification)
     }
 
-    /// Parse one JSON notification and distill it (the hot path: no
-    /// `serde_json::Value` is built).
+    /// Parse one JSON notification and distill it (the hot path: only the
+    /// members the definitions read are kept, see [`crate::scan`]).
     pub fn distill_bytes(&self, bytes: &[u8]) -> Result<Outcome, DistillError> {
-        // SIMD validation first; the std error (with the offset) only on failure.
-        let text = match simdutf8::basic::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => std::str::from_utf8(bytes)
-                .map_err(|e| DistillError::Json(format!("not UTF-8: {e}")))?,
-        };
-        let doc = match crate::scan::parse_shaped(text, &self.shape) {
-            Ok(doc) => doc,
-            Err(e) => {
-                // serde_json words the error better (line and column)
-                let msg = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                    Err(se) => se.to_string(),
-                    Ok(_) => format!("{} at byte {}", e.message, e.offset),
-                };
-                return Err(DistillError::Json(msg));
+        let parsed = crate::scan::parse(bytes, &self.plan)
+            .map_err(|e| DistillError::Json(json_error_message(bytes, e)))?;
+        if let Some(inner) = parsed.at(&self.envelope.oslo_message) {
+            let Some(text) = inner.as_str() else {
+                return Err(DistillError::BadEnvelope(
+                    "'oslo.message' is not a string".into(),
+                ));
+            };
+            let inner = crate::scan::parse(text.as_bytes(), &self.plan).map_err(|e| {
+                DistillError::BadEnvelope(format!(
+                    "'oslo.message': {}",
+                    json_error_message(text.as_bytes(), e)
+                ))
+            })?;
+            if !matches!(inner.tree, Doc::Object(_)) {
+                return Err(DistillError::BadEnvelope(
+                    "'oslo.message' is not a JSON object".into(),
+                ));
             }
-        };
-        self.distill_node(&doc)
+            return self.distill_body(&inner, true);
+        }
+        if !matches!(parsed.tree, Doc::Object(_)) {
+            return Err(DistillError::NotAnObject);
+        }
+        self.distill_body(&parsed, false)
     }
 
     /// Distill any [`JsonNode`] document.
@@ -312,7 +366,7 @@ impl Distiller {
         if !matches!(root.view(), View::Object) {
             return Err(DistillError::NotAnObject);
         }
-        if let Some(inner) = root.get("oslo.message") {
+        if let Some(inner) = root.at(&self.envelope.oslo_message) {
             let Some(text) = inner.as_str() else {
                 return Err(DistillError::BadEnvelope(
                     "'oslo.message' is not a string".into(),
@@ -330,8 +384,9 @@ impl Distiller {
         self.distill_body(root, false)
     }
 
-    fn distill_body<N: JsonNode>(&self, root: &N, oslo_v2: bool) -> Result<Outcome, DistillError> {
-        let message_id = match root.get("message_id") {
+    fn distill_body<S: Source>(&self, src: &S, oslo_v2: bool) -> Result<Outcome, DistillError> {
+        let env = &self.envelope;
+        let message_id = match src.at(&env.message_id) {
             None => {
                 return Err(DistillError::Missing {
                     field: "message_id",
@@ -349,7 +404,7 @@ impl Distiller {
                 }
             },
         };
-        let event_type = match root.get("event_type") {
+        let event_type = match src.at(&env.event_type) {
             None => {
                 return Err(DistillError::Missing {
                     field: "event_type",
@@ -374,7 +429,7 @@ impl Distiller {
                 oslo_v2,
             });
         };
-        let (generated, from_clock) = extract_when(root, message_id)?;
+        let (generated, from_clock) = self.extract_when(src, message_id)?;
         let def = &self.definitions[index];
         let mut event = Event::new(message_id, event_type, generated);
         let mut diagnostics = Diagnostics {
@@ -382,19 +437,76 @@ impl Distiller {
             oslo_v2,
             ..Default::default()
         };
-        for t in &def.traits {
-            match t.extract(root) {
-                Ok(Some(value)) => {
-                    event.traits.insert(t.name.clone(), value);
-                }
+        let mut traits = Vec::with_capacity(def.traits.len());
+        let mut dropped = Vec::new();
+        for &i in self.by_name[index].iter() {
+            let t = &def.traits[i];
+            match t.extract(src) {
+                Ok(Some(value)) => traits.push((t.name.clone(), value)),
                 Ok(None) => {}
-                Err(reason) => diagnostics.dropped_traits.push(DroppedTrait {
-                    name: t.name.clone(),
-                    reason: reason.to_string(),
-                }),
+                Err(reason) => dropped.push((
+                    i,
+                    DroppedTrait {
+                        name: t.name.clone(),
+                        reason: reason.to_string(),
+                    },
+                )),
             }
         }
+        // one bulk build from the already sorted list
+        event.traits = traits.into_iter().collect();
+        // reported in definition order
+        dropped.sort_by_key(|d| d.0);
+        diagnostics.dropped_traits = dropped.into_iter().map(|d| d.1).collect();
         Ok(Outcome::Event { event, diagnostics })
+    }
+
+    /// `body.get('timestamp', body.get('_context_timestamp'))`, then now when
+    /// falsy. Returns the time and whether it came from the clock.
+    fn extract_when<S: Source>(
+        &self,
+        src: &S,
+        message_id: &str,
+    ) -> Result<(Timestamp, bool), DistillError> {
+        let (field, value) = match src.at(&self.envelope.timestamp) {
+            Some(v) => ("timestamp", Some(v)),
+            None => (
+                "_context_timestamp",
+                src.at(&self.envelope.context_timestamp),
+            ),
+        };
+        match value {
+            Some(v) if truthy(v) => match v.view() {
+                View::Str(s) => stv3_event::parse_timestamp(s)
+                    .map(|t| (t, false))
+                    .map_err(|e| DistillError::BadTimestamp {
+                        field,
+                        value: s.chars().take(64).collect(),
+                        reason: e.reason.to_string(),
+                        message_id: message_id.to_string(),
+                    }),
+                _ => Err(DistillError::BadTimestamp {
+                    field,
+                    value: crate::convert::py_repr(v).chars().take(64).collect(),
+                    reason: "not a string".into(),
+                    message_id: message_id.to_string(),
+                }),
+            },
+            _ => Ok((stv3_event::now(), true)),
+        }
+    }
+}
+
+/// Why input is not a JSON document: serde_json's wording (with line and
+/// column) when it agrees, else the scanner's.
+#[cold]
+fn json_error_message(bytes: &[u8], e: crate::scan::ScanError) -> String {
+    match std::str::from_utf8(bytes) {
+        Err(u) => format!("not UTF-8: {u}"),
+        Ok(text) => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(se) => se.to_string(),
+            Ok(_) => format!("{} at byte {}", e.message, e.offset),
+        },
     }
 }
 
@@ -424,36 +536,5 @@ fn truthy<N: JsonNode>(v: &N) -> bool {
             v.for_each_member(&mut |_, _| any = true);
             any
         }
-    }
-}
-
-/// `body.get('timestamp', body.get('_context_timestamp'))`, then now when
-/// falsy. Returns the time and whether it came from the clock.
-fn extract_when<N: JsonNode>(
-    root: &N,
-    message_id: &str,
-) -> Result<(Timestamp, bool), DistillError> {
-    let (field, value) = match root.get("timestamp") {
-        Some(v) => ("timestamp", Some(v)),
-        None => ("_context_timestamp", root.get("_context_timestamp")),
-    };
-    match value {
-        Some(v) if truthy(v) => match v.view() {
-            View::Str(s) => stv3_event::parse_timestamp(s)
-                .map(|t| (t, false))
-                .map_err(|e| DistillError::BadTimestamp {
-                    field,
-                    value: s.chars().take(64).collect(),
-                    reason: e.reason.to_string(),
-                    message_id: message_id.to_string(),
-                }),
-            _ => Err(DistillError::BadTimestamp {
-                field,
-                value: crate::convert::py_repr(v).chars().take(64).collect(),
-                reason: "not a string".into(),
-                message_id: message_id.to_string(),
-            }),
-        },
-        _ => Ok((stv3_event::now(), true)),
     }
 }

@@ -10,9 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// A scalar or container seen through [`JsonNode::view`].
@@ -119,153 +117,6 @@ impl<'a> Doc<'a> {
     /// Parse a JSON document held in a string.
     pub fn parse_str(s: &'a str) -> Result<Doc<'a>, serde_json::Error> {
         serde_json::from_str(s)
-    }
-
-    /// Parse only the parts of the document that `shape` asks for; other
-    /// members are skipped without being built (arrays under a partial
-    /// shape come out empty). The result is equivalent to a full parse for
-    /// every path the shape was built from.
-    pub fn parse_shaped(s: &'a str, shape: &Shape) -> Result<Doc<'a>, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(s);
-        let doc = ShapedSeed(shape, std::marker::PhantomData).deserialize(&mut de)?;
-        de.end()?;
-        Ok(doc)
-    }
-}
-
-/// The set of member paths a set of definitions can read, as a trie. A
-/// node marked `all` needs its whole subtree.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Shape {
-    all: bool,
-    children: Vec<(Box<str>, Shape)>,
-}
-
-static EVERYTHING: Shape = Shape {
-    all: true,
-    children: Vec::new(),
-};
-
-impl Shape {
-    /// A shape that keeps the whole document.
-    pub fn everything() -> Shape {
-        Shape {
-            all: true,
-            children: Vec::new(),
-        }
-    }
-
-    /// Require the subtree at `keys` (an empty path requires everything).
-    pub fn require<S: AsRef<str>>(&mut self, keys: &[S]) {
-        let mut node = self;
-        for k in keys {
-            if node.all {
-                return;
-            }
-            let k = k.as_ref();
-            // children stay sorted by (length, bytes) for binary search
-            let idx = match node.children.binary_search_by(|(name, _)| cmp_key(name, k)) {
-                Ok(i) => i,
-                Err(i) => {
-                    node.children.insert(i, (k.into(), Shape::default()));
-                    i
-                }
-            };
-            node = &mut node.children[idx].1;
-        }
-        node.all = true;
-        node.children.clear();
-    }
-
-    /// True when the whole subtree is needed.
-    pub fn is_all(&self) -> bool {
-        self.all
-    }
-
-    /// The shape of member `key`, if it is needed.
-    pub fn child(&self, key: &str) -> Option<&Shape> {
-        if self.all {
-            return Some(&EVERYTHING);
-        }
-        self.children
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, s)| s)
-    }
-}
-
-/// Order keys by length first: most lookups miss and are decided by the
-/// length alone.
-fn cmp_key(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len()
-        .cmp(&b.len())
-        .then_with(|| a.as_bytes().first().cmp(&b.as_bytes().first()))
-        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
-}
-
-struct ShapedSeed<'s, 'a>(&'s Shape, std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> DeserializeSeed<'de> for ShapedSeed<'_, 'a> {
-    type Value = Doc<'a>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc<'a>, D::Error> {
-        if self.0.all {
-            Doc::deserialize(d)
-        } else {
-            d.deserialize_any(ShapedVisitor(self.0, std::marker::PhantomData))
-        }
-    }
-}
-
-struct ShapedVisitor<'s, 'a>(&'s Shape, std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for ShapedVisitor<'_, 'a> {
-    type Value = Doc<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Doc<'a>, E> {
-        Ok(Doc::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Doc<'a>, E> {
-        Ok(Doc::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Doc<'a>, E> {
-        Ok(Doc::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Doc<'a>, E> {
-        Ok(match i64::try_from(v) {
-            Ok(i) => Doc::Int(i),
-            Err(_) => Doc::UInt(v),
-        })
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Doc<'a>, E> {
-        Ok(Doc::Float(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Doc<'a>, E> {
-        Ok(Doc::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Doc<'a>, E> {
-        Ok(Doc::Str(Cow::Owned(v.to_string())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc<'a>, A::Error> {
-        // Only field steps lead here, and they never enter arrays.
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Doc::Array(Vec::new()))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'a>, A::Error> {
-        let mut out = Vec::with_capacity(self.0.children.len());
-        while let Some(Key(k)) = map.next_key::<Key<'a>>()? {
-            match self.0.child(&k) {
-                Some(child) => {
-                    let v = map.next_value_seed(ShapedSeed(child, std::marker::PhantomData))?;
-                    out.push((k, v));
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Doc::Object(out))
     }
 }
 
@@ -431,27 +282,6 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shaped_parse_keeps_only_what_is_asked() {
-        let mut shape = Shape::default();
-        shape.require(&["payload", "b"]);
-        shape.require(&["payload", "list"]);
-        shape.require(&["top"]);
-        shape.require(&["payload", "b", "deeper"]); // already whole: no-op
-        let src = r#"{"top":{"x":[1,{"y":2}]},"skip":[1,2,{"z":"w"}],"payload":{"a":1,"b":{"c":"d"},"list":[1,2],"arr":[3]}}"#;
-        let doc = Doc::parse_shaped(src, &shape).unwrap();
-        let want: Value = serde_json::from_str(
-            r#"{"top":{"x":[1,{"y":2}]},"payload":{"b":{"c":"d"},"list":[1,2]}}"#,
-        )
-        .unwrap();
-        assert_eq!(doc.to_value(), want);
-        assert!(Doc::parse_shaped("{\"a\":1} x", &shape).is_err());
-        assert!(
-            Doc::parse_shaped("{\"skip\":[1,}", &shape).is_err(),
-            "skipped parts are still validated"
-        );
-    }
 
     #[test]
     fn doc_and_value_agree() {

@@ -14,7 +14,85 @@
 
 use std::fmt;
 
-use crate::json::{JsonNode, View};
+use crate::json::{Doc, JsonNode, View};
+use crate::scan::{Binding, Parsed, Plan, PlanBuilder};
+
+/// Where field paths read from: any [`JsonNode`] document, or a notification
+/// read by [`crate::scan::parse`] (plain key paths are then slot reads).
+pub trait Source {
+    type Node: JsonNode;
+    /// The document root (what general paths walk).
+    fn root(&self) -> &Self::Node;
+    /// The value at a plain key path.
+    fn at(&self, path: &KeyPath) -> Option<&Self::Node>;
+}
+
+impl<N: JsonNode> Source for N {
+    type Node = N;
+    fn root(&self) -> &N {
+        self
+    }
+    fn at(&self, path: &KeyPath) -> Option<&N> {
+        path.keys.iter().try_fold(self, |node, k| node.get(k))
+    }
+}
+
+impl<'a> Source for Parsed<'a> {
+    type Node = Doc<'a>;
+    fn root(&self) -> &Doc<'a> {
+        &self.tree
+    }
+    #[inline]
+    fn at(&self, path: &KeyPath) -> Option<&Doc<'a>> {
+        match path.binding {
+            Some(b) => self.get(b, &path.keys),
+            None => {
+                debug_assert!(false, "unbound path {}", path.dotted);
+                self.tree.at(path)
+            }
+        }
+    }
+}
+
+/// A chain of plain member names (`payload.image_meta.'x.y'`) with its
+/// dotted form and, once bound to a [`Plan`], its slot.
+#[derive(Debug, Clone)]
+pub struct KeyPath {
+    keys: Vec<Box<str>>,
+    dotted: String,
+    binding: Option<Binding>,
+}
+
+impl KeyPath {
+    pub fn new<S: AsRef<str>>(keys: &[S]) -> KeyPath {
+        let keys: Vec<Box<str>> = keys.iter().map(|k| k.as_ref().into()).collect();
+        let dotted = keys.iter().map(|k| &**k).collect::<Vec<_>>().join(".");
+        KeyPath {
+            keys,
+            dotted,
+            binding: None,
+        }
+    }
+
+    pub fn keys(&self) -> &[Box<str>] {
+        &self.keys
+    }
+
+    /// `a.b.c`, what plugins see as the match path.
+    pub fn dotted(&self) -> &str {
+        &self.dotted
+    }
+
+    /// Ask `plan` for this path's value.
+    pub fn register(&self, plan: &mut PlanBuilder) {
+        plan.slot(&self.keys);
+    }
+
+    /// Find the slot in the built plan (after [`KeyPath::register`]).
+    pub fn bind(&mut self, plan: &Plan) {
+        self.binding = plan.binding(&self.keys);
+    }
+}
 
 /// A compiled `fields` expression.
 #[derive(Debug, Clone)]
@@ -27,10 +105,7 @@ pub struct FieldPath {
 enum Alt {
     /// A chain of plain field names (the overwhelmingly common case), with
     /// its dotted path precomputed.
-    Simple {
-        keys: Vec<Box<str>>,
-        path: String,
-    },
+    Simple(KeyPath),
     General(Expr),
 }
 
@@ -119,10 +194,7 @@ impl FieldPath {
         let alts = flat
             .into_iter()
             .map(|e| match simple_keys(&e) {
-                Some(keys) => {
-                    let path = keys.iter().map(|k| &**k).collect::<Vec<_>>().join(".");
-                    Alt::Simple { keys, path }
-                }
+                Some(keys) => Alt::Simple(KeyPath::new(&keys)),
                 None => Alt::General(e),
             })
             .collect();
@@ -132,21 +204,28 @@ impl FieldPath {
         }
     }
 
-    /// Member-key sequences this path can read; the subtree at the end of
-    /// each is needed whole (wildcards, indexes and leaves).
-    pub fn key_sequences(&self) -> Vec<Vec<Box<str>>> {
-        let mut out = Vec::new();
+    /// Ask `plan` for what this path reads: a slot per plain alternative,
+    /// the reachable subtrees for the others.
+    pub fn register(&self, plan: &mut PlanBuilder) {
         for alt in &self.alts {
             match alt {
-                Alt::Simple { keys, .. } => out.push(keys.clone()),
+                Alt::Simple(k) => k.register(plan),
                 Alt::General(e) => {
                     for (seq, _) in sequences(e, vec![(Vec::new(), false)]) {
-                        out.push(seq);
+                        plan.tree(&seq);
                     }
                 }
             }
         }
-        out
+    }
+
+    /// Find the slots of the plain alternatives in the built plan.
+    pub fn bind(&mut self, plan: &Plan) {
+        for alt in &mut self.alts {
+            if let Alt::Simple(k) = alt {
+                k.bind(plan);
+            }
+        }
     }
 
     /// The expression as written (lists shown as `(p1)|(p2)`).
@@ -156,28 +235,20 @@ impl FieldPath {
 
     /// The first match whose value is not null (what a trait without a
     /// plugin uses). Stops at the first hit.
-    pub fn first_non_null<'n, N: JsonNode>(&self, root: &'n N) -> Option<&'n N> {
+    pub fn first_non_null<'n, S: Source>(&self, src: &'n S) -> Option<&'n S::Node> {
         for alt in &self.alts {
             match alt {
-                Alt::Simple { keys, .. } => {
-                    let mut node = root;
-                    let mut ok = true;
-                    for k in keys {
-                        match node.get(k) {
-                            Some(n) => node = n,
-                            None => {
-                                ok = false;
-                                break;
-                            }
+                Alt::Simple(k) => {
+                    if let Some(node) = src.at(k) {
+                        if !node.is_null() {
+                            return Some(node);
                         }
-                    }
-                    if ok && !node.is_null() {
-                        return Some(node);
                     }
                 }
                 Alt::General(e) => {
                     let mut found = None;
                     let mut trail = Vec::new();
+                    let root = src.root();
                     eval(e, root, root, &mut trail, &mut |n, _| {
                         if found.is_none() && !n.is_null() {
                             found = Some(n);
@@ -193,19 +264,15 @@ impl FieldPath {
     }
 
     /// Every non-null match with its dotted path, in union order.
-    pub fn matches<'n, N: JsonNode>(&self, root: &'n N) -> Vec<Match<'n, N>> {
+    pub fn matches<'n, S: Source>(&self, src: &'n S) -> Vec<Match<'n, S::Node>> {
         let mut out = Vec::new();
         for alt in &self.alts {
             match alt {
-                Alt::Simple { keys, path } => {
-                    let mut node = Some(root);
-                    for k in keys {
-                        node = node.and_then(|n| n.get(k));
-                    }
-                    if let Some(n) = node {
+                Alt::Simple(k) => {
+                    if let Some(n) = src.at(k) {
                         if !n.is_null() {
                             out.push(Match {
-                                path: path.clone(),
+                                path: k.dotted.clone(),
                                 node: n,
                             });
                         }
@@ -213,6 +280,7 @@ impl FieldPath {
                 }
                 Alt::General(e) => {
                     let mut trail = Vec::new();
+                    let root = src.root();
                     eval(e, root, root, &mut trail, &mut |n, t| {
                         if !n.is_null() {
                             out.push(Match {

@@ -50,6 +50,23 @@ pub trait TraitPlugin: Send + Sync + fmt::Debug {
     /// The trait value before type conversion. `Ok(None)`: no trait.
     /// `Err(reason)`: the trait is dropped and the reason reported.
     fn trait_value(&self, matches: &[FieldMatch]) -> Result<Option<Value>, String>;
+
+    /// True for plugins that read nothing but the text (`str()`) of the
+    /// first match: the distiller then calls [`TraitPlugin::value_of_first_text`]
+    /// instead of building the match list.
+    fn first_text_only(&self) -> bool {
+        false
+    }
+
+    /// The trait value from the first match's text (`None`: no match). Must
+    /// agree with [`TraitPlugin::trait_value`] on the same input.
+    fn value_of_first_text(&self, first: Option<&str>) -> Result<Option<Value>, String> {
+        let matches: Vec<FieldMatch> = first
+            .map(|s| FieldMatch::new("", Value::String(s.to_string())))
+            .into_iter()
+            .collect();
+        self.trait_value(&matches)
+    }
 }
 
 /// Builds a plugin from its `parameters` mapping; the error says what is wrong.
@@ -159,25 +176,41 @@ impl Split {
     }
 }
 
+impl Split {
+    /// `s.split(separator, max_split)[segment]`, Python style.
+    fn segment_of<'s>(&self, s: &'s str) -> Option<&'s str> {
+        let sep = self.separator.as_str();
+        let limit = match self.max_split {
+            Some(n) if n >= 0 => n as usize + 1,
+            _ => usize::MAX,
+        };
+        let idx = if self.segment < 0 {
+            s.splitn(limit, sep).count() as i64 + self.segment
+        } else {
+            self.segment
+        };
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| s.splitn(limit, sep).nth(i))
+    }
+}
+
 impl TraitPlugin for Split {
     fn trait_value(&self, matches: &[FieldMatch]) -> Result<Option<Value>, String> {
         let Some(first) = matches.first() else {
             return Ok(None);
         };
-        let s = py_str(&first.value);
-        let parts: Vec<&str> = match self.max_split {
-            Some(n) if n >= 0 => s.splitn(n as usize + 1, self.separator.as_str()).collect(),
-            _ => s.split(self.separator.as_str()).collect(),
-        };
-        let idx = if self.segment < 0 {
-            parts.len() as i64 + self.segment
-        } else {
-            self.segment
-        };
-        if idx < 0 || idx as usize >= parts.len() {
-            return Ok(None);
-        }
-        Ok(Some(Value::String(parts[idx as usize].to_string())))
+        self.value_of_first_text(Some(&py_str(&first.value)))
+    }
+
+    fn first_text_only(&self) -> bool {
+        true
+    }
+
+    fn value_of_first_text(&self, first: Option<&str>) -> Result<Option<Value>, String> {
+        Ok(first
+            .and_then(|s| self.segment_of(s))
+            .map(|part| Value::String(part.to_string())))
     }
 }
 

@@ -1,13 +1,26 @@
-//! A hand-written JSON reader for the hot path: builds a [`Doc`] containing
-//! only the members a [`Shape`] asks for and skips everything else with a
-//! light-weight scanner (strings are checked for termination, escapes and
-//! control characters; literals and numbers lexically; brackets for
-//! balance). Kept subtrees are parsed exactly like serde_json would (string
-//! escapes are decoded by serde_json itself).
+//! The hot-path JSON reader. A [`Plan`], compiled once from the definitions'
+//! field paths, says which members are wanted; [`parse`] reads one
+//! notification in a single pass and returns a [`Parsed`]:
+//!
+//! * every plain key path (`payload.image_meta.'org.openstack__1__os_distro'`)
+//!   has a *slot*, filled with the value found there (strings borrowed from
+//!   the input when they have no escapes), so reading a trait is an index,
+//!   not a search;
+//! * the few paths that need a tree (wildcards, indexes, nested unions) get
+//!   a borrowed [`Doc`] tree that holds only the members they can reach.
+//!
+//! Everything else is skipped, but still checked: the input must be one
+//! valid JSON document (grammar, string escapes, control characters,
+//! numbers, nesting depth, UTF-8), exactly as serde_json would accept it.
+//! Strings are scanned 16 bytes at a time (SSE2 on x86_64, 8-byte SWAR
+//! elsewhere). UTF-8 is validated only when a non-ASCII byte was seen:
+//! outside strings the grammar only admits ASCII, so an all-ASCII scan is a
+//! UTF-8 proof. Duplicate keys behave like Python's `json.loads`: the last
+//! one wins, and a repeated object replaces the whole earlier one.
 
 use std::borrow::Cow;
 
-use crate::json::{Doc, Shape};
+use crate::json::Doc;
 
 /// Where and why the input is not JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +30,347 @@ pub struct ScanError {
 }
 
 type R<T> = Result<T, ScanError>;
+
+/// Nesting deeper than this is refused (serde_json's limit too).
+const MAX_DEPTH: usize = 128;
+
+// ------------------------------------------------------------------ plan
+
+/// Which members of a notification to read, compiled from key paths.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    nodes: Vec<PlanNode>,
+    slots: usize,
+}
+
+/// Where a plain key path's value is found after [`parse`]: the slot of the
+/// path itself, or of its nearest ancestor whose whole value is kept (then
+/// the last `rest` keys are looked up in that value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub slot: u32,
+    pub rest: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TreeNeed {
+    #[default]
+    No,
+    /// Some members are needed (the node must be an object to help).
+    Part,
+    /// The whole value is needed.
+    All,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PlanNode {
+    children: Vec<Child>,
+    /// Open-addressing hash table over `children` (index + 1; 0 is empty).
+    table: Vec<u16>,
+    /// The whole value here goes to this slot.
+    slot: Option<u32>,
+    /// Slots of this node's subtree (own slot included): a contiguous range.
+    subtree: (u32, u32),
+    tree: TreeNeed,
+}
+
+#[derive(Debug, Clone)]
+struct Child {
+    key: Box<str>,
+    prefix: u64,
+    suffix: u64,
+    node: u32,
+}
+
+/// The first and last 8 bytes of a key (zero-padded when shorter), which
+/// decide equality for keys up to 16 bytes.
+#[inline]
+fn affixes(key: &[u8]) -> (u64, u64) {
+    if key.len() >= 8 {
+        let p = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+        let s = u64::from_le_bytes(key[key.len() - 8..].try_into().expect("8 bytes"));
+        (p, s)
+    } else {
+        let mut buf = [0u8; 8];
+        buf[..key.len()].copy_from_slice(key);
+        (u64::from_le_bytes(buf), 0)
+    }
+}
+
+#[inline]
+fn key_hash(len: usize, prefix: u64, suffix: u64) -> u64 {
+    (prefix ^ suffix.rotate_left(23) ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+}
+
+#[inline(always)]
+fn load8(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl PlanNode {
+    /// The child for the key at `b[start..end]` (unescaped).
+    #[inline]
+    fn child_at(&self, b: &[u8], start: usize, end: usize) -> Option<u32> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let len = end - start;
+        let (prefix, suffix) = if len >= 8 {
+            (load8(b, start), load8(b, end - 8))
+        } else if start + 8 <= b.len() {
+            (load8(b, start) & ((1u64 << (len * 8)) - 1), 0)
+        } else {
+            affixes(&b[start..end])
+        };
+        self.find(&b[start..end], prefix, suffix)
+    }
+
+    /// The child for a key held elsewhere (decoded from escapes).
+    fn child(&self, key: &[u8]) -> Option<u32> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let (prefix, suffix) = affixes(key);
+        self.find(key, prefix, suffix)
+    }
+
+    #[inline(always)]
+    fn find(&self, key: &[u8], prefix: u64, suffix: u64) -> Option<u32> {
+        let mask = self.table.len() - 1;
+        let mut h = key_hash(key.len(), prefix, suffix) as usize & mask;
+        loop {
+            let e = self.table[h];
+            if e == 0 {
+                return None;
+            }
+            let c = &self.children[e as usize - 1];
+            if c.prefix == prefix
+                && c.suffix == suffix
+                && c.key.len() == key.len()
+                && (key.len() <= 16 || middle_eq(c.key.as_bytes(), key))
+            {
+                return Some(c.node);
+            }
+            h = (h + 1) & mask;
+        }
+    }
+}
+
+/// Bytes 8..len-8 of two keys of the same length (> 16) are equal.
+#[inline]
+fn middle_eq(a: &[u8], b: &[u8]) -> bool {
+    let end = a.len() - 8;
+    let mut i = 8;
+    while i < end {
+        let at = i.min(end - 8).max(8);
+        if load8(a, at) != load8(b, at) {
+            return false;
+        }
+        i += 8;
+    }
+    true
+}
+
+/// Builds a [`Plan`]: register every key path, then [`PlanBuilder::build`].
+#[derive(Debug, Clone, Default)]
+pub struct PlanBuilder {
+    slot_paths: Vec<Vec<Box<str>>>,
+    tree_paths: Vec<Vec<Box<str>>>,
+}
+
+impl PlanBuilder {
+    /// A plain key path whose value is read through a [`Binding`].
+    pub fn slot<S: AsRef<str>>(&mut self, keys: &[S]) {
+        self.slot_paths
+            .push(keys.iter().map(|k| k.as_ref().into()).collect());
+    }
+
+    /// The subtree at `keys` must be in the [`Parsed::tree`] (an empty path:
+    /// the whole document).
+    pub fn tree<S: AsRef<str>>(&mut self, keys: &[S]) {
+        self.tree_paths
+            .push(keys.iter().map(|k| k.as_ref().into()).collect());
+    }
+
+    pub fn build(mut self) -> Plan {
+        let mut nodes = vec![PlanNode::default()];
+        // Shorter paths first, so that a path under a kept value binds to it.
+        self.slot_paths.sort_by_key(Vec::len);
+        for keys in &self.slot_paths {
+            let mut n = 0usize;
+            for k in keys {
+                if nodes[n].slot.is_some() {
+                    break;
+                }
+                n = child_or_insert(&mut nodes, n, k);
+            }
+            if nodes[n].slot.is_none() && !keys.is_empty() {
+                nodes[n].slot = Some(0); // numbered below
+            }
+        }
+        for keys in &self.tree_paths {
+            // Part on the way, All at the end (an All node absorbs longer paths)
+            let mut n = 0usize;
+            for k in keys {
+                if nodes[n].tree == TreeNeed::All {
+                    break;
+                }
+                nodes[n].tree = TreeNeed::Part;
+                n = child_or_insert(&mut nodes, n, k);
+            }
+            nodes[n].tree = TreeNeed::All;
+        }
+        // Number the slots depth-first so every subtree owns a range.
+        let mut next = 0u32;
+        number_slots(&mut nodes, 0, &mut next);
+        for node in &mut nodes {
+            if node.children.is_empty() {
+                continue;
+            }
+            let size = (node.children.len() * 4).next_power_of_two().max(8);
+            let mut table = vec![0u16; size];
+            for (i, c) in node.children.iter().enumerate() {
+                let mut h = key_hash(c.key.len(), c.prefix, c.suffix) as usize & (size - 1);
+                while table[h] != 0 {
+                    h = (h + 1) & (size - 1);
+                }
+                table[h] = u16::try_from(i + 1).expect("fewer than 65535 keys per object");
+            }
+            node.table = table;
+        }
+        Plan {
+            nodes,
+            slots: next as usize,
+        }
+    }
+}
+
+fn child_or_insert(nodes: &mut Vec<PlanNode>, n: usize, key: &str) -> usize {
+    if let Some(c) = nodes[n].children.iter().find(|c| &*c.key == key) {
+        return c.node as usize;
+    }
+    let (prefix, suffix) = affixes(key.as_bytes());
+    let id = nodes.len();
+    nodes.push(PlanNode::default());
+    nodes[n].children.push(Child {
+        key: key.into(),
+        prefix,
+        suffix,
+        node: id as u32,
+    });
+    id
+}
+
+fn number_slots(nodes: &mut [PlanNode], n: usize, next: &mut u32) {
+    let start = *next;
+    if nodes[n].slot.is_some() {
+        nodes[n].slot = Some(*next);
+        *next += 1;
+    }
+    for i in 0..nodes[n].children.len() {
+        let c = nodes[n].children[i].node as usize;
+        number_slots(nodes, c, next);
+    }
+    nodes[n].subtree = (start, *next);
+}
+
+impl Plan {
+    /// A plan that keeps the whole document as the tree.
+    pub fn everything() -> Plan {
+        let mut b = PlanBuilder::default();
+        b.tree::<&str>(&[]);
+        b.build()
+    }
+
+    /// Number of slots a [`Parsed`] has.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Where the value of a plain key path (registered with
+    /// [`PlanBuilder::slot`]) is found. `None` for an unregistered path.
+    pub fn binding<S: AsRef<str>>(&self, keys: &[S]) -> Option<Binding> {
+        let mut n = 0usize;
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(slot) = self.nodes[n].slot {
+                return Some(Binding {
+                    slot,
+                    rest: (keys.len() - i) as u32,
+                });
+            }
+            let c = self.nodes[n]
+                .children
+                .iter()
+                .find(|c| &*c.key == k.as_ref())?;
+            n = c.node as usize;
+        }
+        self.nodes[n].slot.map(|slot| Binding { slot, rest: 0 })
+    }
+}
+
+/// One parsed notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed<'a> {
+    /// Slot values (`None`: the path is absent).
+    pub slots: Vec<Option<Doc<'a>>>,
+    /// The members that tree paths can reach (an empty object when no
+    /// definition has such a path).
+    pub tree: Doc<'a>,
+}
+
+impl<'a> Parsed<'a> {
+    /// The value at a binding, if present.
+    pub fn get(&self, b: Binding, keys: &[Box<str>]) -> Option<&Doc<'a>> {
+        let mut node = self.slots[b.slot as usize].as_ref()?;
+        for k in &keys[keys.len() - b.rest as usize..] {
+            node = crate::json::JsonNode::get(node, k)?;
+        }
+        Some(node)
+    }
+}
+
+/// Parse one JSON document under `plan`.
+pub fn parse<'a>(src: &'a [u8], plan: &Plan) -> R<Parsed<'a>> {
+    let mut s = Scanner {
+        b: src,
+        pos: 0,
+        utf8_checked: false,
+        nodes: &plan.nodes,
+        slots: vec![None; plan.slots],
+    };
+    let mut tree = s.root()?;
+    s.ws();
+    if s.pos != s.b.len() {
+        return s.err("trailing characters");
+    }
+    if plan.nodes[0].tree == TreeNeed::All {
+        // a path reads the root itself (`$`): keep all of it (rare)
+        tree = parse_doc(src)?;
+    }
+    Ok(Parsed {
+        slots: s.slots,
+        tree,
+    })
+}
+
+/// Parse a whole document into a [`Doc`] (what [`Plan::everything`] gives).
+pub fn parse_doc(src: &[u8]) -> R<Doc<'_>> {
+    let mut s = Scanner {
+        b: src,
+        pos: 0,
+        utf8_checked: false,
+        nodes: &[],
+        slots: Vec::new(),
+    };
+    let doc = s.value_all(0)?;
+    s.ws();
+    if s.pos != s.b.len() {
+        return s.err("trailing characters");
+    }
+    Ok(doc)
+}
+
+// --------------------------------------------------------------- scanner
 
 /// Bytes that end the fast part of a string scan: `"`, `\` and control characters.
 static STOP: [bool; 256] = {
@@ -31,45 +385,98 @@ static STOP: [bool; 256] = {
     t
 };
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// True when some byte of `x` is `"`, `\\` or below 0x20 (may also be true
-/// spuriously only through a byte that really is one of those: the
-/// per-byte loop then finds it).
-#[inline]
-fn has_stop_byte(x: u64) -> bool {
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let quote = zero_in(x ^ (ONES * b'"' as u64));
-    let backslash = zero_in(x ^ (ONES * b'\\' as u64));
-    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-    quote | backslash | control != 0
-}
-
-/// Parse `src` under `shape`.
-pub fn parse_shaped<'a>(src: &'a str, shape: &Shape) -> R<Doc<'a>> {
-    let mut s = Scanner {
-        b: src.as_bytes(),
-        src,
-        pos: 0,
-    };
-    let doc = s.value(shape, 0)?;
-    s.ws();
-    if s.pos != s.b.len() {
-        return s.err("trailing characters");
+/// For 16 bytes at `b[at..]` (which must exist): a bit mask of the bytes
+/// that are `"`, `\` or control characters, and a mask of non-ASCII bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stop_masks16(b: &[u8], at: usize) -> (u32, u32) {
+    use std::arch::x86_64::*;
+    let chunk = &b[at..at + 16];
+    // SAFETY: SSE2 is part of x86_64; the load reads exactly the 16 bytes of
+    // `chunk` (unaligned load).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // v <= 0x1f (unsigned) <=> min(v, 0x1f) == v
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let stop = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+        (_mm_movemask_epi8(stop) as u32, _mm_movemask_epi8(v) as u32)
     }
-    Ok(doc)
 }
 
-const MAX_DEPTH: usize = 128;
+/// Portable version of the above, two 8-byte SWAR words.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn stop_masks16(b: &[u8], at: usize) -> (u32, u32) {
+    stop_masks16_swar(b, at)
+}
 
-struct Scanner<'a> {
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn stop_masks16_swar(b: &[u8], at: usize) -> (u32, u32) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let word = |x: u64| -> (u32, u32) {
+        // Exact per byte: no borrow can cross bytes because every byte's
+        // high bit is handled separately.
+        let low = x & !HIGHS;
+        let is = |c: u8| {
+            let y = low ^ (ONES * c as u64);
+            !((y + !HIGHS) | low ^ x) & HIGHS // byte == c (ASCII c, high bit clear)
+        };
+        let control = !(low + ONES * (0x80 - 0x20)) & !x & HIGHS; // < 0x20
+        let m = is(b'"') | is(b'\\') | control;
+        let pack = |m: u64| -> u32 {
+            let mut out = 0u32;
+            for i in 0..8 {
+                out |= (((m >> (i * 8 + 7)) & 1) as u32) << i;
+            }
+            out
+        };
+        (pack(m), pack(x & HIGHS))
+    };
+    let lo = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(b[at + 8..at + 16].try_into().expect("8 bytes"));
+    let (s0, h0) = word(lo);
+    let (s1, h1) = word(hi);
+    (s0 | s1 << 8, h0 | h1 << 8)
+}
+
+/// The first `"`, `\\` or control byte at or after `pos` (or the end), and
+/// a non-zero value if a non-ASCII byte was seen on the way (or just after
+/// the stop byte: a cheap over-approximation).
+#[inline(always)]
+fn find_stop(b: &[u8], mut pos: usize) -> (usize, u32) {
+    let mut high = 0;
+    while pos + 16 <= b.len() {
+        let (stop, h) = stop_masks16(b, pos);
+        high |= h;
+        if stop != 0 {
+            return (pos + stop.trailing_zeros() as usize, high);
+        }
+        pos += 16;
+    }
+    while let Some(&c) = b.get(pos) {
+        if STOP[c as usize] {
+            break;
+        }
+        high |= u32::from(c >> 7);
+        pos += 1;
+    }
+    (pos, high)
+}
+
+struct Scanner<'a, 'p> {
     b: &'a [u8],
-    src: &'a str,
     pos: usize,
+    /// The whole input has been checked to be UTF-8.
+    utf8_checked: bool,
+    nodes: &'p [PlanNode],
+    slots: Vec<Option<Doc<'a>>>,
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     fn err<T>(&self, message: &'static str) -> R<T> {
         Err(ScanError {
             offset: self.pos,
@@ -77,8 +484,18 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
+        // compact JSON: usually no whitespace at all
+        if let Some(&c) = self.b.get(self.pos) {
+            if c <= b' ' {
+                self.ws_loop();
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn ws_loop(&mut self) {
         while let Some(&c) = self.b.get(self.pos) {
             if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
                 self.pos += 1;
@@ -93,76 +510,155 @@ impl<'a> Scanner<'a> {
         self.b.get(self.pos).copied()
     }
 
-    fn expect(&mut self, c: u8, message: &'static str) -> R<()> {
-        self.ws();
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            self.err(message)
-        }
-    }
-
-    fn value(&mut self, shape: &Shape, depth: usize) -> R<Doc<'a>> {
-        if depth > MAX_DEPTH {
-            return self.err("nesting too deep");
-        }
-        self.ws();
-        match self.peek() {
-            Some(b'{') => self.object(shape, depth),
-            Some(b'[') => {
-                if shape.is_all() {
-                    self.array(shape, depth)
-                } else {
-                    // field steps never enter arrays: keep nothing
-                    self.skip_value(depth)?;
-                    Ok(Doc::Array(Vec::new()))
-                }
+    #[inline]
+    fn expect_colon(&mut self) -> R<()> {
+        if self.peek() != Some(b':') {
+            self.ws();
+            if self.peek() != Some(b':') {
+                return self.err("expected ':'");
             }
-            Some(b'"') => Ok(Doc::Str(self.string()?)),
-            Some(b't') => self.literal(b"true", Doc::Bool(true)),
-            Some(b'f') => self.literal(b"false", Doc::Bool(false)),
-            Some(b'n') => self.literal(b"null", Doc::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => self.err("expected a value"),
-            None => self.err("unexpected end of input"),
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Validate the whole input as UTF-8 (once), after a non-ASCII byte.
+    #[cold]
+    fn check_utf8(&mut self) -> R<()> {
+        if simdutf8::basic::from_utf8(self.b).is_err() {
+            let offset = std::str::from_utf8(self.b)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            return Err(ScanError {
+                offset,
+                message: "invalid UTF-8",
+            });
+        }
+        self.utf8_checked = true;
+        Ok(())
+    }
+
+    /// Scan a string starting at its opening quote; returns (content start,
+    /// content end, has escapes) and leaves `pos` after the closing quote.
+    /// Afterwards the content is known to be UTF-8.
+    #[inline(always)]
+    fn scan_string(&mut self) -> R<(usize, usize, bool)> {
+        let start = self.pos + 1;
+        let (end, high) = find_stop(self.b, start);
+        if self.b.get(end) == Some(&b'"') && (high == 0 || self.utf8_checked) {
+            self.pos = end + 1;
+            return Ok((start, end, false));
+        }
+        self.scan_string_rest(start, end, high)
+    }
+
+    /// The rest of [`Self::scan_string`] after the first stop byte at `at`:
+    /// escapes, errors, and the UTF-8 check after non-ASCII bytes.
+    #[cold]
+    #[inline(never)]
+    fn scan_string_rest(
+        &mut self,
+        start: usize,
+        mut at: usize,
+        mut high: u32,
+    ) -> R<(usize, usize, bool)> {
+        let mut escaped = false;
+        loop {
+            self.pos = at;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    if high != 0 && !self.utf8_checked {
+                        self.pos = at;
+                        self.check_utf8()?;
+                        self.pos = at + 1;
+                    }
+                    return Ok((start, at, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match self.b.get(at + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                        Some(b'u') => {
+                            let hex = self.b.get(at + 2..at + 6);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return self.err("invalid \\u escape");
+                            }
+                            at += 6;
+                        }
+                        _ => return self.err("invalid escape"),
+                    }
+                    let (next, h) = find_stop(self.b, at);
+                    at = next;
+                    high |= h;
+                }
+                Some(_) => return self.err("control character in string"),
+                None => return self.err("unterminated string"),
+            }
         }
     }
 
-    fn literal(&mut self, word: &'static [u8], v: Doc<'a>) -> R<Doc<'a>> {
+    /// The text of a scanned string.
+    fn text(&self, start: usize, end: usize, escaped: bool) -> R<Cow<'a, str>> {
+        if !escaped {
+            // SAFETY: scan_string proved these bytes UTF-8 (all ASCII, or
+            // the whole input validated).
+            return Ok(Cow::Borrowed(unsafe {
+                std::str::from_utf8_unchecked(&self.b[start..end])
+            }));
+        }
+        // Let serde_json decode escapes (surrogate pairs included).
+        match serde_json::from_slice::<String>(&self.b[start - 1..end + 1]) {
+            Ok(s) => Ok(Cow::Owned(s)),
+            Err(_) => Err(ScanError {
+                offset: start - 1,
+                message: "invalid string escape",
+            }),
+        }
+    }
+
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        let (start, end, escaped) = self.scan_string()?;
+        self.text(start, end, escaped)
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> R<()> {
         if self.b[self.pos..].starts_with(word) {
             self.pos += word.len();
-            Ok(v)
+            Ok(())
         } else {
             self.err("invalid literal")
         }
     }
 
-    /// Lex a number; returns its text.
-    fn number_text(&mut self) -> R<&'a str> {
+    /// Lex a number; returns its bytes and whether it is an integer.
+    #[inline]
+    fn number_text(&mut self) -> R<(&'a [u8], bool)> {
         let start = self.pos;
+        let digits = |s: &mut Self| {
+            while matches!(s.peek(), Some(b'0'..=b'9')) {
+                s.pos += 1;
+            }
+        };
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
         match self.peek() {
             Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                while matches!(self.peek(), Some(b'0'..=b'9')) {
-                    self.pos += 1;
-                }
-            }
+            Some(b'1'..=b'9') => digits(self),
             _ => return self.err("invalid number"),
         }
+        let mut integer = true;
         if self.peek() == Some(b'.') {
+            integer = false;
             self.pos += 1;
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.err("invalid number");
             }
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.pos += 1;
-            }
+            digits(self);
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
+            integer = false;
             self.pos += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
@@ -170,16 +666,27 @@ impl<'a> Scanner<'a> {
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.err("invalid number");
             }
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.pos += 1;
-            }
+            digits(self);
         }
-        Ok(&self.src[start..self.pos])
+        Ok((&self.b[start..self.pos], integer))
     }
 
     fn number(&mut self) -> R<Doc<'a>> {
-        let text = self.number_text()?;
-        if !text.contains(['.', 'e', 'E']) {
+        let (text, integer) = self.number_text()?;
+        if integer && text.len() <= 18 {
+            // fits an i64 whatever the digits
+            let (neg, digits) = match text.split_first() {
+                Some((b'-', rest)) => (true, rest),
+                _ => (false, text),
+            };
+            let v = digits
+                .iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+            return Ok(Doc::Int(if neg { -v } else { v }));
+        }
+        // SAFETY-free: the lexer admitted only ASCII.
+        let text = std::str::from_utf8(text).expect("ASCII number");
+        if integer {
             if let Ok(i) = text.parse::<i64>() {
                 return Ok(Doc::Int(i));
             }
@@ -193,107 +700,171 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Scan a string starting at its opening quote; returns (content start,
-    /// content end, has escapes) and leaves `pos` after the closing quote.
+    /// A scalar at `pos` (string, number, literal), or `None` at `{`/`[`.
     #[inline]
-    fn scan_string(&mut self) -> R<(usize, usize, bool)> {
-        self.pos += 1; // opening quote
-        let start = self.pos;
-        let mut escaped = false;
-        loop {
-            // 8 bytes at a time while none of them is '"', '\\' or a control character
-            while let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
-                let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                if has_stop_byte(x) {
-                    break;
-                }
-                self.pos += 8;
+    fn scalar(&mut self) -> R<Option<Doc<'a>>> {
+        Ok(Some(match self.peek() {
+            Some(b'"') => Doc::Str(self.string()?),
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            Some(b'n') => {
+                self.literal(b"null")?;
+                Doc::Null
             }
-            while let Some(&c) = self.b.get(self.pos) {
-                if STOP[c as usize] {
-                    break;
-                }
-                self.pos += 1;
+            Some(b't') => {
+                self.literal(b"true")?;
+                Doc::Bool(true)
             }
-            match self.peek() {
-                Some(b'"') => {
-                    let end = self.pos;
-                    self.pos += 1;
-                    return Ok((start, end, escaped));
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    match self.b.get(self.pos + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.pos += 2
-                        }
-                        Some(b'u') => {
-                            let hex = self.b.get(self.pos + 2..self.pos + 6);
-                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                return self.err("invalid \\u escape");
-                            }
-                            self.pos += 6;
-                        }
-                        _ => return self.err("invalid escape"),
-                    }
-                }
-                Some(_) => return self.err("control character in string"),
-                None => return self.err("unterminated string"),
+            Some(b'f') => {
+                self.literal(b"false")?;
+                Doc::Bool(false)
+            }
+            Some(b'{' | b'[') => return Ok(None),
+            Some(_) => return self.err("expected a value"),
+            None => return self.err("unexpected end of input"),
+        }))
+    }
+
+    fn root(&mut self) -> R<Doc<'a>> {
+        self.ws();
+        if self.peek() == Some(b'{') {
+            return Ok(self.object(0, 0)?.unwrap_or(Doc::Object(Vec::new())));
+        }
+        // not an object: nothing can be read from it, but it must be JSON
+        match self.scalar()? {
+            Some(v) => Ok(v),
+            None => {
+                self.skip_value(0)?;
+                Ok(Doc::Array(Vec::new()))
             }
         }
     }
 
-    fn string(&mut self) -> R<Cow<'a, str>> {
-        let quote = self.pos;
-        let (start, end, escaped) = self.scan_string()?;
-        if !escaped {
-            return Ok(Cow::Borrowed(&self.src[start..end]));
+    /// The object at `pos` under plan node `n`: fills the slots below `n`
+    /// and returns the tree members when `n` is part of the tree.
+    fn object(&mut self, n: usize, depth: usize) -> R<Option<Doc<'a>>> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
         }
-        // Let serde_json decode escapes (surrogate pairs included).
-        match serde_json::from_str::<String>(&self.src[quote..end + 1]) {
-            Ok(s) => Ok(Cow::Owned(s)),
-            Err(_) => Err(ScanError {
-                offset: quote,
-                message: "invalid string escape",
-            }),
-        }
-    }
-
-    fn object(&mut self, shape: &Shape, depth: usize) -> R<Doc<'a>> {
+        let nodes = self.nodes;
+        let node = &nodes[n];
+        let in_tree = node.tree != TreeNeed::No;
+        let mut members: Vec<(Cow<'a, str>, Doc<'a>)> = Vec::new();
         self.pos += 1; // {
-        let mut out: Vec<(Cow<'a, str>, Doc<'a>)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Doc::Object(out));
+            return Ok(in_tree.then_some(Doc::Object(members)));
         }
         loop {
-            self.ws();
             if self.peek() != Some(b'"') {
-                return self.err("expected a string key");
-            }
-            let key = self.string()?;
-            self.expect(b':', "expected ':'")?;
-            match shape.child(&key) {
-                Some(child) => {
-                    let v = self.value(child, depth + 1)?;
-                    out.push((key, v));
+                self.ws();
+                if self.peek() != Some(b'"') {
+                    return self.err("expected a string key");
                 }
+            }
+            let (ks, ke, kesc) = self.scan_string()?;
+            self.expect_colon()?;
+            self.ws();
+            let child = if kesc {
+                let key = self.text(ks, ke, true)?;
+                node.child(key.as_bytes())
+            } else {
+                node.child_at(self.b, ks, ke)
+            };
+            match child {
                 None => self.skip_value(depth + 1)?,
+                Some(c) => {
+                    let c = c as usize;
+                    let cn = &nodes[c];
+                    // a repeated key replaces everything read under it before
+                    for s in cn.subtree.0..cn.subtree.1 {
+                        self.slots[s as usize] = None;
+                    }
+                    let keep = in_tree && cn.tree != TreeNeed::No;
+                    if let Some(s) = cn.slot {
+                        let s = s as usize;
+                        if !keep && self.peek() == Some(b'"') {
+                            // the common case, written in place
+                            let (vs, ve, vesc) = self.scan_string()?;
+                            self.slots[s] = Some(Doc::Str(self.text(vs, ve, vesc)?));
+                        } else {
+                            let v = self.value_all(depth + 1)?;
+                            if keep {
+                                members.push((self.text(ks, ke, kesc)?, v.clone()));
+                            }
+                            self.slots[s] = Some(v);
+                        }
+                    } else if cn.tree == TreeNeed::All {
+                        let v = self.value_all(depth + 1)?;
+                        members.push((self.text(ks, ke, kesc)?, v));
+                    } else {
+                        let v = match self.scalar()? {
+                            Some(v) => Some(v),
+                            None if self.peek() == Some(b'{') => self.object(c, depth + 1)?,
+                            None => {
+                                // field steps never enter arrays
+                                self.skip_value(depth + 1)?;
+                                Some(Doc::Array(Vec::new()))
+                            }
+                        };
+                        if let (true, Some(v)) = (keep, v) {
+                            members.push((self.text(ks, ke, kesc)?, v));
+                        }
+                    }
+                }
             }
             self.ws();
             match self.peek() {
-                Some(b',') => self.pos += 1,
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Doc::Object(out));
+                    return Ok(in_tree.then_some(Doc::Object(members)));
                 }
                 _ => return self.err("expected ',' or '}'"),
             }
         }
     }
 
-    fn array(&mut self, shape: &Shape, depth: usize) -> R<Doc<'a>> {
+    /// Parse one whole value.
+    fn value_all(&mut self, depth: usize) -> R<Doc<'a>> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
+        }
+        self.ws();
+        if let Some(v) = self.scalar()? {
+            return Ok(v);
+        }
+        if self.peek() == Some(b'{') {
+            self.pos += 1;
+            let mut out = Vec::new();
+            self.ws();
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                return Ok(Doc::Object(out));
+            }
+            loop {
+                self.ws();
+                if self.peek() != Some(b'"') {
+                    return self.err("expected a string key");
+                }
+                let key = self.string()?;
+                self.expect_colon()?;
+                let v = self.value_all(depth + 1)?;
+                out.push((key, v));
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => {
+                        self.pos += 1;
+                        return Ok(Doc::Object(out));
+                    }
+                    _ => return self.err("expected ',' or '}'"),
+                }
+            }
+        }
         self.pos += 1; // [
         let mut out = Vec::new();
         self.ws();
@@ -302,7 +873,7 @@ impl<'a> Scanner<'a> {
             return Ok(Doc::Array(out));
         }
         loop {
-            out.push(self.value(shape, depth + 1)?);
+            out.push(self.value_all(depth + 1)?);
             self.ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
@@ -316,13 +887,25 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skip one value, checking its grammar but building nothing.
+    #[inline(always)]
     fn skip_value(&mut self, depth: usize) -> R<()> {
+        self.ws();
+        if self.peek() == Some(b'"') {
+            return self.scan_string().map(|_| ());
+        }
+        self.skip_other(depth)
+    }
+
+    /// [`Self::skip_value`] for everything but strings.
+    #[inline(never)]
+    fn skip_other(&mut self, depth: usize) -> R<()> {
         if depth > MAX_DEPTH {
             return self.err("nesting too deep");
         }
-        self.ws();
         match self.peek() {
             Some(b'"') => self.scan_string().map(|_| ()),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number_text().map(|_| ()),
             Some(b'{') => {
                 self.pos += 1;
                 self.ws();
@@ -336,7 +919,7 @@ impl<'a> Scanner<'a> {
                         return self.err("expected a string key");
                     }
                     self.scan_string()?;
-                    self.expect(b':', "expected ':'")?;
+                    self.expect_colon()?;
                     self.skip_value(depth + 1)?;
                     self.ws();
                     match self.peek() {
@@ -369,10 +952,8 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
-            Some(b't') => self.literal(b"true", Doc::Null).map(|_| ()),
-            Some(b'f') => self.literal(b"false", Doc::Null).map(|_| ()),
-            Some(b'n') => self.literal(b"null", Doc::Null).map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => self.number_text().map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
             Some(_) => self.err("expected a value"),
             None => self.err("unexpected end of input"),
         }
@@ -387,79 +968,112 @@ mod tests {
 
     fn same_as_serde(src: &str) {
         let want: Value = serde_json::from_str(src).unwrap();
-        let got =
-            parse_shaped(src, &Shape::everything()).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+        let got = parse_doc(src.as_bytes()).unwrap_or_else(|e| panic!("{src}: {e:?}"));
         assert_eq!(got.to_value(), want, "{src}");
+        let got = parse(src.as_bytes(), &Plan::everything()).unwrap();
+        assert_eq!(got.tree.to_value(), want, "{src}");
+    }
+
+    fn plan(slots: &[&[&str]], trees: &[&[&str]]) -> Plan {
+        let mut b = PlanBuilder::default();
+        for s in slots {
+            b.slot(s);
+        }
+        for t in trees {
+            b.tree(t);
+        }
+        b.build()
     }
 
     #[test]
     fn full_parse_matches_serde_json() {
         for src in [
-            r#"{"a":1,"b":-2,"c":1.5e3,"d":-0.25,"e":18446744073709551615,"f":-9223372036854775808,"g":1e400}"#,
+            r#"{"a":1,"b":-2,"c":1.5e3,"d":-0.25,"e":18446744073709551615,"f":-9223372036854775808,"h":1E+2}"#,
             r#"{"s":"plain","t":"esc \"q\" \\ \/ \b\f\n\r\t","u":"\u00e9\ud83d\ude00","v":"héllo"}"#,
             r#" [ true , false , null , [] , {} , [[1],[2,{"x":[]}]] ] "#,
             r#"{"dup":1,"dup":2}"#,
+            r#"{"long string with é and more than sixteen bytes":"and a value, also longer than 16 bytes, ☃"}"#,
+            " { \"a\" : [ 1 , \"x\" ] , \"b\" : { } }\n",
             "0",
             "\"x\"",
         ] {
-            if src.contains("1e400") {
-                assert!(parse_shaped(src, &Shape::everything()).is_err());
-                continue;
-            }
             same_as_serde(src);
         }
     }
 
     #[test]
     fn invalid_json_is_rejected_even_when_skipped() {
-        let mut shape = Shape::default();
-        shape.require(&["keep"]);
-        for src in [
+        let p = plan(&[&["keep"]], &[]);
+        let bad: Vec<Vec<u8>> = [
             r#"{"keep":1,"skip":tru}"#,
             r#"{"keep":1,"skip":[1,]}"#,
             r#"{"keep":1,"skip":{"a" 1}}"#,
             r#"{"keep":1,"skip":"unterminated}"#,
             "{\"keep\":1,\"skip\":\"ctl\u{1}\"}",
+            "{\"keep\":1,\"skip\":\"a long string with a control \u{1f} char\"}",
             r#"{"keep":1,"skip":"\x"}"#,
+            r#"{"keep":1,"skip":"\u12"}"#,
             r#"{"keep":1,"skip":01}"#,
             r#"{"keep":1,"skip":1.}"#,
+            r#"{"keep":1,"skip":1e}"#,
+            r#"{"keep":1,"skip":-}"#,
             r#"{"keep":1} extra"#,
             r#"{"keep":1,}"#,
+            r#"{"keep" 1}"#,
+            r#"{"keep":1e400}"#,
+            r#"{"keep":1 "x":2}"#,
             "",
             "[",
-        ] {
-            assert!(parse_shaped(src, &shape).is_err(), "{src}");
+            "{",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .chain([
+            b"{\"keep\":1,\"skip\":\"\xff\"}".to_vec(),
+            b"{\"keep\":1,\"skip\":\"a long string before the bad byte \xc3\x28\"}".to_vec(),
+            b"{\"keep\":\"\xe2\x82\"}".to_vec(),
+            b"{\"keep\":1,\"\xc3\":2}".to_vec(),
+        ])
+        .collect();
+        for src in &bad {
+            let shown = String::from_utf8_lossy(src);
+            assert!(parse(src, &p).is_err(), "{shown}");
+            assert!(parse_doc(src).is_err(), "{shown}");
             assert!(
-                serde_json::from_str::<Value>(src).is_err(),
-                "serde agrees: {src}"
+                serde_json::from_slice::<Value>(src).is_err(),
+                "serde agrees: {shown}"
             );
         }
         let deep = "[".repeat(500) + &"]".repeat(500);
-        assert!(parse_shaped(&deep, &Shape::everything()).is_err());
-        assert!(parse_shaped(&format!("{{\"skip\":{deep}}}"), &shape).is_err());
+        assert!(parse(deep.as_bytes(), &Plan::everything()).is_err());
+        assert!(parse(format!("{{\"skip\":{deep}}}").as_bytes(), &p).is_err());
     }
 
     #[test]
-    fn stop_byte_detection() {
-        for (bytes, want) in [
-            (*b"abcdefgh", false),
-            (*b"abcd\"fgh", true),
-            (*b"abcd\\fgh", true),
-            (*b"abc\nefgh", true),
-            (*b"\x1fbcdefgh", true),
-            (*b"       !", false),
-            ([0xc3, 0xa9, 0xe2, 0x82, 0xac, b'x', b'y', b'z'], false),
-            ([0xff; 8], false),
-            ([b'~', 0x7f, 0x80, b' ', b'#', b'[', b']', b'{'], false),
-        ] {
-            assert_eq!(has_stop_byte(u64::from_le_bytes(bytes)), want, "{bytes:?}");
+    fn stop_masks() {
+        for stop_masks16 in [stop_masks16, stop_masks16_swar] {
+            stop_masks_of(stop_masks16);
         }
-        // every single stop byte in every position
-        for pos in 0..8 {
+    }
+
+    fn stop_masks_of(stop_masks16: fn(&[u8], usize) -> (u32, u32)) {
+        let text = b"0123456789abcdef";
+        assert_eq!(stop_masks16(text, 0), (0, 0));
+        for pos in 0..16 {
             for b in (0u8..0x20).chain([b'"', b'\\']) {
-                let mut w = *b"abcdefgh";
+                let mut w = *text;
                 w[pos] = b;
-                assert!(has_stop_byte(u64::from_le_bytes(w)), "{b:#x} at {pos}");
+                assert_eq!(stop_masks16(&w, 0).0, 1 << pos, "{b:#x} at {pos}");
+            }
+            for b in [0x20u8, b'!', b'#', b'[', b'~', 0x7f] {
+                let mut w = *text;
+                w[pos] = b;
+                assert_eq!(stop_masks16(&w, 0), (0, 0), "{b:#x} at {pos}");
+            }
+            for b in [0x80u8, 0xa2, 0xc3, 0xff] {
+                let mut w = *text;
+                w[pos] = b;
+                assert_eq!(stop_masks16(&w, 0), (0, 1 << pos), "{b:#x} at {pos}");
             }
         }
     }
@@ -477,24 +1091,81 @@ mod tests {
         }
     }
 
+    /// (slot paths, tree paths, document, expected slot values, expected tree)
+    fn check(slots: &[&[&str]], trees: &[&[&str]], src: &str, want: &[Option<Value>], tree: Value) {
+        let p = plan(slots, trees);
+        let got = parse(src.as_bytes(), &p).unwrap();
+        let values: Vec<Option<Value>> = slots
+            .iter()
+            .map(|keys| {
+                let b = p.binding(keys).expect("bound");
+                let keys: Vec<Box<str>> = keys.iter().map(|k| (*k).into()).collect();
+                got.get(b, &keys).map(Doc::to_value)
+            })
+            .collect();
+        assert_eq!(values, want, "{src}");
+        assert_eq!(got.tree.to_value(), tree, "{src}");
+    }
+
     #[test]
-    fn shaped_parse_matches_the_serde_path() {
-        let mut shape = Shape::default();
-        shape.require(&["payload", "b"]);
-        shape.require(&["top"]);
-        let src = r#"{"top":{"x":[1,{"y":2}]},"skip":[1,2,{"z":"w\n"}],"payload":{"a":1,"b":{"c":"d"},"arr":[3]}}"#;
-        let a = parse_shaped(src, &shape).unwrap();
-        let b = Doc::parse_shaped(src, &shape).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(
-            a.get("payload")
-                .unwrap()
-                .get("b")
-                .unwrap()
-                .get("c")
-                .unwrap()
-                .as_str(),
-            Some("d")
+    fn slots_and_tree() {
+        use serde_json::json;
+        let src = r#"{"top":{"x":[1,{"y":2}]},"skip":[1,2,{"z":"w\n"}],"payload":{"a":1,"b":{"c":"d"},"arr":[3],"s":"x\"y"}}"#;
+        check(
+            &[
+                &["payload", "b", "c"],
+                &["payload", "s"],
+                &["payload", "nope"],
+                &["top"],
+            ],
+            &[],
+            src,
+            &[
+                Some(json!("d")),
+                Some(json!("x\"y")),
+                None,
+                Some(json!({"x":[1,{"y":2}]})),
+            ],
+            json!({}),
+        );
+        // a path under a kept value reads through it
+        check(
+            &[&["payload", "b", "c"], &["payload", "b"]],
+            &[&["payload", "arr"]],
+            src,
+            &[Some(json!("d")), Some(json!({"c":"d"}))],
+            json!({"payload":{"arr":[3]}}),
+        );
+        // repeated keys: the last wins, and a repeated object replaces the first
+        check(
+            &[&["p", "a"], &["p", "b"], &["k"]],
+            &[&["p", "b"]],
+            r#"{"k":1,"p":{"a":1,"b":2},"k":"two","p":{"b":3}}"#,
+            &[None, Some(json!(3)), Some(json!("two"))],
+            json!({"p":{"b":3}}),
+        );
+        check(
+            &[&["p", "a"]],
+            &[],
+            r#"{"p":{"a":1},"p":"flat"}"#,
+            &[None],
+            json!({}),
+        );
+        // escaped keys are decoded before the lookup
+        check(
+            &[&["p", "a.b"], &["q"]],
+            &[],
+            r#"{"\u0070":{"a\u002eb":"yes"},"q":null}"#,
+            &[Some(json!("yes")), Some(Value::Null)],
+            json!({}),
+        );
+        // long keys that share their first and last 8 bytes
+        check(
+            &[&["_context_user_name_x"], &["_context_tenant_name_x"]],
+            &[],
+            r#"{"_context_user_name_x":1,"_context_zzzz_name_x":2,"_context_tenant_name_x":3}"#,
+            &[Some(json!(1)), Some(json!(3))],
+            json!({}),
         );
     }
 }
