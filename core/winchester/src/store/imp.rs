@@ -500,7 +500,9 @@ impl ThisStore {
             return Ok(Some(report));
         }
 
-        // 2. Events.
+        // 2. Events (ids from the insert, or re-read by message_id).
+        let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
+        let mut reread: Vec<&Event> = Vec::new();
         for chunk in fresh.chunks(CHUNK) {
             let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
                 "{} INTO event (message_id, generated, event_type_id, traits) ",
@@ -517,9 +519,16 @@ impl ThisStore {
                 tx.rollback().await?;
                 return Ok(None);
             }
+            match self.first_inserted_id(&res, chunk.len()) {
+                Some(first) => {
+                    for (i, e) in chunk.iter().enumerate() {
+                        event_ids.insert(e.message_id.as_str(), first + i as i64);
+                    }
+                }
+                None => reread.extend_from_slice(chunk),
+            }
         }
-        let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
-        for chunk in fresh.chunks(CHUNK) {
+        for chunk in reread.chunks(CHUNK) {
             let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
             let mut q = sqlx::query(&sql);
             for e in chunk {
@@ -662,25 +671,41 @@ impl ThisStore {
                 }
             }
 
-            // New streams.
-            for w in works.iter_mut().filter(|w| w.is_new) {
-                let res = sqlx::query(
-                    "INSERT INTO stream (first_event, last_event, expire_timestamp, fire_timestamp, name, state, \
-                     state_serial_no, event_count, fire_counts, stream_key) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                )
-                .bind(to_micros(&w.agg.first_event))
-                .bind(to_micros(&w.agg.last_event))
-                .bind(w.agg.expire_timestamp.map(|t| to_micros(&t)))
-                .bind(w.agg.fire_timestamp.map(|t| to_micros(&t)))
-                .bind(rules.trigger_name(w.trigger).to_string())
-                .bind(StreamState::Active.code() as i64)
-                .bind(w.agg.event_count)
-                .bind(w.agg.fire_counts.clone())
-                .bind(w.key.clone())
-                .execute(&mut *tx)
-                .await?;
-                w.id = Some(inserted_id(&res));
-                report.new_streams += 1;
+            // New streams: multi-row inserts when the ids are predictable, else one by one.
+            let new_idx: Vec<usize> = (0..works.len()).filter(|&i| works[i].is_new).collect();
+            for chunk in new_idx.chunks(CHUNK) {
+                let rows: Vec<&Work> = chunk.iter().map(|&i| &works[i]).collect();
+                let one_by_one = rows.len() > 1 && !self.first_inserted_id_known();
+                let groups: Vec<&[&Work]> = if one_by_one { rows.chunks(1).collect() } else { vec![&rows[..]] };
+                let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
+                for group in groups {
+                    let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(
+                        "INSERT INTO stream (first_event, last_event, expire_timestamp, fire_timestamp, name, state, \
+                         state_serial_no, event_count, fire_counts, stream_key) ",
+                    );
+                    qb.push_values(group, |mut b, w| {
+                        b.push_bind(to_micros(&w.agg.first_event))
+                            .push_bind(to_micros(&w.agg.last_event))
+                            .push_bind(w.agg.expire_timestamp.map(|t| to_micros(&t)))
+                            .push_bind(w.agg.fire_timestamp.map(|t| to_micros(&t)))
+                            .push_bind(rules.trigger_name(w.trigger).to_string())
+                            .push_bind(StreamState::Active.code() as i64)
+                            .push_bind(0i64)
+                            .push_bind(w.agg.event_count)
+                            .push_bind(w.agg.fire_counts.clone())
+                            .push_bind(w.key.clone());
+                    });
+                    let res = qb.build().execute(&mut *tx).await?;
+                    let first = match self.first_inserted_id(&res, group.len()) {
+                        Some(f) => f,
+                        None => inserted_id(&res),
+                    };
+                    ids.extend((0..group.len() as i64).map(|i| first + i));
+                }
+                for (&i, id) in chunk.iter().zip(ids) {
+                    works[i].id = Some(id);
+                }
+                report.new_streams += chunk.len();
             }
             let dist_rows: Vec<(i64, &str, &DistValue)> = works
                 .iter()
@@ -735,21 +760,36 @@ impl ThisStore {
                 qb.push(")");
                 qb.build().execute(&mut *tx).await?;
             }
-            // Existing streams.
-            for w in works.iter().filter(|w| !w.is_new && w.dirty) {
-                sqlx::query(
-                    "UPDATE stream SET first_event = ?, last_event = ?, expire_timestamp = ?, fire_timestamp = ?, \
-                     event_count = ?, fire_counts = ? WHERE id = ?",
-                )
-                .bind(to_micros(&w.agg.first_event))
-                .bind(to_micros(&w.agg.last_event))
-                .bind(w.agg.expire_timestamp.map(|t| to_micros(&t)))
-                .bind(w.agg.fire_timestamp.map(|t| to_micros(&t)))
-                .bind(w.agg.event_count)
-                .bind(w.agg.fire_counts.clone())
-                .bind(w.id.unwrap_or(0))
-                .execute(&mut *tx)
-                .await?;
+            // Existing streams: one UPDATE per chunk, `SET col = CASE id WHEN ? THEN ? ... END`.
+            let dirty: Vec<&Work> = works.iter().filter(|w| !w.is_new && w.dirty).collect();
+            for chunk in dirty.chunks(CHUNK / 4) {
+                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream SET ");
+                let columns: [(&str, fn(&Work) -> Option<i64>); 5] = [
+                    ("first_event", |w| Some(to_micros(&w.agg.first_event))),
+                    ("last_event", |w| Some(to_micros(&w.agg.last_event))),
+                    ("expire_timestamp", |w| w.agg.expire_timestamp.map(|t| to_micros(&t))),
+                    ("fire_timestamp", |w| w.agg.fire_timestamp.map(|t| to_micros(&t))),
+                    ("event_count", |w| Some(w.agg.event_count)),
+                ];
+                for (col, value) in columns {
+                    qb.push(col);
+                    qb.push(" = CASE id");
+                    for w in chunk {
+                        qb.push(" WHEN ").push_bind(w.id.unwrap_or(0)).push(" THEN ").push_bind(value(w));
+                    }
+                    qb.push(" END, ");
+                }
+                qb.push("fire_counts = CASE id");
+                for w in chunk {
+                    qb.push(" WHEN ").push_bind(w.id.unwrap_or(0)).push(" THEN ").push_bind(w.agg.fire_counts.clone());
+                }
+                qb.push(" END WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for w in chunk {
+                    sep.push_bind(w.id.unwrap_or(0));
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
             }
             report.ready_to_fire = works.iter().filter(|w| w.became_ready).count();
             // Links.

@@ -30,6 +30,8 @@ pub struct MySqlStore {
     pool: MySqlPool,
     types: Arc<Mutex<HashMap<String, i64>>>,
     index: Arc<Mutex<super::IndexCache>>,
+    /// `innodb_autoinc_lock_mode` <= 1: multi-row inserts get consecutive ids.
+    consecutive_ids: bool,
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {
@@ -48,6 +50,20 @@ fn inserted_id(res: &MySqlQueryResult) -> i64 {
 }
 
 impl MySqlStore {
+    /// The id of the first row of a multi-row INSERT of `n` rows: LAST_INSERT_ID,
+    /// when `innodb_autoinc_lock_mode` (0 or 1) makes the ids of a simple
+    /// multi-row insert consecutive. None with mode 2 (interleaved): re-read them.
+    /// Whether [`Self::first_inserted_id`] answers for multi-row inserts.
+    fn first_inserted_id_known(&self) -> bool {
+        self.consecutive_ids
+    }
+
+    fn first_inserted_id(&self, res: &MySqlQueryResult, _n: usize) -> Option<i64> {
+        self.consecutive_ids.then(|| res.last_insert_id() as i64)
+    }
+}
+
+impl MySqlStore {
     /// Connect to a `mysql://` URL. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let opts = MySqlConnectOptions::from_str(url)?;
@@ -62,10 +78,16 @@ impl MySqlStore {
             })
             .connect_with(opts)
             .await?;
+        // MySQL/MariaDB only; other servers (no such variable) re-read ids.
+        let lock_mode: Option<i64> = sqlx::query_scalar("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
+            .fetch_one(&pool)
+            .await
+            .ok();
         Ok(MySqlStore {
             pool,
             types: Arc::default(),
             index: Arc::default(),
+            consecutive_ids: matches!(lock_mode, Some(0 | 1)),
         })
     }
 

@@ -53,6 +53,19 @@ fn inserted_id(res: &SqliteQueryResult) -> i64 {
 }
 
 impl SqliteStore {
+    /// The id of the first row of a multi-row INSERT of `n` rows. The single
+    /// SQLite writer assigns consecutive rowids in VALUES order.
+    /// Whether [`Self::first_inserted_id`] answers for multi-row inserts.
+    fn first_inserted_id_known(&self) -> bool {
+        true
+    }
+
+    fn first_inserted_id(&self, res: &SqliteQueryResult, n: usize) -> Option<i64> {
+        Some(res.last_insert_rowid() - n as i64 + 1)
+    }
+}
+
+impl SqliteStore {
     /// Connect to an sqlx-form SQLite URL (see [`super::url`]). Creates the file
     /// if missing; does not migrate (except an in-memory database).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
