@@ -31,8 +31,8 @@ pub struct ScanError {
 
 type R<T> = Result<T, ScanError>;
 
-/// Nesting deeper than this is refused (serde_json's limit too).
-const MAX_DEPTH: usize = 128;
+/// At most this many nested arrays and objects, like serde_json.
+const MAX_NESTING: usize = 127;
 
 // ------------------------------------------------------------------ plan
 
@@ -742,7 +742,7 @@ impl<'a> Scanner<'a, '_> {
     /// The object at `pos` under plan node `n`: fills the slots below `n`
     /// and returns the tree members when `n` is part of the tree.
     fn object(&mut self, n: usize, depth: usize) -> R<Option<Doc<'a>>> {
-        if depth > MAX_DEPTH {
+        if depth + 1 > MAX_NESTING {
             return self.err("nesting too deep");
         }
         let nodes = self.nodes;
@@ -830,12 +830,12 @@ impl<'a> Scanner<'a, '_> {
 
     /// Parse one whole value.
     fn value_all(&mut self, depth: usize) -> R<Doc<'a>> {
-        if depth > MAX_DEPTH {
-            return self.err("nesting too deep");
-        }
         self.ws();
         if let Some(v) = self.scalar()? {
             return Ok(v);
+        }
+        if depth + 1 > MAX_NESTING {
+            return self.err("nesting too deep");
         }
         if self.peek() == Some(b'{') {
             self.pos += 1;
@@ -896,66 +896,130 @@ impl<'a> Scanner<'a, '_> {
         self.skip_other(depth)
     }
 
-    /// [`Self::skip_value`] for everything but strings.
+    /// A string at `pos` (its opening quote) for [`Self::skip_other`]:
+    /// the position after its closing quote.
+    #[inline(always)]
+    fn skip_string_at(&mut self, pos: usize, high: &mut u32) -> R<usize> {
+        let (end, h) = find_stop(self.b, pos + 1);
+        if self.b.get(end) == Some(&b'"') {
+            *high |= h;
+            return Ok(end + 1);
+        }
+        self.pos = pos;
+        self.scan_string_rest(pos + 1, end, h)?;
+        Ok(self.pos)
+    }
+
+    /// [`Self::skip_value`] for everything but strings: containers are
+    /// walked iteratively with a stack of their kinds (1 bit each).
     #[inline(never)]
     fn skip_other(&mut self, depth: usize) -> R<()> {
-        if depth > MAX_DEPTH {
-            return self.err("nesting too deep");
+        let b = self.b;
+        let mut pos = self.pos;
+        let mut high = 0u32;
+        // bit i of `objects`: the i-th open container is an object
+        let mut objects = [0u64; MAX_NESTING / 64 + 1];
+        let mut open = 0usize;
+        macro_rules! fail {
+            ($msg:expr) => {{
+                self.pos = pos;
+                return self.err($msg);
+            }};
         }
-        match self.peek() {
-            Some(b'"') => self.scan_string().map(|_| ()),
-            Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number_text().map(|_| ()),
-            Some(b'{') => {
-                self.pos += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
+        macro_rules! skip_ws {
+            () => {
+                while let Some(&c) = b.get(pos) {
+                    if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
+                        pos += 1;
+                    } else {
+                        break;
+                    }
+                }
+            };
+        }
+        // after `,` or `{` in an object: `"key" :`
+        macro_rules! key_colon {
+            () => {
+                skip_ws!();
+                if b.get(pos) != Some(&b'"') {
+                    fail!("expected a string key");
+                }
+                pos = self.skip_string_at(pos, &mut high)?;
+                skip_ws!();
+                if b.get(pos) != Some(&b':') {
+                    fail!("expected ':'");
+                }
+                pos += 1;
+            };
+        }
+        'value: loop {
+            skip_ws!();
+            match b.get(pos) {
+                Some(b'"') => pos = self.skip_string_at(pos, &mut high)?,
+                Some(&c @ (b'{' | b'[')) => {
+                    if depth + open + 1 > MAX_NESTING {
+                        fail!("nesting too deep");
+                    }
+                    let is_object = c == b'{';
+                    objects[open / 64] = (objects[open / 64] & !(1 << (open % 64)))
+                        | (u64::from(is_object) << (open % 64));
+                    open += 1;
+                    pos += 1;
+                    skip_ws!();
+                    if b.get(pos) == Some(if is_object { &b'}' } else { &b']' }) {
+                        pos += 1;
+                        open -= 1;
+                    } else {
+                        if is_object {
+                            key_colon!();
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'n') if b[pos..].starts_with(b"null") => pos += 4,
+                Some(b't') if b[pos..].starts_with(b"true") => pos += 4,
+                Some(b'f') if b[pos..].starts_with(b"false") => pos += 5,
+                Some(b'-' | b'0'..=b'9') => {
+                    self.pos = pos;
+                    self.number_text()?;
+                    pos = self.pos;
+                }
+                Some(b'n' | b't' | b'f') => fail!("invalid literal"),
+                Some(_) => fail!("expected a value"),
+                None => fail!("unexpected end of input"),
+            }
+            // after a value: close containers, or go on after a comma
+            loop {
+                if open == 0 {
+                    self.pos = pos;
+                    if high != 0 && !self.utf8_checked {
+                        self.check_utf8()?;
+                    }
                     return Ok(());
                 }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(b'"') {
-                        return self.err("expected a string key");
-                    }
-                    self.scan_string()?;
-                    self.expect_colon()?;
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(());
+                let top = open - 1;
+                let in_object = objects[top / 64] >> (top % 64) & 1 == 1;
+                skip_ws!();
+                match b.get(pos) {
+                    Some(b',') => {
+                        pos += 1;
+                        if in_object {
+                            key_colon!();
                         }
-                        _ => return self.err("expected ',' or '}'"),
+                        continue 'value;
                     }
+                    Some(b'}') if in_object => {
+                        pos += 1;
+                        open -= 1;
+                    }
+                    Some(b']') if !in_object => {
+                        pos += 1;
+                        open -= 1;
+                    }
+                    _ if in_object => fail!("expected ',' or '}'"),
+                    _ => fail!("expected ',' or ']'"),
                 }
             }
-            Some(b'[') => {
-                self.pos += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(_) => self.err("expected a value"),
-            None => self.err("unexpected end of input"),
         }
     }
 }
@@ -1044,9 +1108,35 @@ mod tests {
                 "serde agrees: {shown}"
             );
         }
-        let deep = "[".repeat(500) + &"]".repeat(500);
-        assert!(parse(deep.as_bytes(), &Plan::everything()).is_err());
-        assert!(parse(format!("{{\"skip\":{deep}}}").as_bytes(), &p).is_err());
+    }
+
+    #[test]
+    fn nesting_limit_is_serde_json_s() {
+        let kept = plan(&[&["keep"]], &[]);
+        for n in [1, 2, 63, 64, 65, 125, 126, 127, 128, 129, 500] {
+            let arrays = "[".repeat(n) + "1" + &"]".repeat(n);
+            let objects = "{\"keep\":".repeat(n) + "1" + &"}".repeat(n);
+            for doc in [
+                arrays.clone(),
+                objects.clone(),
+                format!("{{\"skip\":{arrays}}}"),
+                format!("{{\"skip\":{objects}}}"),
+                format!("{{\"keep\":{arrays}}}"),
+            ] {
+                let serde_ok = serde_json::from_str::<Value>(&doc).is_ok();
+                assert_eq!(
+                    parse(doc.as_bytes(), &kept).is_ok(),
+                    serde_ok,
+                    "{n}: {doc:.40}"
+                );
+                assert_eq!(parse_doc(doc.as_bytes()).is_ok(), serde_ok, "{n}");
+                assert_eq!(
+                    parse(doc.as_bytes(), &Plan::everything()).is_ok(),
+                    serde_ok,
+                    "{n}"
+                );
+            }
+        }
     }
 
     #[test]
