@@ -1,37 +1,18 @@
 //! Planning (pure): which files change and exactly which services restart,
 //! for the example inventory and hand-made host facts.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
+use common::{example_region, region_with_admin, render_in};
 use stv3_deployer::deploy::facts::{FileFact, HostFactsFull};
-use stv3_deployer::deploy::plan::{plan_host, sha256_hex, FileAction, PackageInfo};
-use stv3_deployer::deploy::render::{render_host, HostFacts, HostModel};
-use stv3_deployer::deploy::roles::Assets;
-use stv3_deployer::inventory::{self, InitKind, SecretStore};
-
-fn root() -> PathBuf {
-    std::env::var("STV3_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-}
+use stv3_deployer::deploy::plan::{plan_host, render_plan, sha256_hex, FileAction, PackageInfo};
+use stv3_deployer::deploy::render::{managed_list_path, HostModel};
+use stv3_deployer::inventory::InitKind;
 
 fn model(host: &str) -> HostModel {
-    let inv = inventory::load(&root().join("examples/inventory.yaml")).unwrap();
-    let secrets =
-        SecretStore::load(Some(&root().join("examples/secrets.example.yaml")), false).unwrap();
-    let region = inventory::resolve(&inv, "dfw", &secrets).unwrap();
-    let assets = Assets::from_dir(&root()).unwrap();
-    render_host(
-        &assets,
-        &region,
-        region.host(host).unwrap(),
-        &HostFacts {
-            cores: 2,
-            init: InitKind::Sysv,
-        },
-    )
-    .unwrap()
+    render_in(&example_region(), host, InitKind::Sysv, 2)
 }
 
 /// A host where everything of `m` is in place, release 1.0 running.
@@ -74,7 +55,18 @@ fn converged(m: &HostModel) -> HostFactsFull {
             .iter()
             .map(|s| (s.sysv_name.clone(), true))
             .collect(),
+        managed: managed_lines(m),
     }
+}
+
+/// The managed list of `m` as the facts script reports it (no comments).
+fn managed_lines(m: &HostModel) -> Vec<String> {
+    let f = m.file(&managed_list_path("/etc/stv3")).unwrap();
+    String::from_utf8_lossy(&f.content)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }
 
 fn bins(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -288,4 +280,104 @@ fn release_steps() {
     // Unknown installed manifest: every service restarts on a release change.
     let p = plan_host(&w, &converged(&w), &pkg("1.1", "x", &bins(OLD)), None);
     assert_eq!(p.services.len(), w.services.len());
+}
+
+#[test]
+fn what_left_the_inventory_is_stopped_and_removed() {
+    let m = model("worker1");
+    let mut facts = converged(&m);
+    // The last deploy also had a cell `old` and a fifth pipeline worker; a
+    // foreign or odd path in the list is never deleted.
+    facts.managed.extend(
+        [
+            "file /etc/stv3/yagi-old.conf",
+            "file /etc/init.d/stv3-yagi-old",
+            "file /etc/stv3/instances/stv3-yagi-old.env",
+            "file /etc/init.d/stv3-pipeline-5",
+            "file /etc/passwd",
+            "file /etc/stv3/../shadow",
+            "service sysv stv3-yagi-old",
+            "service sysv stv3-pipeline-5",
+            "service systemd stv3-yagi@global.service",
+            "garbage line",
+        ]
+        .map(String::from),
+    );
+    facts.running.insert("stv3-pipeline-5".into(), false);
+    let p = plan_host(
+        &m,
+        &facts,
+        &pkg("1.0", "sha-1.0", &bins(OLD)),
+        Some(&bins(OLD)),
+    );
+    let removed: Vec<(&str, FileAction)> = p
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.action))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            ("/etc/stv3/yagi-old.conf", FileAction::Remove),
+            ("/etc/init.d/stv3-yagi-old", FileAction::Remove),
+            ("/etc/stv3/instances/stv3-yagi-old.env", FileAction::Remove),
+            ("/etc/init.d/stv3-pipeline-5", FileAction::Remove),
+        ]
+    );
+    let services: Vec<(&str, InitKind, bool)> = p
+        .remove_services
+        .iter()
+        .map(|s| (s.name.as_str(), s.init, s.running))
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("stv3-yagi-old", InitKind::Sysv, true),
+            ("stv3-pipeline-5", InitKind::Sysv, false),
+            ("stv3-yagi@global.service", InitKind::Systemd, true),
+        ]
+    );
+    assert!(p.services.is_empty(), "nothing that stays restarts");
+    assert!(!p.is_noop());
+    let text = render_plan(&p, false);
+    assert!(
+        text.contains("Remove stv3-yagi-old: no longer in the inventory")
+            && text.contains("file Remove /etc/stv3/yagi-old.conf"),
+        "{text}"
+    );
+}
+
+#[test]
+fn provisioning_runs_when_its_stamp_changes() {
+    let region = region_with_admin(None);
+    let m = render_in(&region, "api1", InitKind::Sysv, 2);
+    let stamp = "/etc/stv3/db-provisioned";
+    let converged_plan =
+        |f: &HostFactsFull| plan_host(&m, f, &pkg("1.0", "sha-1.0", &bins(OLD)), Some(&bins(OLD)));
+    let facts = converged(&m);
+    let p = converged_plan(&facts);
+    assert!(p.is_noop() && !p.provision && !p.migrate, "{p:#?}");
+    // A new password, user or client host set renders another stamp:
+    // provision, then migrate (the database may be new), restart nothing.
+    let mut f = facts.clone();
+    f.files.get_mut(stamp).unwrap().as_mut().unwrap().sha256 = "old".into();
+    let p = converged_plan(&f);
+    assert!(p.provision && p.migrate && !p.switch, "{p:#?}");
+    assert!(render_plan(&p, false)
+        .contains("provision database winchester on db1.dfw.example.com:3306 as dbadmin"));
+    // First deploy: no stamp yet.
+    let mut f = facts.clone();
+    *f.files.get_mut(stamp).unwrap() = None;
+    assert!(converged_plan(&f).provision);
+    // Without an admin credential there is no stamp and nothing to provision.
+    let plain = model("api1");
+    assert!(plain.file(stamp).is_none());
+    let p = plan_host(
+        &plain,
+        &converged(&plain),
+        &pkg("1.1", "x", &bins(OLD)),
+        Some(&bins(OLD)),
+    );
+    assert!(!p.provision && p.migrate);
+    assert!(render_plan(&p, false).contains("database not provisioned: no admin credential"));
 }

@@ -1,37 +1,17 @@
 //! Rendering the example inventory: snapshot of every file each host gets
 //! (insta), plus the rules the rendered files must follow (D1, D3, D9-D12, D20).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{assets, example_region, region_with_admin, render_in, root};
 use stv3_deployer::deploy::render::{render_host, HostFacts, HostModel};
 use stv3_deployer::deploy::roles::Assets;
-use stv3_deployer::inventory::{self, InitKind, Region, SecretStore};
-
-fn root() -> PathBuf {
-    // STV3_REPO_ROOT: when the crate is built from outside the workspace.
-    std::env::var("STV3_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-}
-
-fn region() -> Region {
-    let inv = inventory::load(&root().join("examples/inventory.yaml")).unwrap();
-    let secrets =
-        SecretStore::load(Some(&root().join("examples/secrets.example.yaml")), false).unwrap();
-    inventory::resolve(&inv, "dfw", &secrets).unwrap()
-}
+use stv3_deployer::inventory::InitKind;
 
 fn render(host: &str, init: InitKind, cores: u32) -> HostModel {
-    let assets = Assets::from_dir(&root()).unwrap();
-    let region = region();
-    render_host(
-        &assets,
-        &region,
-        region.host(host).unwrap(),
-        &HostFacts { cores, init },
-    )
-    .unwrap()
+    render_in(&example_region(), host, init, cores)
 }
 
 fn uber_snapshot(m: &HostModel) -> String {
@@ -55,6 +35,21 @@ fn uber_snapshot(m: &HostModel) -> String {
         out.push_str(&format!(
             "# dir {} {:o} {}:{}\n",
             d.path, d.mode, d.owner, d.group
+        ));
+    }
+    if let Some(db) = &m.db {
+        out.push_str(&format!(
+            "# database step in {} (files {}) | migrate {} as {} | provision {}: {}\n",
+            db.dir,
+            db.files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            db.migrate.join(" "),
+            if db.run_as_root { "root" } else { "stv3" },
+            db.provision,
+            db.summary
         ));
     }
     for f in &m.files {
@@ -149,8 +144,8 @@ fn secrets_are_0640_root_stv3_and_code_root_owned() {
         "{p}"
     );
     // D7: migrations only on the db role.
-    assert!(m.migrate.is_some());
-    assert!(render("worker1", InitKind::Sysv, 2).migrate.is_none());
+    assert!(m.db.is_some());
+    assert!(render("worker1", InitKind::Sysv, 2).db.is_none());
 }
 
 #[test]
@@ -212,4 +207,130 @@ fn embedded_templates_and_roles_all_load() {
     for r in ["common", "worker", "api", "db"] {
         assets.role(r).unwrap();
     }
+}
+
+fn task_file(m: &HostModel, name: &str) -> String {
+    let db = m.db.as_ref().unwrap();
+    String::from_utf8_lossy(&db.files.iter().find(|f| f.name == name).unwrap().content).into_owned()
+}
+
+#[test]
+fn db_role_provisions_a_least_privilege_app_user() {
+    let assets = assets();
+    let region = region_with_admin(None);
+    // Default client hosts: the worker and api hosts' addresses.
+    assert_eq!(
+        region.database_clients,
+        ["10.20.0.11", "10.20.0.12", "10.20.0.21"]
+    );
+    let facts = HostFacts {
+        cores: 2,
+        init: InitKind::Sysv,
+    };
+    let m = render_host(&assets, &region, region.host("api1").unwrap(), &facts).unwrap();
+    let db = m.db.as_ref().unwrap();
+    assert!(db.provision && db.run_as_root);
+    assert_eq!(
+        db.migrate,
+        [
+            "bin/winchester-db",
+            "--config",
+            "/etc/stv3/.dbtask/winchester.yaml",
+            "upgrade"
+        ]
+    );
+    let sql = task_file(&m, "provision.sql");
+    insta::assert_snapshot!("db_provision_sql", sql);
+    // Grants: DML on the app's database only, for each client host; nothing global.
+    assert_eq!(
+        sql.matches("GRANT SELECT, INSERT, UPDATE, DELETE ON `winchester`.* TO 'winchester'@")
+            .count(),
+        3
+    );
+    assert!(
+        !sql.contains("*.*") && !sql.contains("ALL PRIVILEGES ON"),
+        "{sql}"
+    );
+    // The admin credential: only in the task files, quoted for the mysql client.
+    let cnf = task_file(&m, "admin.cnf");
+    assert!(
+        cnf.contains("user=\"dbadmin\"") && cnf.contains("password=\"admin-pw-\\\"q\\\"#1\""),
+        "{cnf}"
+    );
+    assert!(
+        cnf.contains("host=\"db1.dfw.example.com\"") && cnf.contains("port=3306"),
+        "{cnf}"
+    );
+    let mig = task_file(&m, "winchester.yaml");
+    assert!(
+        mig.contains("mysql://dbadmin:admin-pw-%22q%22%231@db1.dfw.example.com:3306/winchester"),
+        "{mig}"
+    );
+    for f in &m.files {
+        let text = String::from_utf8_lossy(&f.content);
+        assert!(
+            !text.contains("admin-pw"),
+            "{} holds the admin password",
+            f.path
+        );
+    }
+    // The services connect as the app user.
+    let w =
+        String::from_utf8_lossy(&m.file("/etc/stv3/winchester.yaml").unwrap().content).into_owned();
+    assert!(
+        w.contains(
+            "mysql://winchester:app-pw-%27quoted%27%5Cx@db1.dfw.example.com:3306/winchester"
+        ),
+        "{w}"
+    );
+    // The stamp that makes a changed grant set or password re-provision: root-only.
+    let stamp = m.file("/etc/stv3/db-provisioned").unwrap();
+    assert_eq!(
+        (stamp.mode, stamp.owner.as_str(), stamp.group.as_str()),
+        (0o600, "root", "root")
+    );
+    assert!(!String::from_utf8_lossy(&stamp.content).contains("app-pw"));
+    // Another password gives another stamp; other client hosts too.
+    let other = region_with_admin(Some("[\"10.20.0.%\"]"));
+    assert_eq!(other.database_clients, ["10.20.0.%"]);
+    let m2 = render_host(&assets, &other, other.host("api1").unwrap(), &facts).unwrap();
+    assert_ne!(
+        m2.file("/etc/stv3/db-provisioned").unwrap().content,
+        stamp.content
+    );
+    assert!(task_file(&m2, "provision.sql").contains("'winchester'@'10.20.0.%'"));
+    // Workers have no database step.
+    assert!(
+        render_host(&assets, &region, region.host("worker1").unwrap(), &facts)
+            .unwrap()
+            .db
+            .is_none()
+    );
+}
+
+#[test]
+fn without_an_admin_credential_nothing_is_provisioned() {
+    let m = render("api1", InitKind::Sysv, 2);
+    let db = m.db.as_ref().unwrap();
+    assert!(!db.provision && db.stamp.is_none());
+    assert!(db.summary.starts_with("not provisioned"), "{}", db.summary);
+    assert_eq!(db.files.len(), 1, "only the migration config");
+    assert!(task_file(&m, "winchester.yaml").contains("mysql://winchester:change-me-db-password@"));
+    assert!(m.file("/etc/stv3/db-provisioned").is_none());
+}
+
+#[test]
+fn a_changed_user_does_not_leak_the_old_password_in_diffs() {
+    use stv3_deployer::deploy::plan::file_diff;
+    let m = render("api1", InitKind::Sysv, 2);
+    let w = m.file("/etc/stv3/winchester.yaml").unwrap();
+    let old = String::from_utf8_lossy(&w.content).replace(
+        "mysql://winchester:change-me-db-password@",
+        "mysql://olduser:old-secret-value@",
+    );
+    let d = file_diff(w, Some(old.as_bytes()));
+    assert!(
+        !d.contains("old-secret-value") && !d.contains("change-me-db-password"),
+        "{d}"
+    );
 }

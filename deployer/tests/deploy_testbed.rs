@@ -1,12 +1,17 @@
 //! End to end on the SSH testbed (`testbed/testbed.sh`): 3 hosts on this
 //! machine (h1, h2 workers; h3 api + db), each its own sshd and mount
 //! namespace. Packages the real binaries from `target/debug` (stripped copies),
-//! deploys a 2-cell region, checks the services run and answer /health,
-//! redeploys with no changes (no restarts), deploys a broken release (its
+//! deploys a 2-cell region (the db role creating the database and a
+//! least-privilege app user, D8), checks the services run and answer
+//! /health, publishes notigen traffic to both cells and sees events and
+//! fired streams through the API, redeploys with no changes (no restarts),
+//! shrinks the region (a cell and a pipeline worker go: their services are
+//! stopped and removed) and grows it back, deploys a broken release (its
 //! yagi-event exits at once) and sees it rolled back, then rolls back by hand.
 //!
 //! Needs sshd (`stv3_testsupport::require(Service::Sshd, ..)`), root (mount
-//! namespaces), RabbitMQ (guest) and MariaDB (root, no password) on 127.0.0.1.
+//! namespaces), RabbitMQ (guest) and MariaDB (root, no password) on 127.0.0.1,
+//! the mysql client, and the workspace binaries (`cargo build --workspace`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,15 +39,20 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Stripped copies of the debug binaries; `broken` replaces yagi-event by /bin/false.
-fn bin_dir(dir: &Path, broken: bool) -> PathBuf {
-    let debug = std::env::var("CARGO_TARGET_DIR")
+fn debug_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target"))
-        .join("debug");
+        .join("debug")
+}
+
+/// Stripped copies of the debug binaries; `broken` replaces yagi-event by /bin/false.
+fn bin_dir(dir: &Path, broken: bool) -> PathBuf {
+    let debug = debug_dir();
     let missing: Vec<&str> = CORE
         .iter()
         .copied()
+        .chain(["notigen"])
         .filter(|b| !debug.join(b).exists())
         .collect();
     assert!(
@@ -91,6 +101,58 @@ fn make_package(dir: &Path, version: &str, broken: bool) -> PathBuf {
     outputs[0].tarball.clone()
 }
 
+/// Run SQL as MariaDB's root; its output.
+fn mysql_root(sql: &str) -> String {
+    let out = Command::new("mysql")
+        .args([
+            "-uroot",
+            "-h127.0.0.1",
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("the mysql client");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// GET `path` from the API; the first `count` in the answer.
+fn api_count(bind: &str, path: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(bind) else {
+        return 0;
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {bind}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v[0]["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Poll `f` until it holds or `secs` pass (then fail with `what`).
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {secs}s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 struct Testbed(PathBuf);
 
 impl Drop for Testbed {
@@ -100,6 +162,13 @@ impl Drop for Testbed {
             .arg("down")
             .arg(&self.0)
             .status();
+    }
+}
+
+fn check_opts() -> Options {
+    Options {
+        check: true,
+        ..Options::default()
     }
 }
 
@@ -178,6 +247,36 @@ fn deploy_redeploy_broken_release_and_rollback_on_the_ssh_testbed() {
         assert!(row.running && row.health == "200", "{row:?}");
         assert_eq!(row.release, "0.1.0-tb1");
     }
+    // D8: the db role created the app user with DML on its database only;
+    // the workers and the API connect as that user.
+    let app = &region.database.user;
+    let grants = mysql_root(&format!("SHOW GRANTS FOR '{app}'@'127.0.0.1'"));
+    let db = region.database.path.trim_start_matches('/');
+    assert!(
+        grants.contains(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON `{db}`.* TO `{app}`@`127.0.0.1`"
+        )) && grants.lines().count() == 2,
+        "{grants}"
+    );
+    for h in ["h1", "h3"] {
+        let w = std::fs::read_to_string(tb.join(h).join("etc/stv3/winchester.yaml")).unwrap();
+        assert!(w.contains(&format!("mysql://{app}:")), "{h}: {w}");
+    }
+
+    // 1b. Traffic through both cells: events, then fired (completed) streams, via the API.
+    for (i, cell) in region.cells.iter().enumerate() {
+        run(Command::new(debug_dir().join("notigen"))
+            .args(["-n", "1500", "--seed", &(i + 1).to_string()])
+            .args(["--amqp", "amqp://guest:guest@127.0.0.1:5672/%2F"])
+            .args(["--exchange", &cell.exchange])
+            .args(["--routing-key", &cell.queues[0].routing_key]));
+    }
+    wait_until(90, "events from both cells in the API", || {
+        api_count(&region.api_bind, "/v1/events/count") >= 2000
+    });
+    wait_until(120, "fired streams in the API", || {
+        api_count(&region.api_bind, "/v1/streams/count?state=completed") > 0
+    });
 
     // 2. Same package again: no changes, no restarts.
     let r = deploy::deploy(&assets, &region, &good, &opts).unwrap();
@@ -188,12 +287,62 @@ fn deploy_redeploy_broken_release_and_rollback_on_the_ssh_testbed() {
     }
     assert!(r.plans.iter().all(|p| p.is_noop()));
 
-    // 3. --check with a new release: a plan, nothing changed, exit code 2.
-    let check = Options {
-        check: true,
-        ..Options::default()
+    // 2b. The region shrinks (cell2 goes, h1 keeps one pipeline worker): the
+    //     plan names what goes; the deploy stops, disables and removes it.
+    let text = std::fs::read_to_string(tb.join("inventory.yaml")).unwrap();
+    let cell2 = text.find("      - name: cell2").unwrap();
+    let hosts = text.find("    hosts:").unwrap();
+    let small = format!("{}{}", &text[..cell2], &text[hosts..]).replacen(
+        "pipeline_workers: 2",
+        "pipeline_workers: 1",
+        1,
+    );
+    std::fs::write(tb.join("inventory-small.yaml"), small).unwrap();
+    let small_inv = inventory::load(&tb.join("inventory-small.yaml")).unwrap();
+    let small_region = inventory::resolve(&small_inv, "tb", &secrets).unwrap();
+    let r = deploy::deploy(&assets, &small_region, &good, &check_opts()).unwrap();
+    let removing = |host: &str| -> Vec<String> {
+        let p = r.plans.iter().find(|p| p.host == host).unwrap();
+        p.remove_services.iter().map(|s| s.name.clone()).collect()
     };
-    let r = deploy::deploy(&assets, &region, &broken, &check).unwrap();
+    assert_eq!(removing("h1"), ["stv3-yagi-cell2", "stv3-pipeline-2"]);
+    assert_eq!(removing("h2"), ["stv3-yagi-cell2"]);
+    assert!(removing("h3").is_empty());
+    let r = deploy::deploy(&assets, &small_region, &good, &opts).unwrap();
+    print!("{}", r.table());
+    assert_eq!(r.failed(), 0, "{}", r.table());
+    let removed: usize = r.hosts.iter().map(|h| h.removed.len()).sum();
+    let restarted: usize = r.hosts.iter().map(|h| h.restarted.len()).sum();
+    assert_eq!((removed, restarted), (3, 0), "{}", r.table());
+    let (rows, _) = deploy::status(&assets, &small_region, &opts).unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.running && r.health == "200"),
+        "{rows:?}"
+    );
+    for gone in [
+        "etc/init.d/stv3-yagi-cell2",
+        "etc/init.d/stv3-pipeline-2",
+        "etc/stv3/yagi-cell2.conf",
+        "run/stv3-yagi-cell2.pid",
+        "run/stv3-pipeline-2.pid",
+    ] {
+        assert!(!tb.join("h1").join(gone).exists(), "h1 still has {gone}");
+    }
+    assert!(tb.join("h2/etc/init.d/stv3-pipeline-2").exists());
+    // And back: the services return.
+    let r = deploy::deploy(&assets, &region, &good, &opts).unwrap();
+    print!("{}", r.table());
+    assert_eq!(r.failed(), 0, "{}", r.table());
+    let (rows, _) = deploy::status(&assets, &region, &opts).unwrap();
+    assert_eq!(rows.len(), 9);
+    assert!(
+        rows.iter().all(|r| r.running && r.health == "200"),
+        "{rows:?}"
+    );
+
+    // 3. --check with a new release: a plan, nothing changed, exit code 2.
+    let r = deploy::deploy(&assets, &region, &broken, &check_opts()).unwrap();
     assert_eq!(r.exit_code(), 2);
     assert!(r
         .plans

@@ -1,20 +1,28 @@
 //! Host facts: the few things read from a host before planning (core count,
 //! init system, current and installed releases, tarballs present, service
-//! account, and the checksum/owner/mode of every file and directory the host
-//! should have, plus whether each service runs). One remote command per host;
-//! the script is a constant and every path is passed as an argument.
+//! account, the list of what stv3ctl installed last time, and the
+//! checksum/owner/mode of every file and directory the host should have, plus
+//! whether each service runs). One remote command per host: the script is a
+//! constant, every path is passed as an argument, and the files are hashed
+//! and stat'ed in one `sha256sum` and one `stat` call.
+//!
+//! What to probe depends on the host's model, which depends on two facts
+//! (core count and init system). [`gather_for`] renders with a guess first,
+//! probes that model, and only when the real model names something the first
+//! probe did not cover asks again for just those paths ([`missing_probes`]).
 
 use std::collections::BTreeMap;
 
 use crate::inventory::{InitKind, Paths};
 use crate::transport::{Transport, TransportError};
 
-use super::render::{HostModel, SERVICE_USER};
+use super::render::{managed_list_path, HostModel, SERVICE_USER};
 
 /// The fact-gathering script. `$1` opt dir, `$2` lib dir, `$3` init.d dir,
-/// `$4` service user, then `f:<file>`, `d:<dir>`, `s:<sysv script>` or
-/// `u:<systemd unit>` arguments.
-const FACTS_SCRIPT: &str = r#"opt=$1; lib=$2; initd=$3; user=$4; shift 4
+/// `$4` service user, `$5` the managed list (or `-`: basic facts only), then
+/// `f:<file>`, `d:<dir>`, `s:<sysv script>` or `u:<systemd unit>` probes.
+const FACTS_SCRIPT: &str = r#"opt=$1; lib=$2; initd=$3; user=$4; managed=$5; shift 5
+if [ "$managed" != - ]; then
 echo "cores $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
 if [ -d /run/systemd/system ]; then echo "init systemd"; else echo "init sysv"; fi
 cur=$(readlink "$opt/current" 2>/dev/null || true)
@@ -27,15 +35,23 @@ done
 for t in "$lib"/tarballs/*.tar.gz; do [ -f "$t" ] && echo "tarball ${t##*/}"; done
 if getent passwd "$user" >/dev/null 2>&1 || grep -q "^$user:" /etc/passwd 2>/dev/null; then echo "user yes"; else echo "user no"; fi
 if [ -f "$lib/releases.log" ]; then while read -r v; do echo "history $v"; done < "$lib/releases.log"; fi
-for a in "$@"; do
-  kind=${a%%:*}; p=${a#*:}
-  case $kind in
-    f) if [ -f "$p" ]; then echo "file $(sha256sum < "$p" | cut -c1-64) $(stat -c '%a %U %G' "$p") $p"; else echo "nofile - - - - $p"; fi ;;
-    d) if [ -d "$p" ]; then echo "dir $(stat -c '%a %U %G' "$p") $p"; else echo "nodir - - - $p"; fi ;;
-    s) if [ -x "$initd/$p" ]; then "$initd/$p" status >/dev/null 2>&1; echo "svc $? $p"; else echo "svc 4 $p"; fi ;;
-    u) systemctl is-active --quiet "$p" 2>/dev/null; echo "svc $? $p" ;;
+if [ -f "$managed" ]; then while read -r l; do case $l in '#'*|'') ;; *) echo "managed $l" ;; esac; done < "$managed"; fi
+fi
+n=$#
+for a; do
+  p=${a#?:}
+  case $a in
+    f:*) if [ -f "$p" ]; then set -- "$@" "$p"; else echo "nofile $p"; fi ;;
+    d:*) if [ -d "$p" ]; then echo "dir $(stat -c '%a %U %G' "$p") $p"; else echo "nodir - - - $p"; fi ;;
+    s:*) if [ -x "$initd/$p" ]; then "$initd/$p" status >/dev/null 2>&1; echo "svc $? $p"; else echo "svc 4 $p"; fi ;;
+    u:*) systemctl is-active --quiet "$p" 2>/dev/null; echo "svc $? $p" ;;
   esac
 done
+shift "$n"
+if [ $# -gt 0 ]; then
+  sha256sum -- "$@" | sed 's/^/sha /'
+  stat -c 'meta %a %U %G %n' -- "$@"
+fi
 exit 0
 "#;
 
@@ -64,6 +80,8 @@ pub struct HostFactsFull {
     pub dirs: BTreeMap<String, Option<(u32, String, String)>>,
     /// Service name (sysv script or unit) -> running.
     pub running: BTreeMap<String, bool>,
+    /// The managed list from the last deploy (`file <path>`, `service <init> <name>`).
+    pub managed: Vec<String>,
 }
 
 impl HostFactsFull {
@@ -84,6 +102,8 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
         cores: 1,
         ..Default::default()
     };
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+    let mut metas: BTreeMap<String, (u32, String, String)> = BTreeMap::new();
     for line in text.lines() {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
         match kind {
@@ -111,17 +131,8 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
                     f.history.push(v);
                 }
             }
-            "file" | "nofile" => {
-                let parts: Vec<&str> = rest.splitn(5, ' ').collect();
-                if parts.len() == 5 {
-                    let fact = (kind == "file").then(|| FileFact {
-                        sha256: parts[0].to_string(),
-                        mode: u32::from_str_radix(parts[1], 8).unwrap_or(0),
-                        owner: parts[2].to_string(),
-                        group: parts[3].to_string(),
-                    });
-                    f.files.insert(parts[4].to_string(), fact);
-                }
+            "nofile" => {
+                f.files.insert(rest.to_string(), None);
             }
             "dir" | "nodir" => {
                 let parts: Vec<&str> = rest.splitn(4, ' ').collect();
@@ -141,36 +152,95 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
                     f.running.insert(name.to_string(), code.trim() == "0");
                 }
             }
+            "managed" => f.managed.push(rest.trim().to_string()),
+            "sha" => {
+                if let Some((sum, path)) = rest.split_once("  ") {
+                    hashes.insert(path.to_string(), sum.to_string());
+                }
+            }
+            "meta" => {
+                let parts: Vec<&str> = rest.splitn(4, ' ').collect();
+                if parts.len() == 4 {
+                    metas.insert(
+                        parts[3].to_string(),
+                        (
+                            u32::from_str_radix(parts[0], 8).unwrap_or(0),
+                            parts[1].to_string(),
+                            parts[2].to_string(),
+                        ),
+                    );
+                }
+            }
             _ => {}
+        }
+    }
+    for (path, (mode, owner, group)) in metas {
+        if let Some(sha256) = hashes.remove(&path) {
+            f.files.insert(
+                path,
+                Some(FileFact {
+                    sha256,
+                    mode,
+                    owner,
+                    group,
+                }),
+            );
         }
     }
     f
 }
 
-/// What to ask about: files, directories and services of `model` (if given).
-fn probe_args(model: Option<&HostModel>, init: InitKind) -> Vec<String> {
+impl HostFactsFull {
+    /// Add the probe results of a second, narrower gather.
+    pub fn merge(&mut self, more: HostFactsFull) {
+        self.files.extend(more.files);
+        self.dirs.extend(more.dirs);
+        self.running.extend(more.running);
+    }
+}
+
+/// What to ask about: files, directories and services of `model`.
+pub fn probes(model: &HostModel) -> Vec<String> {
     let mut args = Vec::new();
-    if let Some(m) = model {
-        args.extend(m.files.iter().map(|f| format!("f:{}", f.path)));
-        args.extend(m.dirs.iter().map(|d| format!("d:{}", d.path)));
-        for s in &m.services {
-            args.push(match init {
-                InitKind::Sysv => format!("s:{}", s.sysv_name),
-                _ => format!("u:{}", s.unit),
-            });
-        }
+    args.extend(model.files.iter().map(|f| format!("f:{}", f.path)));
+    args.extend(model.dirs.iter().map(|d| format!("d:{}", d.path)));
+    for s in &model.services {
+        args.push(match model.init {
+            InitKind::Sysv => format!("s:{}", s.sysv_name),
+            _ => format!("u:{}", s.unit),
+        });
     }
     args
 }
 
-/// Run the facts script on a host.
+/// The probes of `model` that `facts` has no answer for.
+pub fn missing_probes(model: &HostModel, facts: &HostFactsFull) -> Vec<String> {
+    probes(model)
+        .into_iter()
+        .filter(|p| {
+            let (kind, path) = p.split_at(2);
+            match kind {
+                "f:" => !facts.files.contains_key(path),
+                "d:" => !facts.dirs.contains_key(path),
+                _ => !facts.running.contains_key(path),
+            }
+        })
+        .collect()
+}
+
+/// Run the facts script on a host: the host-wide facts (unless `basic` is
+/// false) and the given probes.
 pub fn gather(
     t: &mut dyn Transport,
     paths: &Paths,
-    model: Option<&HostModel>,
+    basic: bool,
+    probes: &[String],
 ) -> Result<HostFactsFull, TransportError> {
-    let init = model.map(|m| m.init).unwrap_or(InitKind::Sysv);
-    let extra = probe_args(model, init);
+    let managed = if basic {
+        managed_list_path(&paths.etc)
+    } else {
+        "-".to_string()
+    };
     let mut argv: Vec<&str> = vec![
         "sh",
         "-c",
@@ -180,10 +250,44 @@ pub fn gather(
         &paths.lib,
         &paths.initd,
         SERVICE_USER,
+        &managed,
     ];
-    argv.extend(extra.iter().map(String::as_str));
+    argv.extend(probes.iter().map(String::as_str));
     let out = t.run(&argv)?;
     Ok(parse_facts(&out.stdout_str()))
+}
+
+/// Facts for the model `render` gives: one command when `guess` (the model
+/// rendered before knowing the host) covers it, a second, narrower one when
+/// it does not. Returns the model and its facts.
+pub fn gather_for<E>(
+    t: &mut dyn Transport,
+    paths: &Paths,
+    guess: &HostModel,
+    render: impl FnOnce(&HostFactsFull) -> Result<HostModel, E>,
+) -> Result<(HostModel, HostFactsFull), E>
+where
+    E: From<TransportError>,
+{
+    let mut facts = gather(t, paths, true, &probes(guess))?;
+    let model = render(&facts)?;
+    let mut missing = missing_probes(&model, &facts);
+    // Services of the last deploy that are not in the model: is each running?
+    for m in super::render::parse_managed(&facts.managed) {
+        if let super::render::Managed::Service { init, name } = m {
+            if !facts.running.contains_key(&name) {
+                missing.push(match init {
+                    InitKind::Systemd => format!("u:{name}"),
+                    _ => format!("s:{name}"),
+                });
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let more = gather(t, paths, false, &missing)?;
+        facts.merge(more);
+    }
+    Ok((model, facts))
 }
 
 #[cfg(test)]
@@ -195,7 +299,8 @@ mod tests {
         let f = parse_facts(
             "cores 4\ninit sysv\ncurrent 0.2.0\nrelease 0.1.0 aaa\nrelease 0.2.0 bbb\ntarball bbb.tar.gz\nuser yes\n\
              history 0.1.0\nhistory 0.2.0\nhistory 0.1.0\nhistory 0.2.0\n\
-             file 0123 640 root stv3 /etc/stv3/winchester.yaml\nnofile - - - - /etc/stv3/api.conf\n\
+             sha 0123  /etc/stv3/winchester.yaml\nmeta 640 root stv3 /etc/stv3/winchester.yaml\nnofile /etc/stv3/api.conf\n\
+             managed file /etc/stv3/yagi-c9.conf\nmanaged service sysv stv3-yagi-c9\n\
              dir 755 root root /opt/stv3\nnodir - - - /var/lib/stv3\nsvc 0 stv3-api\nsvc 3 stv3-yagi-c1\n",
         );
         assert_eq!(f.cores, 4);
@@ -221,5 +326,12 @@ mod tests {
         assert_eq!(f.dirs["/var/lib/stv3"], None);
         assert!(f.running["stv3-api"]);
         assert!(!f.running["stv3-yagi-c1"]);
+        assert_eq!(
+            f.managed,
+            vec![
+                "file /etc/stv3/yagi-c9.conf".to_string(),
+                "service sysv stv3-yagi-c9".to_string()
+            ]
+        );
     }
 }

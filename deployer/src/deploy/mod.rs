@@ -17,6 +17,7 @@
 //! 8. prune old releases, release the lock, print the result table.
 
 pub mod apply;
+pub mod bundle;
 pub mod cli;
 pub mod facts;
 pub mod plan;
@@ -197,8 +198,10 @@ pub struct Target {
     pub facts: HostFactsFull,
 }
 
-/// Connect, probe, render and gather facts for each host. Unreachable hosts
-/// come back as failed outcomes.
+/// Connect, probe, render and gather facts for each host (one facts
+/// command per host when the model rendered before knowing the host's core
+/// count and init system covers the real one). Unreachable hosts come back
+/// as failed outcomes.
 pub fn survey(
     assets: &Assets,
     region: &Region,
@@ -217,26 +220,39 @@ pub fn survey(
                 .join(",");
             let survey_one = || -> Result<Target, DeployError> {
                 let mut t = connect(region, &host, opts)?;
-                let basic = facts::gather(t.as_mut(), &region.paths, None)?;
-                let init = match host.init {
-                    InitKind::Auto => basic.init.unwrap_or(InitKind::Sysv),
-                    other => other,
-                };
-                let model = render::render_host(
+                let guess = render::render_host(
                     assets,
                     region,
                     &host,
                     &HostFacts {
-                        cores: basic.cores,
-                        init,
+                        cores: host.pipeline_workers.unwrap_or(1),
+                        init: match host.init {
+                            InitKind::Auto => InitKind::Systemd,
+                            other => other,
+                        },
                     },
                 )?;
-                let full = facts::gather(t.as_mut(), &region.paths, Some(&model))?;
+                let (model, facts) =
+                    facts::gather_for(t.as_mut(), &region.paths, &guess, |basic| {
+                        let init = match host.init {
+                            InitKind::Auto => basic.init.unwrap_or(InitKind::Sysv),
+                            other => other,
+                        };
+                        render::render_host(
+                            assets,
+                            region,
+                            &host,
+                            &HostFacts {
+                                cores: basic.cores,
+                                init,
+                            },
+                        )
+                    })?;
                 Ok(Target {
                     host: host.clone(),
                     transport: t,
                     model,
-                    facts: full,
+                    facts,
                 })
             };
             survey_one().map_err(|e| Box::new(HostOutcome::new(&host.name, &roles).fail(e)))
@@ -384,6 +400,7 @@ impl Report {
             "release",
             "changed",
             "restarted",
+            "removed",
             "health",
             "time",
             "result",
@@ -395,6 +412,7 @@ impl Report {
                 h.release.clone(),
                 h.changed.to_string(),
                 h.restarted.len().to_string(),
+                h.removed.len().to_string(),
                 h.health.clone(),
                 format!("{:.1}s", h.seconds),
                 match (&h.error, h.rolled_back) {
@@ -434,6 +452,7 @@ pub fn deploy(
     opts: &Options,
 ) -> Result<Report, DeployError> {
     let started = Instant::now();
+    apply::start_clock();
     let pkg = read_package(package)?;
     eprintln!(
         "package {} {} (sha256 {})",
@@ -443,34 +462,11 @@ pub fn deploy(
     );
     let hosts = select_hosts(region, &opts.limit)?;
     let (mut targets, mut failed) = survey(assets, region, &hosts, opts);
+    apply::progress("-", &format!("{} host(s) surveyed", targets.len()));
 
-    let mut plans: Vec<HostPlan> = Vec::new();
-    for tg in targets.iter_mut() {
-        let cur = tg.facts.current.clone();
-        let cur_bins = cur
-            .as_deref()
-            .and_then(|v| installed_binaries(tg.transport.as_mut(), region, v));
-        let mut p = plan::plan_host(&tg.model, &tg.facts, &pkg, cur_bins.as_ref());
-        if opts.skip_migrate {
-            p.migrate = false;
-        }
-        if opts.check || opts.diff {
-            for fc in p.files.iter_mut() {
-                if fc.action == plan::FileAction::Metadata {
-                    continue;
-                }
-                if let Some(f) = tg.model.file(&fc.path) {
-                    let old = if fc.action == plan::FileAction::Update {
-                        tg.transport.read_file(&fc.path).ok().flatten()
-                    } else {
-                        None
-                    };
-                    fc.diff = Some(plan::file_diff(f, old.as_deref()));
-                }
-            }
-        }
-        plans.push(p);
-    }
+    let plans: Vec<HostPlan> = parallel(targets.iter_mut().collect(), opts.forks, |tg| {
+        plan_target(tg, region, &pkg, opts)
+    });
     for (tg, p) in targets.iter().zip(&plans) {
         if p.replace_release && tg.facts.current.as_deref() == Some(pkg.version.as_str()) {
             return Err(DeployError::Other(format!(
@@ -524,22 +520,21 @@ pub fn deploy(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let tarball = if plans.iter().any(|p| p.unpack) {
-        let b = verify_package(package, &pkg)?;
-        eprintln!("package {} verified", package.display());
-        b
-    } else {
-        Vec::new()
-    };
+    // Verify the package while the region lock is taken.
+    let verifier = plans.iter().any(|p| p.unpack).then(|| {
+        let pkg = pkg.clone();
+        let path = package.to_path_buf();
+        std::thread::spawn(move || verify_package(&path, &pkg))
+    });
 
     // Region lock on the first db host (or the first host).
+    if targets.is_empty() {
+        return Err(DeployError::Other("no reachable host".into()));
+    }
     let lock_idx = targets
         .iter()
         .position(|t| t.host.has(RoleName::Db))
         .unwrap_or(0);
-    if targets.is_empty() {
-        return Err(DeployError::Other("no reachable host".into()));
-    }
     let who = format!(
         "{}@{} pid {} version {} at {}",
         std::env::var("USER").unwrap_or_else(|_| "?".into()),
@@ -554,100 +549,33 @@ pub fn deploy(
             apply::unlock(t, &region.paths.lib)?;
         }
         apply::lock(t, &region.paths.lib, &who).map_err(DeployError::Other)?;
+        apply::progress(t.host(), "region lock taken");
     }
-    let mut rollout_all = || -> Vec<HostOutcome> {
-        // Prepare all hosts.
-        let items: Vec<(&mut Target, &HostPlan)> = targets.iter_mut().zip(plans.iter()).collect();
-        let prep = parallel(items, opts.forks, |(tg, p)| {
-            let r = apply::prepare(tg.transport.as_mut(), region, p, &pkg, &tarball);
-            (tg.host.name.clone(), p.roles.join(","), r)
-        });
-        let mut outcomes: Vec<HostOutcome> = Vec::new();
-        let mut prepared: Vec<String> = Vec::new();
-        for (name, roles, r) in prep {
-            match r {
-                Ok(()) => prepared.push(name),
-                Err(e) => {
-                    outcomes.push(HostOutcome::new(&name, &roles).fail(format!("prepare: {e}")))
-                }
+    let tarball = match verifier {
+        Some(v) => match v
+            .join()
+            .unwrap_or_else(|_| Err(DeployError::Other("package verification panicked".into())))
+        {
+            Ok(b) => {
+                apply::progress("-", &format!("package {} verified", package.display()));
+                b
             }
-        }
-        // Batches: db hosts first, then the rest `serial` at a time.
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        let db: Vec<usize> = (0..targets.len())
-            .filter(|&i| {
-                prepared.contains(&targets[i].host.name) && targets[i].host.has(RoleName::Db)
-            })
-            .collect();
-        let rest: Vec<usize> = (0..targets.len())
-            .filter(|&i| {
-                prepared.contains(&targets[i].host.name) && !targets[i].host.has(RoleName::Db)
-            })
-            .collect();
-        if !db.is_empty() {
-            batches.push(db.clone());
-        }
-        let size = if opts.serial == 0 {
-            rest.len().max(1)
-        } else {
-            opts.serial
-        };
-        for chunk in rest.chunks(size) {
-            batches.push(chunk.to_vec());
-        }
-        let migrate_on = db.first().copied();
-        let mut failures = failed.len() + outcomes.len();
-        let mut stopped = false;
-        for batch in batches {
-            if stopped {
-                for i in batch {
-                    let tg = &targets[i];
-                    outcomes.push(
-                        HostOutcome::new(&tg.host.name, &plans[i].roles.join(","))
-                            .fail("skipped: rollout stopped"),
-                    );
-                }
-                continue;
+            Err(e) => {
+                let _ = apply::unlock(targets[lock_idx].transport.as_mut(), &region.paths.lib);
+                return Err(e);
             }
-            let items: Vec<(usize, &mut Target)> = targets
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| batch.contains(i))
-                .collect();
-            let res = parallel(items, opts.forks, |(i, tg)| {
-                let p = &plans[i];
-                let migrate = p.migrate && Some(i) == migrate_on;
-                let o = apply::rollout(
-                    tg.transport.as_mut(),
-                    region,
-                    &tg.model,
-                    p,
-                    &tg.facts,
-                    &pkg,
-                    migrate,
-                );
-                if o.ok {
-                    if let Err(e) = apply::prune(
-                        tg.transport.as_mut(),
-                        region,
-                        &tg.facts,
-                        &pkg.version,
-                        region.keep_releases,
-                    ) {
-                        eprintln!("[{}] prune: {e}", tg.host.name);
-                    }
-                }
-                o
-            });
-            failures += res.iter().filter(|o| !o.ok).count();
-            outcomes.extend(res);
-            if failures > opts.max_fail {
-                stopped = true;
-            }
-        }
-        outcomes
+        },
+        None => Vec::new(),
     };
-    let outcome = rollout_all();
+    let outcome = rollout_all(
+        region,
+        &mut targets,
+        &plans,
+        &pkg,
+        &tarball,
+        opts,
+        failed.len(),
+    );
     let t = targets[lock_idx].transport.as_mut();
     if let Err(e) = apply::unlock(t, &region.paths.lib) {
         eprintln!("warning: could not release the region lock: {e}");
@@ -670,6 +598,173 @@ pub fn deploy(
         hosts: hosts_out,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The plan of one surveyed host (reads the running release's manifest only
+/// when the release changes; with `--check`/`--diff`, the old contents).
+fn plan_target(tg: &mut Target, region: &Region, pkg: &PackageInfo, opts: &Options) -> HostPlan {
+    let switching = tg.facts.current.as_deref() != Some(pkg.version.as_str())
+        || tg
+            .facts
+            .releases
+            .get(&pkg.version)
+            .is_some_and(|sha| sha != &pkg.sha256);
+    let cur_bins = match (&tg.facts.current, switching) {
+        (Some(v), true) => installed_binaries(tg.transport.as_mut(), region, v),
+        _ => None,
+    };
+    let mut p = plan::plan_host(&tg.model, &tg.facts, pkg, cur_bins.as_ref());
+    if opts.skip_migrate {
+        p.migrate = false;
+    }
+    if opts.check || opts.diff {
+        for fc in p.files.iter_mut() {
+            if matches!(
+                fc.action,
+                plan::FileAction::Metadata | plan::FileAction::Remove
+            ) {
+                continue;
+            }
+            if let Some(f) = tg.model.file(&fc.path) {
+                let old = if fc.action == plan::FileAction::Update {
+                    tg.transport.read_file(&fc.path).ok().flatten()
+                } else {
+                    None
+                };
+                fc.diff = Some(plan::file_diff(f, old.as_deref()));
+            }
+        }
+    }
+    p
+}
+
+/// Prepare every host (the db host then runs the database step), then roll
+/// out in batches. `already_failed` hosts count against `--max-fail`.
+fn rollout_all(
+    region: &Region,
+    targets: &mut [Target],
+    plans: &[HostPlan],
+    pkg: &PackageInfo,
+    tarball: &[u8],
+    opts: &Options,
+    already_failed: usize,
+) -> Vec<HostOutcome> {
+    // The database step runs once, on the first db host, right after its
+    // prepare; the other hosts prepare meanwhile.
+    let db_idx = (0..targets.len()).find(|&i| targets[i].host.has(RoleName::Db));
+    let items: Vec<(usize, &mut Target)> = targets.iter_mut().enumerate().collect();
+    let prep = parallel(items, opts.forks, |(i, tg)| {
+        let p = &plans[i];
+        let started = Instant::now();
+        let r = apply::prepare(tg.transport.as_mut(), region, p, pkg, tarball)
+            .map_err(|e| format!("prepare: {e}"));
+        let r = r.and_then(|()| {
+            if Some(i) != db_idx {
+                return Ok(());
+            }
+            apply::database(
+                tg.transport.as_mut(),
+                region,
+                &tg.model,
+                &pkg.version,
+                p.provision,
+                p.migrate,
+            )
+            .map(|_| ())
+        });
+        (i, r, started.elapsed().as_secs_f64())
+    });
+    let mut outcomes: Vec<HostOutcome> = Vec::new();
+    let mut prepared: Vec<usize> = Vec::new();
+    let mut db_failed: Option<String> = None;
+    for (i, r, secs) in prep {
+        match r {
+            Ok(()) => prepared.push(i),
+            Err(e) => {
+                if Some(i) == db_idx && !e.starts_with("prepare:") {
+                    db_failed = Some(targets[i].host.name.clone());
+                }
+                let mut o =
+                    HostOutcome::new(&targets[i].host.name, &plans[i].roles.join(",")).fail(e);
+                o.seconds = secs;
+                o.release = targets[i].facts.current.clone().unwrap_or_default();
+                outcomes.push(o);
+            }
+        }
+    }
+    if let Some(db_host) = db_failed {
+        // Nothing restarts on a schema that is not there.
+        for i in prepared {
+            outcomes.push(
+                HostOutcome::new(&targets[i].host.name, &plans[i].roles.join(","))
+                    .fail(format!("skipped: the database step failed on {db_host}")),
+            );
+        }
+        return outcomes;
+    }
+    prepared.sort();
+    // Batches: everything at once (`--serial 0`), else the db hosts first,
+    // then `serial` hosts at a time.
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    if opts.serial == 0 {
+        batches.push(prepared.clone());
+    } else {
+        let (db, rest): (Vec<usize>, Vec<usize>) = prepared
+            .iter()
+            .partition(|&&i| targets[i].host.has(RoleName::Db));
+        if !db.is_empty() {
+            batches.push(db);
+        }
+        for chunk in rest.chunks(opts.serial) {
+            batches.push(chunk.to_vec());
+        }
+    }
+    let mut failures = already_failed + outcomes.len();
+    let mut stopped = false;
+    for batch in batches {
+        if stopped {
+            for i in batch {
+                outcomes.push(
+                    HostOutcome::new(&targets[i].host.name, &plans[i].roles.join(","))
+                        .fail("skipped: rollout stopped"),
+                );
+            }
+            continue;
+        }
+        let items: Vec<(usize, &mut Target)> = targets
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| batch.contains(i))
+            .collect();
+        let res = parallel(items, opts.forks, |(i, tg)| {
+            let p = &plans[i];
+            if p.is_noop() {
+                let mut o = HostOutcome::new(&tg.host.name, &p.roles.join(","));
+                o.release = pkg.version.clone();
+                o.health = "ok (no changes)".into();
+                return o;
+            }
+            let o = apply::rollout(tg.transport.as_mut(), region, &tg.model, p, &tg.facts, pkg);
+            if o.ok {
+                if let Err(e) = apply::prune(
+                    tg.transport.as_mut(),
+                    region,
+                    &tg.facts,
+                    &pkg.version,
+                    region.keep_releases,
+                ) {
+                    apply::progress(&tg.host.name, &format!("prune: {e}"));
+                }
+            }
+            o
+        });
+        failures += res.iter().filter(|o| !o.ok).count();
+        outcomes.extend(res);
+        if failures > opts.max_fail {
+            stopped = true;
+        }
+    }
+    outcomes
 }
 
 fn plan_roles(plans: &[HostPlan], host: &str) -> String {
@@ -766,7 +861,7 @@ pub fn rollback(
             continue;
         }
         let res = parallel(batch, opts.forks, |(i, tg)| {
-            eprintln!("[{}] roll back to {}", tg.host.name, versions[i]);
+            apply::progress(&tg.host.name, &format!("roll back to {}", versions[i]));
             apply::switch_and_restart(tg.transport.as_mut(), region, &tg.model, &versions[i])
         });
         if res.iter().filter(|o| !o.ok).count() > opts.max_fail {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::facts::HostFactsFull;
-use super::render::{redact, DesiredFile, HostModel};
+use super::render::{parse_managed, redact, DesiredFile, HostModel, Managed};
 use crate::inventory::InitKind;
 
 /// The package being deployed, as far as planning cares.
@@ -28,6 +28,8 @@ pub enum FileAction {
     Update,
     /// Same content; only mode or owner differ.
     Metadata,
+    /// Installed by an earlier deploy, no longer in the model.
+    Remove,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +59,17 @@ pub struct ServiceChange {
     pub reasons: Vec<String>,
 }
 
+/// A service an earlier deploy installed that is no longer in the model
+/// (a cell or a pipeline worker removed, a role taken away): stopped,
+/// disabled, and its script or unit removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaleService {
+    pub name: String,
+    pub init: InitKind,
+    /// Running now (it is started again if the rollout is rolled back).
+    pub running: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DirChange {
     pub path: String,
@@ -79,10 +92,16 @@ pub struct HostPlan {
     /// The installed release of that version came from another tarball.
     pub replace_release: bool,
     pub switch: bool,
+    /// Create the database and the app user, grant (D8), with the admin credential.
+    pub provision: bool,
+    /// What provisioning does (or why it does not happen), for the plan.
+    pub provision_summary: Option<String>,
     pub migrate: bool,
     pub dirs: Vec<DirChange>,
     pub files: Vec<FileChange>,
     pub services: Vec<ServiceChange>,
+    /// Services to stop, disable and remove.
+    pub remove_services: Vec<StaleService>,
 }
 
 impl HostPlan {
@@ -91,17 +110,36 @@ impl HostPlan {
             && !self.upload_tarball
             && !self.unpack
             && !self.switch
+            && !self.provision
             && !self.migrate
             && self.dirs.is_empty()
             && self.files.is_empty()
             && self.services.is_empty()
+            && self.remove_services.is_empty()
     }
-    /// Files whose content (not just metadata) changes.
+    /// Files whose content (not just metadata) changes or that go away.
     pub fn content_changes(&self) -> impl Iterator<Item = &FileChange> {
         self.files
             .iter()
             .filter(|f| f.action != FileAction::Metadata)
     }
+    /// Files written (created, updated, or with new mode/owner).
+    pub fn writes(&self) -> impl Iterator<Item = &FileChange> {
+        self.files.iter().filter(|f| f.action != FileAction::Remove)
+    }
+}
+
+/// Whether a file from an earlier deploy's managed list may be deleted: an
+/// absolute, plain path under the config directory, or one whose name part
+/// says it is ours (`/etc/init.d/stv3-…`, `/etc/systemd/system/stv3-…`).
+pub fn removable(path: &str, etc: &str) -> bool {
+    path.starts_with('/')
+        && !path.split('/').any(|c| c == ".." || c == ".")
+        && (path.starts_with(&format!("{etc}/"))
+            || path
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with("stv3")))
 }
 
 /// sha256 hex of bytes.
@@ -165,6 +203,37 @@ pub fn plan_host(
         }
     }
 
+    // What an earlier deploy installed and the model no longer has.
+    let mut remove_services = Vec::new();
+    for m in parse_managed(&facts.managed) {
+        match m {
+            Managed::File(path) => {
+                if model.file(&path).is_none() && removable(&path, &model.etc) {
+                    files.push(FileChange {
+                        path,
+                        action: FileAction::Remove,
+                        mode: 0,
+                        owner: String::new(),
+                        group: String::new(),
+                        secret: false,
+                        diff: None,
+                    });
+                }
+            }
+            Managed::Service { init, name } => {
+                let kept =
+                    init == model.init && model.services.iter().any(|s| s.name(model.init) == name);
+                if !kept {
+                    remove_services.push(StaleService {
+                        running: facts.running.get(&name).copied().unwrap_or(true),
+                        name,
+                        init,
+                    });
+                }
+            }
+        }
+    }
+
     let mut services = Vec::new();
     for s in &model.services {
         let name = s.name(model.init).to_string();
@@ -187,10 +256,9 @@ pub fn plan_host(
             }
         }
         for input in &s.inputs {
-            if files
-                .iter()
-                .any(|f: &FileChange| &f.path == input && f.action != FileAction::Metadata)
-            {
+            if files.iter().any(|f: &FileChange| {
+                &f.path == input && matches!(f.action, FileAction::Create | FileAction::Update)
+            }) {
                 reasons.push(format!("{input} changed"));
             }
         }
@@ -210,6 +278,13 @@ pub fn plan_host(
         }
     }
 
+    let provision = model.db.as_ref().is_some_and(|db| {
+        db.stamp.as_ref().is_some_and(|stamp| {
+            files.iter().any(|f| {
+                &f.path == stamp && matches!(f.action, FileAction::Create | FileAction::Update)
+            })
+        })
+    });
     HostPlan {
         host: model.host.clone(),
         roles: model.roles.iter().map(|r| r.as_str().to_string()).collect(),
@@ -221,10 +296,17 @@ pub fn plan_host(
         unpack,
         replace_release,
         switch,
-        migrate: model.migrate.is_some() && switch,
+        provision,
+        provision_summary: model
+            .db
+            .as_ref()
+            .filter(|db| !db.summary.is_empty())
+            .map(|db| db.summary.clone()),
+        migrate: model.db.is_some() && (switch || provision),
         dirs,
         files,
         services,
+        remove_services,
     }
 }
 
@@ -296,12 +378,38 @@ pub fn render_plan(p: &HostPlan, show_diffs: bool) -> String {
             d.group
         ));
     }
+    if p.provision {
+        out.push_str(&format!(
+            "   provision {}\n",
+            p.provision_summary.as_deref().unwrap_or("the database")
+        ));
+    } else if let Some(s) = p
+        .provision_summary
+        .as_deref()
+        .filter(|s| s.starts_with("not "))
+    {
+        out.push_str(&format!("   database {s}\n"));
+    }
     if p.migrate {
         out.push_str(
             "   run database migrations (once, under the region lock, before any restart)\n",
         );
     }
+    for s in &p.remove_services {
+        out.push_str(&format!(
+            "   Remove {}: no longer in the inventory (stop, disable, delete its {})\n",
+            s.name,
+            match s.init {
+                InitKind::Systemd => "unit instance",
+                _ => "init script",
+            }
+        ));
+    }
     for f in &p.files {
+        if f.action == FileAction::Remove {
+            out.push_str(&format!("   file Remove {}\n", f.path));
+            continue;
+        }
         out.push_str(&format!(
             "   file {:?} {} ({:o} {}:{}{})\n",
             f.action,

@@ -93,6 +93,8 @@ impl ServiceInstance {
 #[derive(Debug, Clone, Serialize)]
 pub struct HostModel {
     pub host: String,
+    /// The config directory (`paths.etc`): stale files below it may be removed.
+    pub etc: String,
     pub roles: Vec<RoleName>,
     pub init: InitKind,
     pub pipeline_workers: u32,
@@ -102,14 +104,103 @@ pub struct HostModel {
     pub files: Vec<DesiredFile>,
     pub services: Vec<ServiceInstance>,
     pub binaries: BTreeSet<String>,
-    /// Migration command (argv relative to the release root), on db hosts.
-    pub migrate: Option<Vec<String>>,
+    /// The database step of the db role (provisioning and migrations).
+    pub db: Option<DbTask>,
 }
 
 impl HostModel {
     pub fn file(&self, path: &str) -> Option<&DesiredFile> {
         self.files.iter().find(|f| f.path == path)
     }
+}
+
+/// A file of the database step, written into [`DbTask::dir`] only while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFile {
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// The db role's database step: provision the database and the app user with
+/// the admin credential (D8), then run the migrations (D7). Its files hold the
+/// admin credential, so they are never written to the config directory: the
+/// step creates [`DbTask::dir`] root-only, writes them, runs, and removes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbTask {
+    /// The root-only directory the step runs in (`<etc>/.dbtask`).
+    pub dir: String,
+    /// Migration argv; the first word is relative to the release root.
+    pub migrate: Vec<String>,
+    /// `admin.cnf` + `provision.sql` (when provisioning) and `winchester.yaml`.
+    #[serde(skip)]
+    pub files: Vec<TaskFile>,
+    /// Whether there is an admin credential to provision with.
+    pub provision: bool,
+    /// Migrations run as root (MySQL, admin credential in the root-only
+    /// directory) or as the service user (SQLite: the file must be its own).
+    pub run_as_root: bool,
+    /// Plan text: what provisioning does (no secrets).
+    pub summary: String,
+    /// Records what was provisioned last (`<etc>/db-provisioned`): a changed
+    /// stamp in the plan means provisioning runs.
+    pub stamp: Option<String>,
+}
+
+/// The file naming everything stv3ctl installed on a host, so that what
+/// later leaves the model (a cell, a pipeline worker, a role) is stopped and
+/// removed. `<etc>/managed-by-stv3ctl`.
+pub fn managed_list_path(etc: &str) -> String {
+    format!("{etc}/managed-by-stv3ctl")
+}
+
+/// One entry of the managed list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Managed {
+    File(String),
+    Service { init: InitKind, name: String },
+}
+
+/// Parse the managed list; unknown lines are ignored.
+pub fn parse_managed(lines: &[String]) -> Vec<Managed> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            match (it.next(), it.next(), it.next()) {
+                (Some("file"), Some(p), None) => Some(Managed::File(p.to_string())),
+                (Some("service"), Some(kind), Some(name)) => {
+                    let init = match kind {
+                        "sysv" => InitKind::Sysv,
+                        "systemd" => InitKind::Systemd,
+                        _ => return None,
+                    };
+                    Some(Managed::Service {
+                        init,
+                        name: name.to_string(),
+                    })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn managed_list(files: &[DesiredFile], services: &[ServiceInstance], init: InitKind) -> String {
+    let mut out = String::from(
+        "# Managed by stv3ctl: what this host got from its last deploy. A later deploy\n\
+         # stops, disables and removes whatever is listed here but no longer in the inventory.\n",
+    );
+    for f in files {
+        out.push_str(&format!("file {}\n", f.path));
+    }
+    let kind = match init {
+        InitKind::Systemd => "systemd",
+        _ => "sysv",
+    };
+    for s in services {
+        out.push_str(&format!("service {kind} {}\n", s.name(init)));
+    }
+    out
 }
 
 fn parse_mode(s: &str, what: &str) -> Result<u32, DeployError> {
@@ -179,6 +270,9 @@ fn environment(assets: &Assets) -> Result<Environment<'static>, DeployError> {
             minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
         })
     });
+    env.add_filter("sql_string", |v: String| sql_string(&v));
+    env.add_filter("sql_ident", |v: String| sql_ident(&v));
+    env.add_filter("cnf_value", |v: String| cnf_value(&v));
     for (name, text) in assets.templates() {
         if name.ends_with(".j2") {
             env.add_template_owned(name.to_string(), text.to_string())
@@ -223,6 +317,12 @@ fn base_context(
     if !real_secrets {
         db.password = crate::inventory::Secret::new(db.password.name(), SECRET_MARKER);
     }
+    let admin = region.database_admin.as_ref().map(|a| {
+        let mut url = db.clone();
+        url.user = a.user.clone();
+        url.password = crate::inventory::Secret::new(a.password.name(), pw(&a.password));
+        json!({"user": a.user, "password": pw(&a.password), "url": url.with_password()})
+    });
     let default_layout = region.paths.etc == "/etc/stv3" && region.paths.opt == "/opt/stv3";
     json!({
         "region": {"name": region.name},
@@ -239,7 +339,11 @@ fn base_context(
         "health": region.health,
         "init": match facts.init { InitKind::Systemd => "systemd", _ => "sysv" },
         "layout_is_default": default_layout,
-        "database": {"url": db.with_password()},
+        "database": {"url": db.with_password(), "scheme": db.scheme, "host": db.host,
+                     "port": db.port, "name": db.path.trim_start_matches('/'), "user": db.user,
+                     "password": db.password.expose(), "client_hosts": region.database_clients,
+                     "admin": admin},
+        "task_dir": db_task_dir(&region.paths.etc),
         "cells": cells,
         "republish": {"cell": region.republish.cell, "exchange": region.republish.exchange,
                       "routing_key": region.republish.routing_key, "vhost": rep_cell.vhost,
@@ -309,6 +413,51 @@ fn check_arg(what: &str, arg: &str) -> Result<(), DeployError> {
     }
 }
 
+/// The root-only directory the database step runs in.
+pub fn db_task_dir(etc: &str) -> String {
+    format!("{etc}/.dbtask")
+}
+
+/// A MySQL string literal (for a session without `NO_BACKSLASH_ESCAPES`,
+/// which the provisioning SQL sets).
+fn sql_string(v: &str) -> String {
+    let mut out = String::from("'");
+    for c in v.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A MySQL identifier (backquoted).
+fn sql_ident(v: &str) -> String {
+    format!("`{}`", v.replace('`', "``"))
+}
+
+/// A value of a MySQL option file (double-quoted, escapes as the client reads them).
+fn cnf_value(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Render the desired state of `host`.
 pub fn render_host(
     assets: &Assets,
@@ -331,6 +480,7 @@ pub fn render_host(
     let mut dirs: Vec<DesiredDir> = Vec::new();
     let mut binaries = BTreeSet::new();
     let mut migrate = None;
+    let mut db_spec = None;
     let mut services: Vec<ServiceInstance> = Vec::new();
 
     // Services first: files may refer to their instance (`service`).
@@ -360,6 +510,9 @@ pub fn render_host(
                 argv.push(a);
             }
             migrate = Some(argv);
+        }
+        if let Some(d) = &role.database {
+            db_spec = Some(d.clone());
         }
         for s in &role.services {
             for (label, extra) in expand(s.each, &base, workers) {
@@ -619,12 +772,23 @@ pub fn render_host(
             }
         }
     }
-    if let Some(m) = &migrate {
-        for a in m {
-            if a.starts_with(&format!("{}/", region.paths.etc)) && !rendered.contains(a.as_str()) {
+    let db = match (migrate, db_spec) {
+        (None, None) => None,
+        (Some(m), spec) => Some(db_task(&ctx, region, &base, m, spec.as_ref(), &mut files)?),
+        (None, Some(_)) => {
+            return Err(DeployError::Render {
+                what: format!("host {}", host.name),
+                message: "a role has `database` but no `migrate`".into(),
+            })
+        }
+    };
+    if let Some(t) = &db {
+        let dir = format!("{}/", t.dir);
+        for a in &t.migrate {
+            if a.starts_with(&dir) && !t.files.iter().any(|f| a[dir.len()..] == f.name) {
                 return Err(DeployError::Render {
                     what: format!("host {} migrate", host.name),
-                    message: format!("uses {a}, which no role renders on this host"),
+                    message: format!("uses {a}, which the database step does not write"),
                 });
             }
         }
@@ -634,8 +798,22 @@ pub fn render_host(
     for f in files {
         by_path.insert(f.path.clone(), f);
     }
+    let list_path = managed_list_path(&region.paths.etc);
+    let listed: Vec<DesiredFile> = by_path.values().cloned().collect();
+    by_path.insert(
+        list_path.clone(),
+        file(
+            list_path,
+            managed_list(&listed, &services, facts.init),
+            0o644,
+            "root",
+            "root",
+            "(stv3ctl)",
+        ),
+    );
     Ok(HostModel {
         host: host.name.clone(),
+        etc: region.paths.etc.clone(),
         roles: host.roles.clone(),
         init: facts.init,
         pipeline_workers: workers,
@@ -645,7 +823,86 @@ pub fn render_host(
         files: by_path.into_values().collect(),
         services,
         binaries,
+        db,
+    })
+}
+
+/// The database step of a db host: its files, the migration argv, and (with
+/// an admin credential) the provisioning stamp file added to `files`.
+fn db_task(
+    ctx: &Ctx,
+    region: &Region,
+    base: &Value,
+    migrate: Vec<String>,
+    spec: Option<&super::roles::DatabaseSpec>,
+    files: &mut Vec<DesiredFile>,
+) -> Result<DbTask, DeployError> {
+    let dir = db_task_dir(&region.paths.etc);
+    let mut task_files = Vec::new();
+    let mut provision = false;
+    let mut summary = String::new();
+    let mut stamp = None;
+    let mysql = region.database.scheme != "sqlite";
+    if let Some(spec) = spec {
+        let config = ctx.render_named(&spec.migrate_config, base)?;
+        task_files.push(TaskFile {
+            name: "winchester.yaml".into(),
+            content: config.into_bytes(),
+        });
+        if let (true, Some(admin)) = (mysql, &region.database_admin) {
+            let sql = ctx.render_named(&spec.provision, base)?;
+            let cnf = ctx.render_named(&spec.client_config, base)?;
+            let db = &region.database;
+            summary = format!(
+                "database {} on {}:{} as {}: create if missing; user {} from {} with SELECT, INSERT, UPDATE, DELETE on it only",
+                db.path.trim_start_matches('/'),
+                db.host,
+                db.port,
+                admin.user,
+                db.user,
+                region.database_clients.join(", ")
+            );
+            let path = format!("{}/db-provisioned", region.paths.etc);
+            // The stamp is a digest of the SQL (which holds the app password), root-only.
+            files.push(DesiredFile {
+                path: path.clone(),
+                content: format!(
+                    "# Managed by stv3ctl: digest of the database provisioning last applied. Do not edit.\n{}\n",
+                    super::plan::sha256_hex(format!("{summary}\n{sql}").as_bytes())
+                )
+                .into_bytes(),
+                mode: 0o600,
+                owner: "root".into(),
+                group: "root".into(),
+                secret: false,
+                redact_prefixes: vec![],
+                source: format!("templates/{}", spec.provision),
+            });
+            stamp = Some(path);
+            task_files.push(TaskFile {
+                name: "admin.cnf".into(),
+                content: cnf.into_bytes(),
+            });
+            task_files.push(TaskFile {
+                name: "provision.sql".into(),
+                content: sql.into_bytes(),
+            });
+            provision = true;
+        } else if mysql {
+            summary = format!(
+                "not provisioned: no admin credential (database.admin_password_secret, default `database_admin`); migrations run as the app user {}",
+                region.database.user
+            );
+        }
+    }
+    Ok(DbTask {
+        dir,
         migrate,
+        files: task_files,
+        provision,
+        run_as_root: mysql,
+        summary,
+        stamp,
     })
 }
 
@@ -669,12 +926,23 @@ fn file(
     }
 }
 
-/// For each line of the marker rendering that carries a secret, the text before it.
+/// For each line of the marker rendering that carries a secret, the key
+/// part before it: up to the first `: ` or ` = ` style separator (so the
+/// whole value is hidden, whatever else it holds, in the old file as in the
+/// new one), else all the text before the secret.
 fn secret_prefixes(masked: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in masked.lines() {
         if let Some(i) = line.find(SECRET_MARKER) {
-            let p = line[..i].to_string();
+            let before = &line[..i];
+            let key_end = before
+                .char_indices()
+                .find(|&(j, c)| (c == ':' || c == '=') && before[j + 1..].starts_with([' ', '\t']))
+                .map(|(j, _)| j + 1);
+            let p = match key_end {
+                Some(j) => before[..j].to_string(),
+                None => before.to_string(),
+            };
             if !out.contains(&p) {
                 out.push(p);
             }
@@ -695,6 +963,9 @@ pub fn redact(text: &str, prefixes: &[String]) -> String {
         {
             Some(p) => {
                 out.push_str(p);
+                if p.ends_with([':', '=']) {
+                    out.push(' ');
+                }
                 out.push_str(crate::inventory::secrets::REDACTED);
                 if line.ends_with('\n') {
                     out.push('\n');

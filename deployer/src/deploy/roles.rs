@@ -106,6 +106,22 @@ pub struct RoleSpec {
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub migrate: Option<MigrateSpec>,
+    #[serde(default)]
+    pub database: Option<DatabaseSpec>,
+}
+
+/// How the db role provisions the database (D8). Each is a template under
+/// `templates/`, rendered into the root-only task directory on the db host
+/// only while the database step runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// SQL run with the admin credential: database, app user, grants.
+    pub provision: String,
+    /// The mysql client option file holding the admin credential.
+    pub client_config: String,
+    /// The winchester.yaml the migrations run with (admin credential when there is one).
+    pub migrate_config: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

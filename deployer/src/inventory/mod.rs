@@ -272,6 +272,14 @@ pub struct Health {
     pub timeout_seconds: u64,
 }
 
+/// The database administrator account the db role uses to create the
+/// database and the least-privilege app user, and to run migrations (D8).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbAdmin {
+    pub user: String,
+    pub password: Secret,
+}
+
 /// One resolved region: everything a deploy needs, defaults applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct Region {
@@ -281,7 +289,13 @@ pub struct Region {
     pub init: InitKind,
     pub keep_releases: u32,
     pub paths: Paths,
+    /// The app's database URL: its user is the least-privilege account the
+    /// workers and the API connect with.
     pub database: ServiceUrl,
+    /// `None`: nobody provisions the database; migrations use the app user.
+    pub database_admin: Option<DbAdmin>,
+    /// MySQL host patterns (`'user'@'<pattern>'`) the app user is created for.
+    pub database_clients: Vec<String>,
     pub api_bind: String,
     pub ops_bind: String,
     pub retention: Retention,
@@ -615,6 +629,38 @@ fn resolve_region(
         )?
     };
 
+    let database_admin = if database.scheme == "sqlite" {
+        None
+    } else {
+        let user = r.pick(
+            "database.admin_user",
+            db.admin_user.as_ref(),
+            "root".to_string(),
+        );
+        let secret_name = r.pick(
+            "database.admin_password_secret",
+            db.admin_password_secret.as_ref(),
+            "database_admin".to_string(),
+        );
+        match secrets.get_optional(&secret_name)? {
+            Some((password, origin)) => {
+                r.record("database.admin_password", secrets::REDACTED, origin);
+                Some(DbAdmin { user, password })
+            }
+            None => {
+                r.record(
+                    "database.admin_password",
+                    "(not set: the database and its user are not provisioned)",
+                    Origin::Derived(format!(
+                        "secret `{secret_name}` is in neither {} nor the secrets file",
+                        secrets::env_var_name(&secret_name)
+                    )),
+                );
+                None
+            }
+        }
+    };
+
     let api = raw.api.as_ref();
     let api_bind = r.pick(
         "api.bind",
@@ -919,6 +965,35 @@ fn resolve_region(
             ops_port_base,
         });
     }
+    let database_clients = match &db.client_hosts {
+        Some(list) => {
+            if list.value.is_empty()
+                || list
+                    .value
+                    .iter()
+                    .any(|h| h.is_empty() || h.contains(['\'', '"', '\\', '`']))
+            {
+                return Err(r.invalid(
+                    list,
+                    "database.client_hosts",
+                    "a non-empty list of MySQL host patterns (e.g. 10.20.0.%) without quotes",
+                ));
+            }
+            let o = r.origin(list);
+            r.record("database.client_hosts", list.value.join(","), o);
+            list.value.clone()
+        }
+        None if database.scheme == "sqlite" => Vec::new(),
+        None => {
+            let clients = default_db_clients(&hosts);
+            r.record(
+                "database.client_hosts",
+                clients.join(","),
+                Origin::Derived("the addresses of the worker and api hosts".into()),
+            );
+            clients
+        }
+    };
     for role in [RoleName::Db, RoleName::Worker, RoleName::Api] {
         if !hosts.iter().any(|h| h.has(role)) {
             return Err(InventoryError::Invalid {
@@ -938,6 +1013,8 @@ fn resolve_region(
         keep_releases,
         paths,
         database,
+        database_admin,
+        database_clients,
         api_bind,
         ops_bind,
         retention,
@@ -948,6 +1025,28 @@ fn resolve_region(
         hosts,
         provenance: Vec::new(),
     })
+}
+
+/// The hosts the app user may connect from when the inventory does not say:
+/// the address of every worker and api host. A loopback address becomes both
+/// `localhost` and `127.0.0.1` (MySQL sees a local TCP client as either).
+fn default_db_clients(hosts: &[Host]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in hosts
+        .iter()
+        .filter(|h| h.has(RoleName::Worker) || h.has(RoleName::Api))
+    {
+        let names: Vec<&str> = match h.address.as_str() {
+            "localhost" | "local" | "127.0.0.1" | "::1" => vec!["localhost", "127.0.0.1"],
+            a => vec![a],
+        };
+        for n in names {
+            if !out.iter().any(|x| x == n) {
+                out.push(n.to_string());
+            }
+        }
+    }
+    out
 }
 
 fn parse_init(s: &str) -> Option<InitKind> {

@@ -77,6 +77,11 @@ pub struct PathsRaw {
 pub struct DatabaseRaw {
     pub url: S<String>,
     pub password_secret: Option<S<String>>,
+    /// The account the db role provisions and migrates with (D8).
+    pub admin_user: Option<S<String>>,
+    pub admin_password_secret: Option<S<String>>,
+    /// MySQL host patterns the app user may connect from.
+    pub client_hosts: Option<S<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

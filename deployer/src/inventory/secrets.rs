@@ -125,6 +125,18 @@ impl SecretStore {
     /// Resolve secret `name`; `used_by` names the inventory key that needs it,
     /// for the error message.
     pub fn get(&self, name: &str, used_by: &str) -> Result<(Secret, Origin), InventoryError> {
+        self.get_optional(name)?
+            .ok_or_else(|| InventoryError::MissingSecret {
+                name: name.to_string(),
+                used_by: used_by.to_string(),
+                env: env_var_name(name),
+                file: self.file.clone(),
+            })
+    }
+
+    /// Resolve secret `name` when it is set; `None` when it is in neither the
+    /// environment nor the secrets file. A set value is checked like [`Self::get`].
+    pub fn get_optional(&self, name: &str) -> Result<Option<(Secret, Origin)>, InventoryError> {
         let var = env_var_name(name);
         let (value, origin) = if let Some(v) = self.env.get(&var) {
             (v.clone(), Origin::Env(var.clone()))
@@ -134,12 +146,7 @@ impl SecretStore {
                 Origin::SecretsFile(self.file.clone().unwrap_or_default(), name.to_string()),
             )
         } else {
-            return Err(InventoryError::MissingSecret {
-                name: name.to_string(),
-                used_by: used_by.to_string(),
-                env: var,
-                file: self.file.clone(),
-            });
+            return Ok(None);
         };
         if !self.allow_insecure && INSECURE_DEFAULTS.contains(&value.as_str()) {
             return Err(InventoryError::InsecureSecret {
@@ -153,7 +160,7 @@ impl SecretStore {
                 origin: format!("{origin} (empty)"),
             });
         }
-        Ok((Secret::new(name, value), origin))
+        Ok(Some((Secret::new(name, value), origin)))
     }
 }
 

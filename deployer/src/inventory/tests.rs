@@ -232,3 +232,73 @@ fn sqlite_database_needs_no_secret() {
         }),
     );
 }
+
+#[test]
+fn database_admin_and_client_hosts() {
+    // No admin secret: nothing provisions; the clients are the worker and api hosts.
+    check(
+        BASE,
+        Ok(&|r: &Region| {
+            assert!(r.database_admin.is_none());
+            assert_eq!(r.database_clients, ["w1", "10.0.0.5"]);
+            let p = r
+                .provenance
+                .iter()
+                .find(|p| p.key == "database.admin_password")
+                .unwrap();
+            assert!(p.value.contains("not set"), "{}", p.value);
+        }),
+    );
+    // With the admin secret (default name `database_admin`) and explicit clients.
+    let yaml = BASE.replace(
+        "url: mysql://winchester@db1:3306/winchester",
+        "url: mysql://winchester@db1:3306/winchester\n      admin_user: dba\n      client_hosts: ['10.0.0.%', localhost]",
+    );
+    let mut v = BTreeMap::new();
+    for (k, s) in [
+        ("database", "db-pw-1"),
+        ("database_admin", "adm-pw-1"),
+        ("rabbit_c1", "r1-pw"),
+        ("rabbit_c2", "r2-pw"),
+    ] {
+        v.insert(k.to_string(), s.to_string());
+    }
+    let inv = parse(Path::new("inv.yaml"), &yaml).unwrap();
+    let r = resolve(
+        &inv,
+        "r1",
+        &SecretStore::from_values(v.clone(), BTreeMap::new(), false),
+    )
+    .unwrap();
+    let admin = r.database_admin.as_ref().unwrap();
+    assert_eq!(
+        (admin.user.as_str(), admin.password.expose()),
+        ("dba", "adm-pw-1")
+    );
+    assert_eq!(r.database_clients, ["10.0.0.%", "localhost"]);
+    assert!(!serde_json::to_string(&r).unwrap().contains("adm-pw-1"));
+    // A known default admin password is refused like any other secret.
+    v.insert("database_admin".into(), "password".into());
+    let err = resolve(
+        &inv,
+        "r1",
+        &SecretStore::from_values(v, BTreeMap::new(), false),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("known default password"), "{err}");
+    // Loopback hosts are `localhost` and `127.0.0.1` to MySQL.
+    check(
+        &BASE.replace("address: 10.0.0.5", "address: 127.0.0.1"),
+        Ok(&|r: &Region| assert_eq!(r.database_clients, ["w1", "localhost", "127.0.0.1"])),
+    );
+    for bad in ["[]", "[\"x'y\"]"] {
+        check(
+            &BASE.replace(
+                "url: mysql://winchester@db1:3306/winchester",
+                &format!("url: mysql://winchester@db1:3306/winchester\n      client_hosts: {bad}"),
+            ),
+            Err("database.client_hosts: a non-empty list of MySQL host patterns"),
+        );
+    }
+}

@@ -253,9 +253,6 @@ mod render_tests {
             assert!(yagi.contains(&format!("wrap_cell = {cell}")), "{yagi}");
         }
         assert_eq!(layout.cells.len(), 2);
-        assert!(
-            layout.model.migrate.is_some(),
-            "the db role runs migrations"
-        );
+        assert!(layout.model.db.is_some(), "the db role runs migrations");
     }
 }

@@ -286,8 +286,14 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
     let mut sup = Supervisor::new(&dir)?;
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
 
-    if let Some(migrate) = &layout.model.migrate {
-        let (bin, args) = migrate.split_first().context("empty migrate command")?;
+    if let Some(db) = &layout.model.db {
+        std::fs::create_dir_all(&db.dir).with_context(|| format!("create {}", db.dir))?;
+        for f in &db.files {
+            let path = Path::new(&db.dir).join(&f.name);
+            std::fs::write(&path, &f.content)
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        let (bin, args) = db.migrate.split_first().context("empty migrate command")?;
         let bin = Path::new(bin)
             .file_name()
             .map(|b| b.to_string_lossy().to_string())

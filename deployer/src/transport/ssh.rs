@@ -170,11 +170,14 @@ impl Transport for Ssh2Transport {
         let op = argv.first().copied().unwrap_or("exec");
         let mut ch = self.sess.channel_session().map_err(|e| self.io(op, e))?;
         ch.exec(&line).map_err(|e| self.io(op, e))?;
-        if !stdin.is_empty() {
+        // A command that fails early stops reading its stdin: then what it
+        // printed and its exit status say why, not the write error.
+        let written = if stdin.is_empty() {
+            Ok(())
+        } else {
             ch.write_all(stdin)
-                .map_err(|e| self.io(&format!("{op}: write stdin"), e))?;
-        }
-        ch.send_eof().map_err(|e| self.io(op, e))?;
+        };
+        let _ = ch.send_eof();
         let mut stdout = Vec::new();
         ch.read_to_end(&mut stdout)
             .map_err(|e| self.io(&format!("{op}: read stdout"), e))?;
@@ -184,6 +187,11 @@ impl Transport for Ssh2Transport {
             .map_err(|e| self.io(&format!("{op}: read stderr"), e))?;
         ch.wait_close().map_err(|e| self.io(op, e))?;
         let code = ch.exit_status().map_err(|e| self.io(op, e))?;
+        if let Err(e) = written {
+            if code == 0 {
+                return Err(self.io(&format!("{op}: write stdin"), e));
+            }
+        }
         Ok(ExecOutput {
             code,
             stdout,
