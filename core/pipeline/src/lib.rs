@@ -18,7 +18,6 @@ pub use handler::{Env, Handler, HandlerError, PipelineEvent, Registry};
 pub use handlers::HandlerContext;
 pub mod manager;
 pub use manager::{ManagerSettings, Outcome, PassReport, PipelineManager};
-pub mod batch;
 pub mod replay;
 pub mod setup;
 pub mod worker;

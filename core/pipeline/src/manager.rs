@@ -26,9 +26,8 @@ use futures::{FutureExt, StreamExt};
 use rand::seq::SliceRandom;
 use stv3_event::{Event, Timestamp};
 use stv3_winchester::store::ReadyKind;
-use stv3_winchester::{Store, StoreError, Stream, StreamState, TriggerManager};
+use stv3_winchester::{Finish, Store, StoreError, Stream, StreamState, TriggerManager};
 
-use crate::batch::{BatchStore, Finish};
 use crate::config::PipelineConfig;
 use crate::handlers::HandlerContext;
 use crate::pipeline::{self, RunSpec};
@@ -98,7 +97,7 @@ pub struct PipelineManager<S: Store> {
     settings: ManagerSettings,
 }
 
-impl<S: BatchStore + 'static> PipelineManager<S> {
+impl<S: Store + 'static> PipelineManager<S> {
     pub fn new(
         tm: Arc<TriggerManager<S>>,
         pipelines: PipelineConfig,
@@ -128,7 +127,7 @@ impl<S: BatchStore + 'static> PipelineManager<S> {
 
     /// One fire or expire pass at `now`. `stop` is polled before each chunk
     /// (graceful shutdown: streams already claimed finish). Streams are claimed
-    /// and finished in chunks, one transaction each ([`BatchStore`]); up to
+    /// and finished in chunks, one transaction each (`Store::claim_streams`/`finish_streams`); up to
     /// `concurrency` chunks are in flight.
     pub async fn process_ready_streams(
         &self,
@@ -218,7 +217,7 @@ impl<S: BatchStore + 'static> PipelineManager<S> {
         let lease_until = now
             + chrono::Duration::from_std(self.settings.lease)
                 .unwrap_or(chrono::Duration::seconds(600));
-        let claims = store.claim_many(&chunk, to, lease_until).await?;
+        let claims = store.claim_streams(&chunk, to, lease_until).await?;
         let mut outcomes = Vec::with_capacity(chunk.len());
         let mut finishes: Vec<(Stream, Finish)> = Vec::new();
         let mut pending: Vec<(String, Outcome)> = Vec::new();
@@ -244,7 +243,7 @@ impl<S: BatchStore + 'static> PipelineManager<S> {
             pending.push((trigger, outcome));
         }
         if !finishes.is_empty() {
-            let held = store.finish_many(&finishes).await?;
+            let held = store.finish_streams(&finishes).await?;
             for (((claimed, _), h), (trigger, outcome)) in finishes.iter().zip(held).zip(pending) {
                 if !h {
                     tracing::error!(

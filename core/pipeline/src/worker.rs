@@ -53,7 +53,7 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 /// Run until `stop` turns true (or, with `once`, until a loop finds nothing to do).
-pub async fn run_loop<S: crate::batch::BatchStore + 'static>(
+pub async fn run_loop<S: stv3_winchester::Store + 'static>(
     pm: &PipelineManager<S>,
     opts: &LoopOptions,
     health: &Health,

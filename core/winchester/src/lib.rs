@@ -19,7 +19,9 @@ pub mod trigger_manager;
 pub mod yaml;
 
 pub use config::{ConfigError, DatabaseConfig, WinchesterConfig};
-pub use store::{AnyStore, EventQuery, IngestReport, Store, StoreError, StoredEvent, StreamQuery};
+pub use store::{
+    AnyStore, EventQuery, Finish, IngestReport, Store, StoreError, StoredEvent, StreamQuery,
+};
 pub use stream::{DistTraits, DistValue, Stream, StreamState};
 pub use trigger::{TriggerDefinition, TriggerSet};
 pub use trigger_manager::{NotificationConverter, TriggerManager};

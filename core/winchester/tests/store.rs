@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use common::backends;
 use stv3_event::{to_micros, Event, Timestamp, TraitValue};
 use stv3_winchester::store::{EventQuery, ReadyKind, Store, StoreError, StreamQuery};
-use stv3_winchester::{AnyStore, DistValue, StreamState};
+use stv3_winchester::{AnyStore, DistValue, Finish, StreamState};
 
 fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, us: u32) -> Timestamp {
     NaiveDate::from_ymd_opt(y, mo, d)
@@ -831,5 +831,48 @@ async fn trait_documents_and_the_trait_index() {
         b.store.save_events(&[ev(4, "m1.small")]).await.unwrap();
         assert_eq!(index_rows(&b.store, "flavor").await, 4, "{l}: new events get rows at once");
         assert!(b.store.add_trait_index("").await.is_err(), "{l}");
+    }
+}
+
+#[tokio::test]
+async fn batch_claim_and_finish() {
+    for b in with_fixture("batch_claim").await {
+        let l = b.label;
+        let s1 = b.store.get_stream_by_id(1).await.unwrap().unwrap();
+        let s2 = b.store.get_stream_by_id(2).await.unwrap().unwrap();
+        let mut stale = s2.clone();
+        stale.state_serial_no += 7;
+        let lease = t(2030, 1, 1, 0, 0, 0, 0);
+        let got = b
+            .store
+            .claim_streams(&[s2.clone(), s1.clone(), stale], StreamState::Firing, lease)
+            .await
+            .unwrap();
+        let c2 = got[0].clone().expect("s2 claimed");
+        let c1 = got[1].clone().expect("s1 claimed");
+        assert!(got[2].is_none(), "{l}: a stale serial claims nothing");
+        assert_eq!(
+            (c1.state, c1.state_serial_no, c1.lease_expires),
+            (StreamState::Firing, s1.state_serial_no + 1, Some(lease)),
+            "{l}"
+        );
+        let again = b.store.claim_streams(&[s1.clone()], StreamState::Firing, lease).await.unwrap();
+        assert_eq!(again, vec![None], "{l}: the old serial loses to the claim");
+
+        let mut lost = c2.clone();
+        lost.state_serial_no -= 1;
+        let held = b
+            .store
+            .finish_streams(&[(c1.clone(), Finish::Complete { purge: true }), (lost, Finish::Error)])
+            .await
+            .unwrap();
+        assert_eq!(held, vec![true, false], "{l}");
+        assert!(b.store.get_stream_by_id(1).await.unwrap().is_none(), "{l}: purged");
+        assert!(b.store.get_stream_events(1).await.unwrap().is_empty(), "{l}: links purged");
+        let s2_now = b.store.get_stream_by_id(2).await.unwrap().unwrap();
+        assert_eq!((s2_now.state, s2_now.state_serial_no), (StreamState::Firing, c2.state_serial_no), "{l}: untouched");
+        let held = b.store.finish_streams(&[(c2.clone(), Finish::Error)]).await.unwrap();
+        assert_eq!(held, vec![true], "{l}");
+        assert_eq!(b.store.get_stream_by_id(2).await.unwrap().unwrap().state, StreamState::Error, "{l}");
     }
 }

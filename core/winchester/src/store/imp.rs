@@ -13,7 +13,7 @@ use stv3_event::stored::{decode_traits, encode_traits, match_fragment};
 use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
 
 use super::sql::placeholders;
-use super::{Mark, StreamAgg};
+use super::{Finish, Mark, StreamAgg};
 use crate::stream::{DistTraits, DistValue};
 
 /// Rows per multi-row INSERT / ids per IN (...) list.
@@ -25,6 +25,25 @@ const STREAM_COLS: &str = "s.id, s.name, s.first_event, s.last_event, s.expire_t
      s.state, s.state_serial_no, s.lease_expires, s.event_count, s.fire_counts, s.stream_key";
 
 type DbRow = <Db as sqlx::Database>::Row;
+
+/// Run a transaction attempt (an expression of type `Result<T, StoreError>`
+/// future) again after a deadlock or lock timeout, with jittered backoff.
+macro_rules! retry_on_conflict {
+    ($attempt:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match $attempt.await {
+                Err(StoreError::Db(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, "transaction retried: {e}");
+                    let backoff = 5u64 * (1 << attempt.min(6)) + rand::random::<u64>() % 20;
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
 
 /// A text column. MySQL reports VARCHAR with a `_bin` collation as VARBINARY,
 /// so fall back to bytes (always UTF-8 in our schema).
@@ -829,6 +848,83 @@ impl ThisStore {
         Ok(())
     }
 
+    /// One attempt of [`Store::claim_streams`]: rows are locked in id order
+    /// (fewer deadlocks between workers); results in input order.
+    async fn claim_streams_tx(
+        &self,
+        streams: &[Stream],
+        to: StreamState,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Option<Stream>>, StoreError> {
+        let mut order: Vec<usize> = (0..streams.len()).collect();
+        order.sort_by_key(|&i| streams[i].id);
+        let mut out = vec![None; streams.len()];
+        let mut tx = self.begin_write().await?;
+        for i in order {
+            let s = &streams[i];
+            let res = sqlx::query(
+                "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = ? \
+                 WHERE id = ? AND state_serial_no = ?",
+            )
+            .bind(to.code() as i64)
+            .bind(to_micros(&lease_until))
+            .bind(s.id)
+            .bind(s.state_serial_no as i64)
+            .execute(&mut *tx)
+            .await?;
+            if res.rows_affected() == 1 {
+                let mut c = s.clone();
+                c.state = to;
+                c.state_serial_no += 1;
+                c.lease_expires = Some(lease_until);
+                out[i] = Some(c);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// One attempt of [`Store::finish_streams`] (id order, like claims).
+    async fn finish_streams_tx(&self, items: &[(Stream, Finish)]) -> Result<Vec<bool>, StoreError> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| items[i].0.id);
+        let mut held = vec![false; items.len()];
+        let mut purge: Vec<i64> = Vec::new();
+        let mut tx = self.begin_write().await?;
+        for i in order {
+            let (claimed, fin) = &items[i];
+            let res = sqlx::query(
+                "UPDATE stream SET state = ?, state_serial_no = state_serial_no + 1, lease_expires = NULL \
+                 WHERE id = ? AND state_serial_no = ?",
+            )
+            .bind(fin.target(claimed).code() as i64)
+            .bind(claimed.id)
+            .bind(claimed.state_serial_no as i64)
+            .execute(&mut *tx)
+            .await?;
+            held[i] = res.rows_affected() == 1;
+            if held[i] && matches!(fin, Finish::Complete { purge: true }) {
+                purge.push(claimed.id);
+            }
+        }
+        for chunk in purge.chunks(CHUNK) {
+            let list = placeholders(chunk.len());
+            for sql in [
+                format!("DELETE FROM streamevent WHERE stream_id IN ({list})"),
+                format!("DELETE FROM dist_trait WHERE stream_id IN ({list})"),
+                format!("DELETE FROM stream WHERE id IN ({list})"),
+            ] {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
     async fn delete_stream(tx: &mut Transaction<'static, Db>, id: i64) -> Result<bool, StoreError> {
         sqlx::query("DELETE FROM streamevent WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
         sqlx::query("DELETE FROM dist_trait WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
@@ -1048,6 +1144,19 @@ impl Store for ThisStore {
         s.state_serial_no += 1;
         s.lease_expires = Some(lease_until);
         Ok(s)
+    }
+
+    async fn claim_streams(
+        &self,
+        streams: &[Stream],
+        to: StreamState,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Option<Stream>>, StoreError> {
+        retry_on_conflict!(self.claim_streams_tx(streams, to, lease_until))
+    }
+
+    async fn finish_streams(&self, items: &[(Stream, Finish)]) -> Result<Vec<bool>, StoreError> {
+        retry_on_conflict!(self.finish_streams_tx(items))
     }
 
     async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {

@@ -316,6 +316,25 @@ pub trait Store: Send + Sync {
         lease_until: Timestamp,
     ) -> impl Future<Output = Result<Stream, StoreError>> + Send;
 
+    /// Claim many streams in ONE transaction (one commit for the chunk), with
+    /// the optimistic lock of [`Store::claim_stream`] per stream. Per stream,
+    /// in order: the claimed stream, or `None` if another worker has it.
+    /// Deadlocks are retried.
+    fn claim_streams(
+        &self,
+        streams: &[Stream],
+        to: StreamState,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Option<Stream>>, StoreError>> + Send;
+
+    /// Finish many claimed streams in ONE transaction. Per stream, in order:
+    /// whether the claim was still held (false: the lease ran out and another
+    /// worker has it; nothing was changed for that stream). Deadlocks are retried.
+    fn finish_streams(
+        &self,
+        items: &[(Stream, Finish)],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
     /// Extend the lease of a claimed stream (long pipelines). Locked if the claim was lost.
     fn renew_lease(
         &self,
@@ -383,6 +402,30 @@ pub trait Store: Send + Sync {
     /// are backfilled for the events already stored, then it is marked ready
     /// (filters use the index alone). Idempotent. Returns the rows backfilled.
     fn add_trait_index(&self, name: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// How a claimed stream ends ([`Store::finish_streams`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Pipeline done: purge (delete the stream, its dist traits and links) or state `completed`.
+    Complete { purge: bool },
+    /// Pipeline failed: `error` (from firing) or `expire_error` (from expiring).
+    Error,
+}
+
+impl Finish {
+    /// The state a claimed stream moves to.
+    pub fn target(self, claimed: &Stream) -> StreamState {
+        match self {
+            Finish::Complete { .. } => StreamState::Completed,
+            Finish::Error => match claimed.state {
+                StreamState::Expiring | StreamState::RetryExpire | StreamState::ExpireError => {
+                    StreamState::ExpireError
+                }
+                _ => StreamState::Error,
+            },
+        }
+    }
 }
 
 /// A trait name with index rows. `ready`: every stored event that has the
@@ -526,6 +569,17 @@ impl Store for AnyStore {
         lease_until: Timestamp,
     ) -> Result<(), StoreError> {
         delegate!(self, s => s.renew_lease(claimed, lease_until))
+    }
+    async fn claim_streams(
+        &self,
+        streams: &[Stream],
+        to: StreamState,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Option<Stream>>, StoreError> {
+        delegate!(self, s => s.claim_streams(streams, to, lease_until))
+    }
+    async fn finish_streams(&self, items: &[(Stream, Finish)]) -> Result<Vec<bool>, StoreError> {
+        delegate!(self, s => s.finish_streams(items))
     }
     async fn complete_stream(&self, claimed: &Stream, purge: bool) -> Result<(), StoreError> {
         delegate!(self, s => s.complete_stream(claimed, purge))
