@@ -6,7 +6,8 @@
 //!    whose event-type filter admits them: shoebox gets the archive line, winchester
 //!    gets the distilled event (a distiller error is poison too).
 //! 2. **quarantine**: write + publish the poison records (durable).
-//! 3. **archive**: append the lines of notifications not archived before (durable).
+//! 3. **archive**: append the lines of notifications not archived before (durable),
+//!    concurrently with
 //! 4. **store**: `add_events` (one transaction, durable, idempotent on message_id).
 //! 5. **ack**: one multiple-ack up to the batch's last delivery tag (or checkpoint the
 //!    file offset).
@@ -240,6 +241,9 @@ impl Chain {
     }
 
     /// The durable stages not yet done. Ok means everything in `p` is durable.
+    /// Quarantine first; then the archive and the store run concurrently
+    /// (independent files and DB); each stage is marked done on its own, so a
+    /// retry redoes only what failed.
     pub async fn commit(&mut self, p: &mut Prepared) -> anyhow::Result<()> {
         if !p.quarantined_done {
             self.quarantine
@@ -251,67 +255,106 @@ impl Chain {
                 .quarantined
                 .fetch_add(p.quarantine.len() as u64, Ordering::Relaxed);
         }
-        if !p.archived_done {
-            if let Some(archive) = self.archive.as_mut() {
-                let mut lines = Vec::with_capacity(p.archive.len());
-                let mut ids: Vec<&String> = Vec::with_capacity(p.archive.len());
-                let mut seen = std::collections::HashSet::with_capacity(p.archive.len());
-                let mut skipped = 0u64;
-                for (id, line) in &p.archive {
-                    if self.recent.contains(id) || !seen.insert(id) {
-                        skipped += 1;
-                        continue;
-                    }
-                    ids.push(id);
-                    lines.push(line.clone());
+        let Chain {
+            archive,
+            recent,
+            store,
+            counters,
+            consumer,
+            ..
+        } = self;
+        let archive_stage = async {
+            match archive.as_mut() {
+                Some(a) if !p.archived_done => {
+                    archive_batch(a.as_mut(), recent, counters, consumer, &p.archive).await
                 }
-                let n = lines.len() as u64;
-                if n > 0 {
-                    archive
-                        .write_batch(lines)
-                        .await
-                        .map_err(|e| e.context("archive"))?;
-                }
-                for id in ids {
-                    self.recent.insert(id);
-                }
-                self.counters.archived.fetch_add(n, Ordering::Relaxed);
-                self.counters
-                    .archive_skipped
-                    .fetch_add(skipped, Ordering::Relaxed);
-                metrics::counter!("stv3_ingest_archived_total", "consumer" => self.consumer.clone()).increment(n);
+                _ => Ok(()),
             }
+        };
+        let store_stage = async {
+            match store {
+                Some(st) if !p.stored_done => store_batch(st.as_ref(), counters, consumer, &p.events).await,
+                _ => Ok(()),
+            }
+        };
+        let (archived, stored) = tokio::join!(archive_stage, store_stage);
+        if archived.is_ok() {
             p.archived_done = true;
         }
-        if !p.stored_done {
-            if let Some(store) = &self.store {
-                if !p.events.is_empty() {
-                    let out = store
-                        .add_events(p.events.clone())
-                        .await
-                        .map_err(|e| e.context("store"))?;
-                    for (id, why) in &out.invalid {
-                        tracing::warn!(consumer = %self.consumer, message_id = %id, reason = %why, "event not stored (invalid)");
-                    }
-                    self.counters
-                        .stored
-                        .fetch_add(out.saved as u64, Ordering::Relaxed);
-                    self.counters
-                        .duplicates
-                        .fetch_add(out.duplicates as u64, Ordering::Relaxed);
-                    metrics::counter!("stv3_ingest_events_stored_total", "consumer" => self.consumer.clone())
-                        .increment(out.saved as u64);
-                    metrics::counter!("stv3_ingest_duplicates_total", "consumer" => self.consumer.clone())
-                        .increment(out.duplicates as u64);
-                }
-            }
+        if stored.is_ok() && !p.stored_done {
             self.counters
                 .dropped
                 .fetch_add(p.dropped as u64, Ordering::Relaxed);
             p.stored_done = true;
         }
+        archived?;
+        stored?;
         Ok(())
     }
+}
+
+/// The archive stage: append the lines not archived recently (durable on Ok).
+async fn archive_batch(
+    archive: &mut dyn RawArchive,
+    recent: &mut RecentIds,
+    counters: &Counters,
+    consumer: &str,
+    batch: &[(String, String)],
+) -> anyhow::Result<()> {
+    let mut lines = Vec::with_capacity(batch.len());
+    let mut ids: Vec<&String> = Vec::with_capacity(batch.len());
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let mut skipped = 0u64;
+    for (id, line) in batch {
+        if recent.contains(id) || !seen.insert(id) {
+            skipped += 1;
+            continue;
+        }
+        ids.push(id);
+        lines.push(line.clone());
+    }
+    let n = lines.len() as u64;
+    if n > 0 {
+        archive
+            .write_batch(lines)
+            .await
+            .map_err(|e| e.context("archive"))?;
+    }
+    for id in ids {
+        recent.insert(id);
+    }
+    counters.archived.fetch_add(n, Ordering::Relaxed);
+    counters.archive_skipped.fetch_add(skipped, Ordering::Relaxed);
+    metrics::counter!("stv3_ingest_archived_total", "consumer" => consumer.to_string()).increment(n);
+    Ok(())
+}
+
+/// The store stage: distilled events into the store (one durable transaction).
+async fn store_batch(
+    store: &dyn EventSink,
+    counters: &Counters,
+    consumer: &str,
+    events: &[Event],
+) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let out = store
+        .add_events(events.to_vec())
+        .await
+        .map_err(|e| e.context("store"))?;
+    for (id, why) in &out.invalid {
+        tracing::warn!(consumer = %consumer, message_id = %id, reason = %why, "event not stored (invalid)");
+    }
+    counters.stored.fetch_add(out.saved as u64, Ordering::Relaxed);
+    counters
+        .duplicates
+        .fetch_add(out.duplicates as u64, Ordering::Relaxed);
+    metrics::counter!("stv3_ingest_events_stored_total", "consumer" => consumer.to_string())
+        .increment(out.saved as u64);
+    metrics::counter!("stv3_ingest_duplicates_total", "consumer" => consumer.to_string())
+        .increment(out.duplicates as u64);
+    Ok(())
 }
 
 /// How the runner retries a failing batch.
