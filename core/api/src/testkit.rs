@@ -246,10 +246,19 @@ pub fn fixture() -> Vec<String> {
             let mut doc = std::collections::BTreeMap::new();
             let text = |v: &str| TraitValue::Text(v.to_string());
             doc.insert("instance_id".to_string(), text(instances[inst]));
-            doc.insert("tenant_id".to_string(), text(if inst == 2 { "t2" } else { "t1" }));
+            doc.insert(
+                "tenant_id".to_string(),
+                text(if inst == 2 { "t2" } else { "t1" }),
+            );
             doc.insert("memory_mb".to_string(), TraitValue::Int(memory[inst]));
-            doc.insert("launched_at".to_string(), TraitValue::Datetime(from_micros(launched)));
-            doc.insert("state".to_string(), text(if id % 8 == 0 { "deleted" } else { "active" }));
+            doc.insert(
+                "launched_at".to_string(),
+                TraitValue::Datetime(from_micros(launched)),
+            );
+            doc.insert(
+                "state".to_string(),
+                text(if id % 8 == 0 { "deleted" } else { "active" }),
+            );
             if id % 2 == 1 {
                 doc.insert("ratio".to_string(), TraitValue::Float(0.5));
             }
@@ -269,7 +278,8 @@ pub fn fixture() -> Vec<String> {
     ));
     s.extend(documents);
     s.push(
-        "DELETE FROM `trait` WHERE event_id > 12 AND name NOT IN (SELECT name FROM indexed_trait)".to_string(),
+        "DELETE FROM `trait` WHERE event_id > 12 AND name NOT IN (SELECT name FROM indexed_trait)"
+            .to_string(),
     );
     // (id, name, state, instance index, day offset)
     let streams = [

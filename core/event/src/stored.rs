@@ -81,7 +81,9 @@ pub fn decode_traits(doc: &str) -> Result<BTreeMap<String, TraitValue>, StoredTr
                 serde_json::Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
                 _ => v.as_f64().ok_or_else(bad)?,
             }),
-            Some(Datatype::Datetime) => TraitValue::Datetime(from_micros(v.as_i64().ok_or_else(bad)?)),
+            Some(Datatype::Datetime) => {
+                TraitValue::Datetime(from_micros(v.as_i64().ok_or_else(bad)?))
+            }
             _ => continue,
         };
         out.insert(name, value);
@@ -101,7 +103,9 @@ mod tests {
     use crate::parse_timestamp;
 
     fn traits(list: &[(&str, TraitValue)]) -> BTreeMap<String, TraitValue> {
-        list.iter().map(|(n, v)| (n.to_string(), v.clone())).collect()
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
     }
 
     /// Encode, check the document, decode back to the same traits.
@@ -168,6 +172,9 @@ mod tests {
     fn rejects_garbage_and_skips_unknown_types() {
         assert!(decode_traits("not json").is_err());
         assert!(decode_traits(r#"{"a":[2,"x"]}"#).is_err());
-        assert_eq!(decode_traits(r#"{"a":[9,1],"b":[2,3]}"#).unwrap(), traits(&[("b", TraitValue::Int(3))]));
+        assert_eq!(
+            decode_traits(r#"{"a":[9,1],"b":[2,3]}"#).unwrap(),
+            traits(&[("b", TraitValue::Int(3))])
+        );
     }
 }

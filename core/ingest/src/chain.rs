@@ -273,7 +273,9 @@ impl Chain {
         };
         let store_stage = async {
             match store {
-                Some(st) if !p.stored_done => store_batch(st.as_ref(), counters, consumer, &p.events).await,
+                Some(st) if !p.stored_done => {
+                    store_batch(st.as_ref(), counters, consumer, &p.events).await
+                }
                 _ => Ok(()),
             }
         };
@@ -324,8 +326,11 @@ async fn archive_batch(
         recent.insert(id);
     }
     counters.archived.fetch_add(n, Ordering::Relaxed);
-    counters.archive_skipped.fetch_add(skipped, Ordering::Relaxed);
-    metrics::counter!("stv3_ingest_archived_total", "consumer" => consumer.to_string()).increment(n);
+    counters
+        .archive_skipped
+        .fetch_add(skipped, Ordering::Relaxed);
+    metrics::counter!("stv3_ingest_archived_total", "consumer" => consumer.to_string())
+        .increment(n);
     Ok(())
 }
 
@@ -346,7 +351,9 @@ async fn store_batch(
     for (id, why) in &out.invalid {
         tracing::warn!(consumer = %consumer, message_id = %id, reason = %why, "event not stored (invalid)");
     }
-    counters.stored.fetch_add(out.saved as u64, Ordering::Relaxed);
+    counters
+        .stored
+        .fetch_add(out.saved as u64, Ordering::Relaxed);
     counters
         .duplicates
         .fetch_add(out.duplicates as u64, Ordering::Relaxed);

@@ -746,8 +746,16 @@ async fn schema_check_refuses_an_unmigrated_database() {
 async fn index_rows(store: &AnyStore, name: &str) -> i64 {
     let sql = "SELECT COUNT(*) FROM `trait` WHERE name = ?";
     match store {
-        AnyStore::Sqlite(s) => sqlx::query_scalar(sql).bind(name).fetch_one(s.pool()).await.unwrap(),
-        AnyStore::MySql(s) => sqlx::query_scalar(sql).bind(name).fetch_one(s.pool()).await.unwrap(),
+        AnyStore::Sqlite(s) => sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
+        AnyStore::MySql(s) => sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
     }
 }
 
@@ -763,10 +771,11 @@ async fn trait_documents_and_the_trait_index() {
             .into_iter()
             .map(|t| (t.name, t.ready))
             .collect();
-        let want: Vec<(String, bool)> = ["host", "instance_id", "request_id", "tenant_id", "user_id"]
-            .iter()
-            .map(|n| (n.to_string(), true))
-            .collect();
+        let want: Vec<(String, bool)> =
+            ["host", "instance_id", "request_id", "tenant_id", "user_id"]
+                .iter()
+                .map(|n| (n.to_string(), true))
+                .collect();
         assert_eq!(defaults, want, "{l}: the migration's default index");
 
         let ts = t(2015, 3, 1, 18, 0, 0, 0);
@@ -782,20 +791,42 @@ async fn trait_documents_and_the_trait_index() {
             .await
             .unwrap();
         assert_eq!(saved.saved, 3, "{l}");
-        assert_eq!(index_rows(&b.store, "instance_id").await, 3 + 1, "{l}: indexed (fixture has 1)");
-        assert_eq!(index_rows(&b.store, "flavor").await, 0, "{l}: not indexed: document only");
         assert_eq!(
-            b.store.get_event_by_message_id("doc-2").await.unwrap().unwrap().event,
+            index_rows(&b.store, "instance_id").await,
+            3 + 1,
+            "{l}: indexed (fixture has 1)"
+        );
+        assert_eq!(
+            index_rows(&b.store, "flavor").await,
+            0,
+            "{l}: not indexed: document only"
+        );
+        assert_eq!(
+            b.store
+                .get_event_by_message_id("doc-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .event,
             ev(2, "m1.large"),
             "{l}: every trait reads back from the document"
         );
 
         // Filters agree before and after indexing, over fixture rows and documents.
         let filters: Vec<(Vec<(String, TraitValue)>, Vec<&str>)> = vec![
-            (vec![("flavor".into(), TraitValue::Text("m1.small".into()))], vec!["doc-3", "doc-1"]),
-            (vec![("flavor".into(), TraitValue::Text("m1".into()))], vec![]),
+            (
+                vec![("flavor".into(), TraitValue::Text("m1.small".into()))],
+                vec!["doc-3", "doc-1"],
+            ),
+            (
+                vec![("flavor".into(), TraitValue::Text("m1".into()))],
+                vec![],
+            ),
             (vec![("flavor".into(), TraitValue::Int(1))], vec![]),
-            (vec![("memory_mb".into(), TraitValue::Int(1024))], vec!["doc-2", "1234-5678-001"]),
+            (
+                vec![("memory_mb".into(), TraitValue::Int(1024))],
+                vec!["doc-2", "1234-5678-001"],
+            ),
             (
                 vec![
                     ("instance_id".into(), TraitValue::Text("inst-1".into())),
@@ -809,7 +840,10 @@ async fn trait_documents_and_the_trait_index() {
             let store = b.store.clone();
             async move {
                 for (traits, expected) in filters {
-                    let q = EventQuery { traits: traits.clone(), ..Default::default() };
+                    let q = EventQuery {
+                        traits: traits.clone(),
+                        ..Default::default()
+                    };
                     let got: Vec<String> = store
                         .find_events(&q)
                         .await
@@ -818,18 +852,42 @@ async fn trait_documents_and_the_trait_index() {
                         .map(|m| m.item.event.message_id)
                         .collect();
                     assert_eq!(got, expected, "{l} {stage}: {traits:?}");
-                    assert_eq!(store.count_events(&q).await.unwrap(), expected.len() as u64, "{l} {stage}");
+                    assert_eq!(
+                        store.count_events(&q).await.unwrap(),
+                        expected.len() as u64,
+                        "{l} {stage}"
+                    );
                 }
             }
         };
         check("document scan").await;
-        assert_eq!(b.store.add_trait_index("flavor").await.unwrap(), 3, "{l}: backfilled");
+        assert_eq!(
+            b.store.add_trait_index("flavor").await.unwrap(),
+            3,
+            "{l}: backfilled"
+        );
         assert_eq!(index_rows(&b.store, "flavor").await, 3, "{l}");
-        assert!(b.store.trait_index().await.unwrap().iter().any(|t| t.name == "flavor" && t.ready), "{l}");
+        assert!(
+            b.store
+                .trait_index()
+                .await
+                .unwrap()
+                .iter()
+                .any(|t| t.name == "flavor" && t.ready),
+            "{l}"
+        );
         check("index").await;
-        assert_eq!(b.store.add_trait_index("flavor").await.unwrap(), 0, "{l}: idempotent");
+        assert_eq!(
+            b.store.add_trait_index("flavor").await.unwrap(),
+            0,
+            "{l}: idempotent"
+        );
         b.store.save_events(&[ev(4, "m1.small")]).await.unwrap();
-        assert_eq!(index_rows(&b.store, "flavor").await, 4, "{l}: new events get rows at once");
+        assert_eq!(
+            index_rows(&b.store, "flavor").await,
+            4,
+            "{l}: new events get rows at once"
+        );
         assert!(b.store.add_trait_index("").await.is_err(), "{l}");
     }
 }
@@ -856,23 +914,48 @@ async fn batch_claim_and_finish() {
             (StreamState::Firing, s1.state_serial_no + 1, Some(lease)),
             "{l}"
         );
-        let again = b.store.claim_streams(&[s1.clone()], StreamState::Firing, lease).await.unwrap();
+        let again = b
+            .store
+            .claim_streams(&[s1.clone()], StreamState::Firing, lease)
+            .await
+            .unwrap();
         assert_eq!(again, vec![None], "{l}: the old serial loses to the claim");
 
         let mut lost = c2.clone();
         lost.state_serial_no -= 1;
         let held = b
             .store
-            .finish_streams(&[(c1.clone(), Finish::Complete { purge: true }), (lost, Finish::Error)])
+            .finish_streams(&[
+                (c1.clone(), Finish::Complete { purge: true }),
+                (lost, Finish::Error),
+            ])
             .await
             .unwrap();
         assert_eq!(held, vec![true, false], "{l}");
-        assert!(b.store.get_stream_by_id(1).await.unwrap().is_none(), "{l}: purged");
-        assert!(b.store.get_stream_events(1).await.unwrap().is_empty(), "{l}: links purged");
+        assert!(
+            b.store.get_stream_by_id(1).await.unwrap().is_none(),
+            "{l}: purged"
+        );
+        assert!(
+            b.store.get_stream_events(1).await.unwrap().is_empty(),
+            "{l}: links purged"
+        );
         let s2_now = b.store.get_stream_by_id(2).await.unwrap().unwrap();
-        assert_eq!((s2_now.state, s2_now.state_serial_no), (StreamState::Firing, c2.state_serial_no), "{l}: untouched");
-        let held = b.store.finish_streams(&[(c2.clone(), Finish::Error)]).await.unwrap();
+        assert_eq!(
+            (s2_now.state, s2_now.state_serial_no),
+            (StreamState::Firing, c2.state_serial_no),
+            "{l}: untouched"
+        );
+        let held = b
+            .store
+            .finish_streams(&[(c2.clone(), Finish::Error)])
+            .await
+            .unwrap();
         assert_eq!(held, vec![true], "{l}");
-        assert_eq!(b.store.get_stream_by_id(2).await.unwrap().unwrap().state, StreamState::Error, "{l}");
+        assert_eq!(
+            b.store.get_stream_by_id(2).await.unwrap().unwrap().state,
+            StreamState::Error,
+            "{l}"
+        );
     }
 }

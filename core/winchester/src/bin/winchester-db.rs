@@ -151,7 +151,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         println!("{:<40} READY", "TRAIT");
                         for t in list {
-                            println!("{:<40} {}", t.name, if t.ready { "yes" } else { "no (backfill pending: run `index add` again)" });
+                            println!(
+                                "{:<40} {}",
+                                t.name,
+                                if t.ready {
+                                    "yes"
+                                } else {
+                                    "no (backfill pending: run `index add` again)"
+                                }
+                            );
                         }
                     }
                 }

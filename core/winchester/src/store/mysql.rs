@@ -14,8 +14,8 @@ use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
-    StreamJoin, StreamQuery,
+    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError,
+    StoredEvent, StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
 
@@ -79,10 +79,11 @@ impl MySqlStore {
             .connect_with(opts)
             .await?;
         // MySQL/MariaDB only; other servers (no such variable) re-read ids.
-        let lock_mode: Option<i64> = sqlx::query_scalar("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
-            .fetch_one(&pool)
-            .await
-            .ok();
+        let lock_mode: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
+                .fetch_one(&pool)
+                .await
+                .ok();
         Ok(MySqlStore {
             pool,
             types: Arc::default(),

@@ -20,8 +20,8 @@ use stv3_event::{Event, Timestamp};
 
 use super::sql::Dialect;
 use super::{
-    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError, StoredEvent,
-    StreamJoin, StreamQuery,
+    EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError,
+    StoredEvent, StreamJoin, StreamQuery,
 };
 use crate::stream::{Stream, StreamState};
 
