@@ -4,6 +4,8 @@
 #   testbed/bench.sh STV3CTL TARBALL [REPS]
 # Needs: the testbed up in /tmp/ans-tb (testbed/testbed.sh up /tmp/ans-tb), ansible-core in
 # /tmp/ans-venv, the anchor copied to /tmp/ans-anchor and its tarball from make-tarball.sh.
+# Before each first deploy the hosts are wiped (testbed.sh wipe: no files, no stv3 account,
+# no database), so both tools start from nothing.
 set -eu
 stv3ctl=${1:?stv3ctl binary}; tarball=${2:?release tarball}; reps=${3:-3}
 tb=/tmp/ans-tb
@@ -12,13 +14,14 @@ inv=(-r tb -i "$tb/inventory.yaml" --secrets "$tb/secrets.yaml" --allow-insecure
 export ANSIBLE_CONFIG=/tmp/ans-anchor/ansible.cfg ANSIBLE_DEPRECATION_WARNINGS=False
 mkdir -p /tmp/stv3-bench
 
-t() { # t LABEL CMD...: wall time of one run
+t() { # t LABEL CMD...: wall time of one run, and the load average right after it
     local label=$1; shift
     local t0 t1 rc=0
     t0=$(date +%s.%N)
     "$@" > "/tmp/stv3-bench/$label.log" 2>&1 || rc=$?
     t1=$(date +%s.%N)
-    printf '%-28s %7.2f s rc=%s\n' "$label" "$(echo "$t1 - $t0" | bc)" "$rc"
+    printf '%-28s %7.2f s rc=%s load %s\n' "$label" "$(echo "$t1 - $t0" | bc)" "$rc" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 close_masters() {
     for s in /tmp/ans-cp/*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit dummy 2>/dev/null || true; done

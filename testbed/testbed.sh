@@ -8,7 +8,8 @@
 #
 #   testbed/testbed.sh up   DIR [N] [BASE_PORT]   # default N=3, BASE_PORT=22001
 #   testbed/testbed.sh down DIR
-#   testbed/testbed.sh wipe DIR                   # empty the hosts' private dirs (keeps sshd up)
+#   testbed/testbed.sh wipe DIR                   # fresh hosts again: empty private dirs, no stv3
+#                                                 # account, no database (keeps sshd up)
 #
 # `up` writes DIR/client (SSH key), DIR/known_hosts, DIR/inventory.yaml (region
 # `tb`: h1, h2 = workers, h3 = api + db) and DIR/secrets.yaml. The database server
@@ -170,6 +171,10 @@ wipe)
         rm -f "$hdir"/etc/init.d/stv3-* "$hdir"/etc/logrotate.d/stv3
         rm -rf "$hdir"/etc/stv3
         for rc in "$hdir"/etc/rc?.d; do rm -f "$rc"/[SK][0-9][0-9]stv3-*; done
+        # The service account too (each host has its own /etc): a first deploy creates it.
+        for f in passwd shadow group gshadow; do
+            [ -f "$hdir/etc/$f" ] && sed -i '/^stv3:/d' "$hdir/etc/$f"
+        done
     done
     reset_db
     ;;

@@ -42,14 +42,16 @@ for a; do
   p=${a#?:}
   case $a in
     f:*) if [ -f "$p" ]; then set -- "$@" "$p"; else echo "nofile $p"; fi ;;
-    d:*) if [ -d "$p" ]; then echo "dir $(stat -c '%a %U %G' "$p") $p"; else echo "nodir - - - $p"; fi ;;
+    d:*) if [ -d "$p" ]; then set -- "$@" "$p"; else echo "nodir - - - $p"; fi ;;
     s:*) if [ -x "$initd/$p" ]; then "$initd/$p" status >/dev/null 2>&1; echo "svc $? $p"; else echo "svc 4 $p"; fi ;;
     u:*) systemctl is-active --quiet "$p" 2>/dev/null; echo "svc $? $p" ;;
   esac
 done
 shift "$n"
+# The files and directories that exist: one sha256sum (directories have no
+# sum) and one stat for all of them.
 if [ $# -gt 0 ]; then
-  sha256sum -- "$@" | sed 's/^/sha /'
+  sha256sum -- "$@" 2>/dev/null | sed 's/^/sha /'
   stat -c 'meta %a %U %G %n' -- "$@"
 fi
 exit 0
@@ -134,17 +136,9 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
             "nofile" => {
                 f.files.insert(rest.to_string(), None);
             }
-            "dir" | "nodir" => {
-                let parts: Vec<&str> = rest.splitn(4, ' ').collect();
-                if parts.len() == 4 {
-                    let fact = (kind == "dir").then(|| {
-                        (
-                            u32::from_str_radix(parts[0], 8).unwrap_or(0),
-                            parts[1].to_string(),
-                            parts[2].to_string(),
-                        )
-                    });
-                    f.dirs.insert(parts[3].to_string(), fact);
+            "nodir" => {
+                if let Some(path) = rest.splitn(4, ' ').nth(3) {
+                    f.dirs.insert(path.to_string(), None);
                 }
             }
             "svc" => {
@@ -174,17 +168,23 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
             _ => {}
         }
     }
+    // A path with a sum is a file; one without is a directory.
     for (path, (mode, owner, group)) in metas {
-        if let Some(sha256) = hashes.remove(&path) {
-            f.files.insert(
-                path,
-                Some(FileFact {
-                    sha256,
-                    mode,
-                    owner,
-                    group,
-                }),
-            );
+        match hashes.remove(&path) {
+            Some(sha256) => {
+                f.files.insert(
+                    path,
+                    Some(FileFact {
+                        sha256,
+                        mode,
+                        owner,
+                        group,
+                    }),
+                );
+            }
+            None => {
+                f.dirs.insert(path, Some((mode, owner, group)));
+            }
         }
     }
     f
@@ -301,7 +301,7 @@ mod tests {
              history 0.1.0\nhistory 0.2.0\nhistory 0.1.0\nhistory 0.2.0\n\
              sha 0123  /etc/stv3/winchester.yaml\nmeta 640 root stv3 /etc/stv3/winchester.yaml\nnofile /etc/stv3/api.conf\n\
              managed file /etc/stv3/yagi-c9.conf\nmanaged service sysv stv3-yagi-c9\n\
-             dir 755 root root /opt/stv3\nnodir - - - /var/lib/stv3\nsvc 0 stv3-api\nsvc 3 stv3-yagi-c1\n",
+             meta 755 root root /opt/stv3\nnodir - - - /var/lib/stv3\nsvc 0 stv3-api\nsvc 3 stv3-yagi-c1\n",
         );
         assert_eq!(f.cores, 4);
         assert_eq!(f.init, Some(InitKind::Sysv));

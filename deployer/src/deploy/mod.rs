@@ -453,16 +453,26 @@ pub fn deploy(
 ) -> Result<Report, DeployError> {
     let started = Instant::now();
     apply::start_clock();
-    let pkg = read_package(package)?;
-    eprintln!(
-        "package {} {} (sha256 {})",
-        package.display(),
-        pkg.version,
-        &pkg.sha256[..12]
-    );
     let hosts = select_hosts(region, &opts.limit)?;
-    let (mut targets, mut failed) = survey(assets, region, &hosts, opts);
-    apply::progress("-", &format!("{} host(s) surveyed", targets.len()));
+    // The package's checksum and manifest are read while the hosts are surveyed.
+    let (pkg, (mut targets, mut failed)) = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_package(package));
+        let surveyed = survey(assets, region, &hosts, opts);
+        let pkg = reader
+            .join()
+            .unwrap_or_else(|_| Err(DeployError::Other("reading the package panicked".into())));
+        pkg.map(|p| (p, surveyed))
+    })?;
+    apply::progress(
+        "-",
+        &format!(
+            "package {} {} (sha256 {}); {} host(s) surveyed",
+            package.display(),
+            pkg.version,
+            &pkg.sha256[..12],
+            targets.len()
+        ),
+    );
 
     let plans: Vec<HostPlan> = parallel(targets.iter_mut().collect(), opts.forks, |tg| {
         plan_target(tg, region, &pkg, opts)
