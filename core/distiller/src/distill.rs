@@ -13,6 +13,7 @@
 //!   timestamp, is a typed [`DistillError`] instead of an exception.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -34,6 +35,31 @@ pub struct DistillerOptions {
     /// Append `{event_type: '*', traits: {}}` when no definition is a catchall.
     pub catchall: bool,
     pub plugins: PluginRegistry,
+}
+
+/// FxHash (rustc's hasher) for the match cache: event types are short and
+/// the cache is bounded ([`CACHE_LIMIT`]), so SipHash's flooding
+/// resistance buys nothing here.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.write_u64(u64::from(b));
+    }
+    fn write_u64(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A notification that cannot be turned into an event at all.
@@ -154,7 +180,7 @@ pub struct Distiller {
     definitions: Vec<EventDefinition>,
     catchall: bool,
     warnings: Vec<String>,
-    cache: RwLock<HashMap<Box<str>, Option<u32>>>,
+    cache: RwLock<HashMap<Box<str>, Option<u32>, BuildHasherDefault<FxHasher>>>,
     /// What `distill_bytes` reads from a notification.
     plan: Plan,
     envelope: Envelope,
@@ -286,7 +312,7 @@ impl Distiller {
             definitions: defs,
             catchall: options.catchall,
             warnings,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(HashMap::default()),
             plan,
             envelope,
             by_name,

@@ -179,19 +179,29 @@ impl Split {
 impl Split {
     /// `s.split(separator, max_split)[segment]`, Python style.
     fn segment_of<'s>(&self, s: &'s str) -> Option<&'s str> {
-        let sep = self.separator.as_str();
         let limit = match self.max_split {
             Some(n) if n >= 0 => n as usize + 1,
             _ => usize::MAX,
         };
-        let idx = if self.segment < 0 {
-            s.splitn(limit, sep).count() as i64 + self.segment
-        } else {
-            self.segment
-        };
-        usize::try_from(idx)
-            .ok()
-            .and_then(|i| s.splitn(limit, sep).nth(i))
+        // the same walk for a one-character separator (the usual `.`,
+        // found with memchr) and for a longer one
+        macro_rules! segment {
+            ($sep:expr) => {{
+                let idx = if self.segment < 0 {
+                    s.splitn(limit, $sep).count() as i64 + self.segment
+                } else {
+                    self.segment
+                };
+                usize::try_from(idx)
+                    .ok()
+                    .and_then(|i| s.splitn(limit, $sep).nth(i))
+            }};
+        }
+        let mut chars = self.separator.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => segment!(c),
+            _ => segment!(self.separator.as_str()),
+        }
     }
 }
 

@@ -65,6 +65,11 @@ enum TreeNeed {
 #[derive(Debug, Clone, Default)]
 struct PlanNode {
     children: Vec<Child>,
+    /// Bit `min(len, 63)` set for every child key length: most keys of a
+    /// notification are rejected by this and `last_bytes` alone.
+    lens: u64,
+    /// Bitmap of the children keys' last bytes.
+    last_bytes: [u64; 4],
     /// Open-addressing hash table over `children` (index + 1; 0 is empty).
     table: Vec<u16>,
     /// The whole value here goes to this slot.
@@ -111,10 +116,16 @@ impl PlanNode {
     /// The child for the key at `b[start..end]` (unescaped).
     #[inline]
     fn child_at(&self, b: &[u8], start: usize, end: usize) -> Option<u32> {
-        if self.table.is_empty() {
+        let len = end - start;
+        if self.lens >> len.min(63) & 1 == 0 {
             return None;
         }
-        let len = end - start;
+        if len > 0 {
+            let last = b[end - 1] as usize;
+            if self.last_bytes[last / 64] >> (last % 64) & 1 == 0 {
+                return None;
+            }
+        }
         let (prefix, suffix) = if len >= 8 {
             (load8(b, start), load8(b, end - 8))
         } else if start + 8 <= b.len() {
@@ -237,6 +248,13 @@ impl PlanBuilder {
                 table[h] = u16::try_from(i + 1).expect("fewer than 65535 keys per object");
             }
             node.table = table;
+            for c in &node.children {
+                let k = c.key.as_bytes();
+                node.lens |= 1 << k.len().min(63);
+                if let Some(&last) = k.last() {
+                    node.last_bytes[last as usize / 64] |= 1 << (last % 64);
+                }
+            }
         }
         Plan {
             nodes,
@@ -320,12 +338,15 @@ pub struct Parsed<'a> {
 
 impl<'a> Parsed<'a> {
     /// The value at a binding, if present.
+    #[inline]
     pub fn get(&self, b: Binding, keys: &[Box<str>]) -> Option<&Doc<'a>> {
-        let mut node = self.slots[b.slot as usize].as_ref()?;
-        for k in &keys[keys.len() - b.rest as usize..] {
-            node = crate::json::JsonNode::get(node, k)?;
+        let node = self.slots.get(b.slot as usize)?.as_ref()?;
+        if b.rest == 0 {
+            return Some(node);
         }
-        Some(node)
+        keys[keys.len() - b.rest as usize..]
+            .iter()
+            .try_fold(node, |n, k| crate::json::JsonNode::get(n, k))
     }
 }
 
@@ -385,17 +406,22 @@ static STOP: [bool; 256] = {
     t
 };
 
-/// For 16 bytes at `b[at..]` (which must exist): a bit mask of the bytes
-/// that are `"`, `\` or control characters, and a mask of non-ASCII bytes.
+/// For the 16 bytes at `b[at..]`: a bit mask of the bytes that are `"`,
+/// `\` or control characters, and a mask of non-ASCII bytes.
+///
+/// # Panics
+/// When `at + 16 > b.len()` (callers loop on that condition, so the check
+/// here is only a debug assertion plus the one below, which the optimizer
+/// merges with theirs).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn stop_masks16(b: &[u8], at: usize) -> (u32, u32) {
     use std::arch::x86_64::*;
-    let chunk = &b[at..at + 16];
-    // SAFETY: SSE2 is part of x86_64; the load reads exactly the 16 bytes of
-    // `chunk` (unaligned load).
+    assert!(at <= b.len() && b.len() - at >= 16);
+    // SAFETY: SSE2 is part of x86_64; the unaligned load reads the 16 bytes
+    // at `at`, which exist (asserted above).
     unsafe {
-        let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+        let v = _mm_loadu_si128(b.as_ptr().add(at) as *const __m128i);
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // v <= 0x1f (unsigned) <=> min(v, 0x1f) == v
@@ -449,7 +475,7 @@ fn stop_masks16_swar(b: &[u8], at: usize) -> (u32, u32) {
 #[inline(always)]
 fn find_stop(b: &[u8], mut pos: usize) -> (usize, u32) {
     let mut high = 0;
-    while pos + 16 <= b.len() {
+    while b.len() - pos >= 16 {
         let (stop, h) = stop_masks16(b, pos);
         high |= h;
         if stop != 0 {
@@ -598,15 +624,27 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
+    /// The content of a scanned string without escapes.
+    #[inline(always)]
+    fn raw(&self, start: usize, end: usize) -> &'a str {
+        // SAFETY: scan_string proved these bytes UTF-8 (all ASCII, or the
+        // whole input validated).
+        unsafe { std::str::from_utf8_unchecked(&self.b[start..end]) }
+    }
+
     /// The text of a scanned string.
+    #[inline(always)]
     fn text(&self, start: usize, end: usize, escaped: bool) -> R<Cow<'a, str>> {
         if !escaped {
-            // SAFETY: scan_string proved these bytes UTF-8 (all ASCII, or
-            // the whole input validated).
-            return Ok(Cow::Borrowed(unsafe {
-                std::str::from_utf8_unchecked(&self.b[start..end])
-            }));
+            return Ok(Cow::Borrowed(self.raw(start, end)));
         }
+        self.decode(start, end)
+    }
+
+    /// A string with escapes, decoded.
+    #[cold]
+    #[inline(never)]
+    fn decode(&self, start: usize, end: usize) -> R<Cow<'a, str>> {
         // Let serde_json decode escapes (surrogate pairs included).
         match serde_json::from_slice::<String>(&self.b[start - 1..end + 1]) {
             Ok(s) => Ok(Cow::Owned(s)),
@@ -786,13 +824,20 @@ impl<'a> Scanner<'a, '_> {
                         if !keep && self.peek() == Some(b'"') {
                             // the common case, written in place
                             let (vs, ve, vesc) = self.scan_string()?;
-                            self.slots[s] = Some(Doc::Str(self.text(vs, ve, vesc)?));
+                            // (the slot was just cleared: filling it drops nothing)
+                            if vesc {
+                                let text = self.decode(vs, ve)?;
+                                self.slots[s].get_or_insert(Doc::Str(text));
+                            } else {
+                                let text = self.raw(vs, ve);
+                                self.slots[s].get_or_insert(Doc::Str(Cow::Borrowed(text)));
+                            }
                         } else {
                             let v = self.value_all(depth + 1)?;
                             if keep {
                                 members.push((self.text(ks, ke, kesc)?, v.clone()));
                             }
-                            self.slots[s] = Some(v);
+                            self.slots[s].get_or_insert(v);
                         }
                     } else if cn.tree == TreeNeed::All {
                         let v = self.value_all(depth + 1)?;
