@@ -35,7 +35,9 @@ pub struct ScratchDb {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn split_statements(sql: &str) -> Vec<String> {
+/// The statements of a migration script (comment lines dropped first, so a
+/// `;` in a comment does not split).
+pub fn split_statements(sql: &str) -> Vec<String> {
     let cleaned: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))

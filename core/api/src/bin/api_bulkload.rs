@@ -10,12 +10,15 @@
 //! TimeRange as distinguishing traits, and the streamevent links. Names are
 //! those `api-load` generates: instance `inst-%08x`, tenant `tenant-%04d`.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor};
+use stv3_event::stored::encode_traits;
+use stv3_event::{from_micros, TraitValue};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,6 +113,9 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// The names the schema migration indexes (all text here).
+const INDEXED: [&str; 5] = ["instance_id", "request_id", "tenant_id", "user_id", "host"];
+
 /// Instance (= stream) of event `i`: groups of 4 instances interleave over
 /// 40 consecutive events, so each instance's events are close in time (as a
 /// real operation's are) and streams start all along the time span.
@@ -144,15 +150,8 @@ async fn main() -> anyhow::Result<()> {
     admin.close().await?;
     let url = format!("{server}/{}", a.database);
     let mut conn = sqlx::MySqlConnection::connect(&url).await?;
-    for stmt in stv3_api::testkit::MYSQL_SCHEMA.split(';').map(|s| {
-        s.lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }) {
-        if !stmt.trim().is_empty() {
-            conn.execute(stmt.as_str()).await?;
-        }
+    for stmt in stv3_api::testkit::split_statements(stv3_api::testkit::MYSQL_SCHEMA) {
+        conn.execute(stmt.as_str()).await?;
     }
     conn.execute("SET unique_checks = 0, foreign_key_checks = 0")
         .await?;
@@ -175,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     let mut ev = Batch::new(
-        "INSERT INTO event (id, message_id, generated, event_type_id)",
+        "INSERT INTO event (id, message_id, generated, event_type_id, traits)",
         a.batch,
     );
     let mut tr = Batch::new(
@@ -192,26 +191,35 @@ async fn main() -> anyhow::Result<()> {
         } else {
             rng.gen_range(1..=EVENT_TYPES.len())
         };
-        ev.push(&mut conn, format!("({i},'msg-{i:010x}',{generated},{ty})"))
-            .await?;
         let tenant = inst % 1000;
         let mem = MEMORY[(inst % 5) as usize];
         let state = STATES_TXT[rng.gen_range(0..STATES_TXT.len())];
         let launched = T0 + (inst as i64) * 1_000_000;
-        let rows = [
-            format!("({i},'instance_id',1,'inst-{inst:08x}',NULL,NULL,NULL)"),
-            format!("({i},'tenant_id',1,'tenant-{tenant:04}',NULL,NULL,NULL)"),
-            format!("({i},'request_id',1,'req-{:08x}',NULL,NULL,NULL)", i / 3),
-            format!("({i},'state',1,'{state}',NULL,NULL,NULL)"),
-            format!("({i},'host',1,'compute-{:03}',NULL,NULL,NULL)", inst % 200),
-            format!("({i},'memory_mb',2,NULL,NULL,{mem},NULL)"),
-            format!("({i},'root_gb',2,NULL,NULL,{},NULL)", mem / 32),
-            format!("({i},'launched_at',4,NULL,NULL,NULL,{launched})"),
-        ];
-        for r in rows {
-            tr.push(&mut conn, r).await?;
+        // As an ingester stores them: every trait in the event's traits
+        // document, index rows for the schema's default indexed names only.
+        let text = |v: String| TraitValue::Text(v);
+        let traits: BTreeMap<String, TraitValue> = [
+            ("instance_id", text(format!("inst-{inst:08x}"))),
+            ("tenant_id", text(format!("tenant-{tenant:04}"))),
+            ("request_id", text(format!("req-{:08x}", i / 3))),
+            ("state", text(state.to_string())),
+            ("host", text(format!("compute-{:03}", inst % 200))),
+            ("memory_mb", TraitValue::Int(mem)),
+            ("root_gb", TraitValue::Int(mem / 32)),
+            ("launched_at", TraitValue::Datetime(from_micros(launched))),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+        let doc = encode_traits(&traits).replace('\\', "\\\\").replace('\'', "''");
+        ev.push(&mut conn, format!("({i},'msg-{i:010x}',{generated},{ty},'{doc}')"))
+            .await?;
+        for (name, v) in &traits {
+            if let (true, TraitValue::Text(t)) = (INDEXED.contains(&name.as_str()), v) {
+                tr.push(&mut conn, format!("({i},'{name}',1,'{t}',NULL,NULL,NULL)")).await?;
+            }
         }
-        tx_rows += 9;
+        tx_rows += 5;
         if tx_rows >= 200_000 {
             ev.flush(&mut conn).await?;
             tr.flush(&mut conn).await?;

@@ -2,7 +2,7 @@
 -- every trait of the event, and the `trait` table becomes an index that holds
 -- rows only for the trait names listed in `indexed_trait` (ready = 1 once every
 -- stored event has its rows). Rows written before this migration keep
--- `traits` NULL and all their trait rows; readers use the rows for them.
+-- `traits` NULL and all their trait rows, and readers use the rows for them.
 -- An ingest transaction reads `trait_index_gen` under a shared lock; adding an
 -- indexed name bumps `gen`, which waits for in-flight ingests and makes later
 -- ones reload the names (`winchester-db index add`).
