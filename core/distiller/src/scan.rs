@@ -709,6 +709,7 @@ impl<'a> Scanner<'a, '_> {
         Ok((&self.b[start..self.pos], integer))
     }
 
+    #[inline(always)]
     fn number(&mut self) -> R<Doc<'a>> {
         let (text, integer) = self.number_text()?;
         if integer && text.len() <= 18 {
@@ -722,7 +723,13 @@ impl<'a> Scanner<'a, '_> {
                 .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
             return Ok(Doc::Int(if neg { -v } else { v }));
         }
-        // SAFETY-free: the lexer admitted only ASCII.
+        self.number_slow(text, integer)
+    }
+
+    /// Floats, and integers of 19 digits or more.
+    #[inline(never)]
+    fn number_slow(&self, text: &[u8], integer: bool) -> R<Doc<'a>> {
+        // the lexer admitted only ASCII
         let text = std::str::from_utf8(text).expect("ASCII number");
         if integer {
             if let Ok(i) = text.parse::<i64>() {
@@ -777,6 +784,37 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
+    /// The first non-whitespace position at or after `p`.
+    #[inline(always)]
+    fn ws_at(&self, mut p: usize) -> usize {
+        while let Some(&c) = self.b.get(p) {
+            if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
+                p += 1;
+            } else {
+                break;
+            }
+        }
+        p
+    }
+
+    /// [`Self::scan_string`] for the string whose opening quote is at `p`,
+    /// without going through `self.pos` (which the hot loops keep in a
+    /// register): (content start, content end, has escapes).
+    #[inline(always)]
+    fn string_at(&mut self, p: usize) -> R<(usize, usize, bool)> {
+        let (end, high) = find_stop(self.b, p + 1);
+        if self.b.get(end) == Some(&b'"') && (high == 0 || self.utf8_checked) {
+            return Ok((p + 1, end, false));
+        }
+        self.scan_string_rest(p + 1, end, high)
+    }
+
+    #[cold]
+    fn err_at<T>(&mut self, p: usize, message: &'static str) -> R<T> {
+        self.pos = p;
+        self.err(message)
+    }
+
     /// The object at `pos` under plan node `n`: fills the slots below `n`
     /// and returns the tree members when `n` is part of the tree.
     fn object(&mut self, n: usize, depth: usize) -> R<Option<Doc<'a>>> {
@@ -787,22 +825,25 @@ impl<'a> Scanner<'a, '_> {
         let node = &nodes[n];
         let in_tree = node.tree != TreeNeed::No;
         let mut members: Vec<(Cow<'a, str>, Doc<'a>)> = Vec::new();
-        self.pos += 1; // {
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        // the position lives in `p`; `self.pos` is synced around calls
+        let mut p = self.ws_at(self.pos + 1); // after `{`
+        if self.b.get(p) == Some(&b'}') {
+            self.pos = p + 1;
             return Ok(in_tree.then_some(Doc::Object(members)));
         }
         loop {
-            if self.peek() != Some(b'"') {
-                self.ws();
-                if self.peek() != Some(b'"') {
-                    return self.err("expected a string key");
+            if self.b.get(p) != Some(&b'"') {
+                return self.err_at(p, "expected a string key");
+            }
+            let (ks, ke, kesc) = self.string_at(p)?;
+            p = ke + 1;
+            if self.b.get(p) != Some(&b':') {
+                p = self.ws_at(p);
+                if self.b.get(p) != Some(&b':') {
+                    return self.err_at(p, "expected ':'");
                 }
             }
-            let (ks, ke, kesc) = self.scan_string()?;
-            self.expect_colon()?;
-            self.ws();
+            p = self.ws_at(p + 1);
             let child = if kesc {
                 let key = self.text(ks, ke, true)?;
                 node.child(key.as_bytes())
@@ -810,7 +851,15 @@ impl<'a> Scanner<'a, '_> {
                 node.child_at(self.b, ks, ke)
             };
             match child {
-                None => self.skip_value(depth + 1)?,
+                None => {
+                    if self.b.get(p) == Some(&b'"') {
+                        p = self.string_at(p)?.1 + 1;
+                    } else {
+                        self.pos = p;
+                        self.skip_other(depth + 1)?;
+                        p = self.pos;
+                    }
+                }
                 Some(c) => {
                     let c = c as usize;
                     let cn = &nodes[c];
@@ -821,54 +870,77 @@ impl<'a> Scanner<'a, '_> {
                     let keep = in_tree && cn.tree != TreeNeed::No;
                     if let Some(s) = cn.slot {
                         let s = s as usize;
-                        if !keep && self.peek() == Some(b'"') {
+                        if !keep && self.b.get(p) == Some(&b'"') {
                             // the common case, written in place
-                            let (vs, ve, vesc) = self.scan_string()?;
                             // (the slot was just cleared: filling it drops nothing)
-                            if vesc {
-                                let text = self.decode(vs, ve)?;
-                                self.slots[s].get_or_insert(Doc::Str(text));
+                            let (vs, ve, vesc) = self.string_at(p)?;
+                            p = ve + 1;
+                            let text = if vesc {
+                                self.decode(vs, ve)?
                             } else {
-                                let text = self.raw(vs, ve);
-                                self.slots[s].get_or_insert(Doc::Str(Cow::Borrowed(text)));
+                                Cow::Borrowed(self.raw(vs, ve))
+                            };
+                            let slot = &mut self.slots[s];
+                            if slot.is_none() {
+                                *slot = Some(Doc::Str(text));
+                            }
+                        } else if !keep && matches!(self.b.get(p), Some(b'-' | b'0'..=b'9')) {
+                            // numbers, also written in place
+                            self.pos = p;
+                            let v = self.number()?;
+                            p = self.pos;
+                            let slot = &mut self.slots[s];
+                            if slot.is_none() {
+                                *slot = Some(v);
                             }
                         } else {
+                            self.pos = p;
                             let v = self.value_all(depth + 1)?;
+                            p = self.pos;
                             if keep {
                                 members.push((self.text(ks, ke, kesc)?, v.clone()));
                             }
                             self.slots[s].get_or_insert(v);
                         }
-                    } else if cn.tree == TreeNeed::All {
-                        let v = self.value_all(depth + 1)?;
-                        members.push((self.text(ks, ke, kesc)?, v));
                     } else {
-                        let v = match self.scalar()? {
-                            Some(v) => Some(v),
-                            None if self.peek() == Some(b'{') => self.object(c, depth + 1)?,
-                            None => {
-                                // field steps never enter arrays
-                                self.skip_value(depth + 1)?;
-                                Some(Doc::Array(Vec::new()))
+                        self.pos = p;
+                        let v = if cn.tree == TreeNeed::All {
+                            Some(self.value_all(depth + 1)?)
+                        } else {
+                            match self.scalar()? {
+                                Some(v) => Some(v),
+                                None if self.peek() == Some(b'{') => self.object(c, depth + 1)?,
+                                None => {
+                                    // field steps never enter arrays
+                                    self.skip_value(depth + 1)?;
+                                    Some(Doc::Array(Vec::new()))
+                                }
                             }
                         };
+                        p = self.pos;
                         if let (true, Some(v)) = (keep, v) {
                             members.push((self.text(ks, ke, kesc)?, v));
                         }
                     }
                 }
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                }
+            match self.b.get(p) {
+                Some(b',') => p = self.ws_at(p + 1),
                 Some(b'}') => {
-                    self.pos += 1;
+                    self.pos = p + 1;
                     return Ok(in_tree.then_some(Doc::Object(members)));
                 }
-                _ => return self.err("expected ',' or '}'"),
+                _ => {
+                    p = self.ws_at(p);
+                    match self.b.get(p) {
+                        Some(b',') => p = self.ws_at(p + 1),
+                        Some(b'}') => {
+                            self.pos = p + 1;
+                            return Ok(in_tree.then_some(Doc::Object(members)));
+                        }
+                        _ => return self.err_at(p, "expected ',' or '}'"),
+                    }
+                }
             }
         }
     }
