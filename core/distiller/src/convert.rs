@@ -35,6 +35,7 @@ fn fail<N: JsonNode>(v: &N, datatype: Datatype, reason: impl Into<String>) -> Co
 
 /// Convert a matched value. `Ok(None)` means "absent" (`""` for a non-text
 /// type, which Nova sends for unset dates).
+#[inline]
 pub fn convert<N: JsonNode>(v: &N, datatype: Datatype) -> Result<Option<TraitValue>, ConvertError> {
     if datatype != Datatype::Text && v.as_str() == Some("") {
         return Ok(None);
@@ -133,6 +134,7 @@ fn to_float<N: JsonNode>(v: &N) -> Result<f64, ConvertError> {
 }
 
 /// Python 3 `str(v)` of a JSON value.
+#[inline]
 pub fn py_str<N: JsonNode>(v: &N) -> String {
     match v.view() {
         View::Str(s) => s.to_string(),

@@ -90,11 +90,18 @@ pub enum TraitFailure {
 
 impl TraitDefinition {
     /// Extract this trait from a notification: `Ok(None)` when absent.
+    #[inline]
     pub fn extract<S: Source>(&self, src: &S) -> Result<Option<TraitValue>, TraitFailure> {
         match &self.plugin {
             None => match self.fields.first_non_null(src) {
                 None => Ok(None),
-                Some(v) => Ok(convert(v, self.datatype)?),
+                // the usual cases inline: a text from a string, an int from
+                // an int; `convert` for the rest
+                Some(v) => match (self.datatype, v.view()) {
+                    (Datatype::Text, View::Str(s)) => Ok(Some(TraitValue::Text(s.to_owned()))),
+                    (Datatype::Int, View::Int(i)) => Ok(Some(TraitValue::Int(i))),
+                    _ => Ok(convert(v, self.datatype)?),
+                },
             },
             Some(plugin) if plugin.first_text_only() => {
                 let first = self.fields.first_non_null(src);
