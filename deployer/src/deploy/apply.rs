@@ -810,8 +810,19 @@ fn rollout_inner(
     if plan.switch {
         steps.push(format!("switch current -> {}", pkg.version));
     }
-    if !names.is_empty() {
-        steps.push(format!("restart {}", names.join(" ")));
+    for (action, word) in [
+        (ServiceAction::Restart, "restart"),
+        (ServiceAction::Start, "start"),
+    ] {
+        let these: Vec<&str> = plan
+            .services
+            .iter()
+            .filter(|s| s.action == action)
+            .map(|s| s.name.as_str())
+            .collect();
+        if !these.is_empty() {
+            steps.push(format!("{word} {}", these.join(" ")));
+        }
     }
     progress(&host, &steps.join("; "));
     let r = host_ops(t, region, model.init, true, &ops, &input).map_err(|e| e.to_string())?;
