@@ -211,12 +211,18 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|(n, v)| (n.to_string(), v))
         .collect();
-        let doc = encode_traits(&traits).replace('\\', "\\\\").replace('\'', "''");
-        ev.push(&mut conn, format!("({i},'msg-{i:010x}',{generated},{ty},'{doc}')"))
-            .await?;
+        let doc = encode_traits(&traits)
+            .replace('\\', "\\\\")
+            .replace('\'', "''");
+        ev.push(
+            &mut conn,
+            format!("({i},'msg-{i:010x}',{generated},{ty},'{doc}')"),
+        )
+        .await?;
         for (name, v) in &traits {
             if let (true, TraitValue::Text(t)) = (INDEXED.contains(&name.as_str()), v) {
-                tr.push(&mut conn, format!("({i},'{name}',1,'{t}',NULL,NULL,NULL)")).await?;
+                tr.push(&mut conn, format!("({i},'{name}',1,'{t}',NULL,NULL,NULL)"))
+                    .await?;
             }
         }
         tx_rows += 5;
