@@ -17,7 +17,8 @@
 //! (the `fields` language), [`glob`] (event_type patterns), [`convert`]
 //! (Python-compatible type conversions), [`plugins`] (split, bitfield,
 //! timedelta and the registry), [`json`] (document views, the borrowed
-//! fast-path tree), [`distill`] (the `Distiller`).
+//! tree), [`scan`] (the hot-path reader: a plan of slots compiled from the
+//! paths, one validating pass), [`distill`] (the `Distiller`).
 
 pub mod convert;
 pub mod definitions;

@@ -380,6 +380,11 @@ mod tests {
             .expect("valid params");
         let got = plug.trait_value(&matches(input)).map_err(|_| ());
         assert_eq!(got, expected, "{plugin} {p} on {input:?}");
+        if plug.first_text_only() {
+            let first = input.first().map(|(_, v)| crate::convert::py_str(v));
+            let fast = plug.value_of_first_text(first.as_deref()).map_err(|_| ());
+            assert_eq!(fast, expected, "{plugin} {p} on {input:?} (first text)");
+        }
     }
 
     #[test]
@@ -426,6 +431,26 @@ mod tests {
             json!({"separator": "-", "segment": 0}),
             &[],
             Ok(None),
+        );
+        // separators of more than one character, and non-ASCII ones
+        let multi = [("t", json!("a::b::c:d"))];
+        for (params, want) in [
+            (json!({"separator": "::", "segment": 1}), Some("b")),
+            (json!({"separator": "::", "segment": -1}), Some("c:d")),
+            (
+                json!({"separator": "::", "segment": 1, "max_split": 0}),
+                None,
+            ),
+            (json!({"separator": "::", "segment": 3}), None),
+            (json!({"separator": "é", "segment": 1}), None),
+        ] {
+            check("split", params, &multi, Ok(want.map(|w| json!(w))));
+        }
+        check(
+            "split",
+            json!({"separator": "é", "segment": -2}),
+            &[("t", json!("xéyéz"))],
+            Ok(Some(json!("y"))),
         );
         let pid = [("publisher_id", json!("compute.host-1-2-3"))];
         check("split", json!({}), &pid, Ok(Some(json!("compute"))));
