@@ -397,7 +397,7 @@ pub async fn run(
     source: &mut dyn Source,
     mut shutdown: watch::Receiver<bool>,
     retry: RetryPolicy,
-    health: Option<stv3_telemetry::Health>,
+    health: Option<stv3_telemetry::HealthComponent>,
 ) -> anyhow::Result<Stopped> {
     let consumer = chain.consumer.clone();
     loop {
@@ -427,7 +427,7 @@ pub async fn run(
                     chain.counters.retries.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.clone()).increment(1);
                     if let Some(h) = &health {
-                        h.set(false);
+                        h.fail(format!("batch not durable: {e:#}"));
                     }
                     let delay = backoff.next_delay();
                     tracing::error!(consumer = %consumer, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
@@ -446,7 +446,7 @@ pub async fn run(
             }
         }
         if let Some(h) = &health {
-            h.set(true);
+            h.ok();
         }
         if let Err(e) = source.commit(batch.token).await {
             // The batch is durable; the source will see it again and the chain dedupes it.

@@ -161,7 +161,10 @@ pub async fn run(
         let amqp = opts.source == SourceSpec::Amqp;
         let (mut chain, archive) = build_chain(cfg, c, amqp, &mut sinks).await?;
         let mut source: Box<dyn Source> = match &opts.source {
-            SourceSpec::Amqp => Box::new(AmqpSource::new(c, cfg.stv3.linger)),
+            SourceSpec::Amqp => Box::new(
+                AmqpSource::new(c, cfg.stv3.linger)
+                    .with_health(health.component(format!("broker {}", c.name))),
+            ),
             SourceSpec::File { path, follow } => Box::new(FileSource::open(
                 path,
                 &cfg.stv3.state_dir,
@@ -173,7 +176,7 @@ pub async fn run(
         report.insert(c.name.clone(), chain.counters.clone());
         let sd = shutdown.clone();
         let retry = opts.retry.clone();
-        let h = health.clone();
+        let h = health.component(format!("consumer {}", c.name));
         let name = c.name.clone();
         if let Some(a) = archive {
             archives.push(a);

@@ -124,17 +124,65 @@ async fn stdin_source_and_metrics() {
     env.cleanup().await;
 }
 
-/// Minimal HTTP GET (no client dependency): the response body.
-async fn reqwest_get(url: &str) -> String {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_unhealthy_while_the_broker_is_unreachable() {
+    // A port nothing listens on: connecting is refused, as with a broker that is down.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let amqp = format!("amqp://guest:guest@127.0.0.1:{dead}/%2f");
+    let mut env = Env::new("inghealth", Db::Sqlite, Some(&amqp), 50, "").await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = env.spawn(&["--ops-address", &format!("127.0.0.1:{port}")]);
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + T;
+    let health = loop {
+        if let Ok(h) = try_get(&url).await {
+            if h.contains("unhealthy") {
+                break h;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never unhealthy; logs:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        health.contains(&format!("broker {}", env.queue)),
+        "{health}"
+    );
+    assert!(health.contains("cannot connect to the broker"), "{health}");
+    assert!(
+        !health.contains("guest:guest"),
+        "password redacted: {health}"
+    );
+    sigterm(&child);
+    let _ = wait_exit(&mut child, T);
+    env.cleanup().await;
+}
+
+/// Minimal HTTP GET (no client dependency): the whole response.
+async fn try_get(url: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (hostport, path) = rest.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(hostport).await?;
     s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+        .await?;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
+    s.read_to_string(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Minimal HTTP GET (no client dependency): the response body.
+async fn reqwest_get(url: &str) -> String {
+    let buf = try_get(url).await.unwrap();
     buf.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or(buf)

@@ -7,7 +7,6 @@
 //!   through `STV3_GIT_SHA` (set at compile time, when available).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::{routing::get, Router};
@@ -56,19 +55,69 @@ pub fn version_string(pkg_version: &'static str) -> &'static str {
     Box::leak(format!("{pkg_version} ({sha})").into_boxed_str())
 }
 
-/// Liveness flag the process flips when it becomes unhealthy.
+/// The process's health: healthy while every component is. [`Health::set`]
+/// flips the process-wide component; [`Health::component`] gives a named one
+/// (one per consumer, broker connection, ...) so that one failing part keeps
+/// the process unhealthy even while the others succeed. `/health` names the
+/// failing components with their reasons.
 #[derive(Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health(Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>);
+
+/// One named part of a [`Health`].
+#[derive(Clone)]
+pub struct HealthComponent {
+    health: Health,
+    name: String,
+}
 
 impl Health {
     pub fn healthy() -> Self {
-        Health(Arc::new(AtomicBool::new(true)))
+        Health::default()
     }
+
+    /// The process-wide component.
     pub fn set(&self, ok: bool) {
-        self.0.store(ok, Ordering::SeqCst);
+        self.set_component("process", if ok { None } else { Some("unhealthy".into()) });
     }
+
+    fn set_component(&self, name: &str, failure: Option<String>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            None => {
+                m.remove(name);
+            }
+            Some(why) => {
+                m.insert(name.to_string(), why);
+            }
+        }
+    }
+
+    /// A named component (healthy until it reports a failure).
+    pub fn component(&self, name: impl Into<String>) -> HealthComponent {
+        HealthComponent {
+            health: self.clone(),
+            name: name.into(),
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Failing components and why, sorted by name.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl HealthComponent {
+    pub fn ok(&self) {
+        self.health.set_component(&self.name, None);
+    }
+
+    pub fn fail(&self, why: impl Into<String>) {
+        self.health.set_component(&self.name, Some(why.into()));
     }
 }
 
@@ -94,8 +143,12 @@ pub fn ops_router(process: &'static str, health: Health) -> Router {
             get(move || {
                 let health = health.clone();
                 async move {
-                    let ok = health.is_ok();
-                    let body = serde_json::json!({"status": if ok {"ok"} else {"unhealthy"}, "process": process});
+                    let failures = health.failures();
+                    let ok = failures.is_empty();
+                    let mut body = serde_json::json!({"status": if ok {"ok"} else {"unhealthy"}, "process": process});
+                    if !ok {
+                        body["failing"] = failures.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+                    }
                     let code = if ok {
                         axum::http::StatusCode::OK
                     } else {

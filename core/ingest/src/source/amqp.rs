@@ -31,6 +31,8 @@ pub struct AmqpSource {
     generation: u64,
     connections: u64,
     last_depth: Option<Instant>,
+    /// Unhealthy while the broker cannot be reached.
+    health: Option<stv3_telemetry::HealthComponent>,
 }
 
 /// The topology of one `[consumer:NAME]`.
@@ -71,7 +73,14 @@ impl AmqpSource {
             generation: 0,
             connections: 0,
             last_depth: None,
+            health: None,
         }
+    }
+
+    /// Report the broker connection in the process health (`/health`).
+    pub fn with_health(mut self, h: stv3_telemetry::HealthComponent) -> Self {
+        self.health = Some(h);
+        self
     }
 
     /// Use a shorter first reconnect delay (tests).
@@ -109,10 +118,19 @@ impl AmqpSource {
             match self.connect_once().await {
                 Ok(()) => {
                     self.backoff.reset();
+                    if let Some(h) = &self.health {
+                        h.ok();
+                    }
                     tracing::info!(consumer = %self.name, queue = %self.queue, broker = %self.settings.redacted(),
                         prefetch = self.prefetch, generation = self.generation, "consuming");
                 }
                 Err(e) => {
+                    if let Some(h) = &self.health {
+                        h.fail(format!(
+                            "cannot connect to the broker {}: {e:#}",
+                            self.settings.redacted()
+                        ));
+                    }
                     let d = self.backoff.next_delay();
                     tracing::error!(consumer = %self.name, broker = %self.settings.redacted(), error = %format!("{e:#}"),
                         retry_in_ms = d.as_millis() as u64, "cannot connect; will retry");
