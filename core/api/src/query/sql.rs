@@ -223,10 +223,15 @@ pub const EVENT_COLUMNS: &str = "e.id, e.message_id, e.generated, et.`desc`, e.t
 /// `indexed`: the ready indexed trait names (filters on them use the index alone).
 pub fn events(q: &EventQuery, count: bool, style: FilterStyle, indexed: &HashSet<String>) -> Sql {
     let mut sql = Sql::default();
+    // A page is a deferred join: the ids first, from `event` alone (so the
+    // planner walks the id index and stops at LIMIT instead of driving from
+    // event_type and sorting every match), then the rows of those ids.
     if count {
         sql.push("SELECT COUNT(*) FROM event e WHERE 1=1");
     } else {
-        sql.push(&format!("SELECT {EVENT_COLUMNS} FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE 1=1"));
+        sql.push(&format!(
+            "SELECT {EVENT_COLUMNS} FROM (SELECT e.id FROM event e WHERE 1=1"
+        ));
     }
     if let Some(t) = q.from {
         sql.push(" AND e.generated > ?");
@@ -246,6 +251,10 @@ pub fn events(q: &EventQuery, count: bool, style: FilterStyle, indexed: &HashSet
     mark_bound(&mut sql, "e.id", &q.mark);
     if !count {
         order_limit(&mut sql, "e.id", &q.mark, q.limit);
+        sql.push(&format!(
+            ") page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id ORDER BY e.id {}",
+            if q.mark.ascending { "ASC" } else { "DESC" }
+        ));
     }
     sql
 }
@@ -323,7 +332,9 @@ mod tests {
         let sql = events(&q, false, FilterStyle::In, &indexed);
         assert!(
             sql.text.ends_with(
-                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) ORDER BY e.id ASC LIMIT ?"
+                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) \
+                 ORDER BY e.id ASC LIMIT ?) page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id \
+                 ORDER BY e.id ASC"
             ),
             "{}",
             sql.text
