@@ -493,6 +493,23 @@ fn find_stop(b: &[u8], mut pos: usize) -> (usize, u32) {
     (pos, high)
 }
 
+/// A lexed integer of at most 18 characters (it fits an i64 whatever the
+/// digits), without going through `str::parse`.
+#[inline(always)]
+fn small_int(text: &[u8], integer: bool) -> Option<i64> {
+    if !integer || text.len() > 18 {
+        return None;
+    }
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let v = digits
+        .iter()
+        .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+    Some(if neg { -v } else { v })
+}
+
 struct Scanner<'a, 'p> {
     b: &'a [u8],
     pos: usize,
@@ -670,7 +687,7 @@ impl<'a> Scanner<'a, '_> {
     }
 
     /// Lex a number; returns its bytes and whether it is an integer.
-    #[inline]
+    #[inline(always)]
     fn number_text(&mut self) -> R<(&'a [u8], bool)> {
         let start = self.pos;
         let digits = |s: &mut Self| {
@@ -712,18 +729,10 @@ impl<'a> Scanner<'a, '_> {
     #[inline(always)]
     fn number(&mut self) -> R<Doc<'a>> {
         let (text, integer) = self.number_text()?;
-        if integer && text.len() <= 18 {
-            // fits an i64 whatever the digits
-            let (neg, digits) = match text.split_first() {
-                Some((b'-', rest)) => (true, rest),
-                _ => (false, text),
-            };
-            let v = digits
-                .iter()
-                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
-            return Ok(Doc::Int(if neg { -v } else { v }));
+        match small_int(text, integer) {
+            Some(i) => Ok(Doc::Int(i)),
+            None => self.number_slow(text, integer),
         }
-        self.number_slow(text, integer)
     }
 
     /// Floats, and integers of 19 digits or more.
@@ -887,8 +896,12 @@ impl<'a> Scanner<'a, '_> {
                         } else if !keep && matches!(self.b.get(p), Some(b'-' | b'0'..=b'9')) {
                             // numbers, also written in place
                             self.pos = p;
-                            let v = self.number()?;
+                            let (text, integer) = self.number_text()?;
                             p = self.pos;
+                            let v = match small_int(text, integer) {
+                                Some(i) => Doc::Int(i),
+                                None => self.number_slow(text, integer)?,
+                            };
                             let slot = &mut self.slots[s];
                             if slot.is_none() {
                                 *slot = Some(v);
