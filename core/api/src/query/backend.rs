@@ -258,12 +258,12 @@ macro_rules! api_store {
                     return Ok(Vec::new());
                 }
                 let ready = self.ready_index().await?;
-                self.events_from(&sql::events(q, false, self.style, &ready)).await
+                self.events_from(&sql::events(q, false, self.style, &ready, Self::DIALECT)).await
             }
 
             async fn count_events_impl(&self, q: &EventQuery) -> StoreResult<u64> {
                 let ready = self.ready_index().await?;
-                let s = sql::events(q, true, self.style, &ready);
+                let s = sql::events(q, true, self.style, &ready, Self::DIALECT);
                 let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
                 Ok(n.max(0) as u64)
             }
@@ -371,6 +371,14 @@ macro_rules! api_store {
 
 api_store!(MySqlApiStore, sqlx::MySql, sqlx::MySqlPool, "mysql");
 api_store!(SqliteApiStore, sqlx::Sqlite, sqlx::SqlitePool, "sqlite");
+
+impl MySqlApiStore {
+    const DIALECT: sql::Dialect = sql::Dialect::MySql;
+}
+
+impl SqliteApiStore {
+    const DIALECT: sql::Dialect = sql::Dialect::Sqlite;
+}
 
 impl MySqlApiStore {
     pub async fn connect(url: &str, max_connections: u32, style: FilterStyle) -> StoreResult<Self> {
