@@ -916,7 +916,7 @@ async fn batch_claim_and_finish() {
         );
         let again = b
             .store
-            .claim_streams(&[s1.clone()], StreamState::Firing, lease)
+            .claim_streams(std::slice::from_ref(&s1), StreamState::Firing, lease)
             .await
             .unwrap();
         assert_eq!(again, vec![None], "{l}: the old serial loses to the claim");

@@ -186,6 +186,9 @@ fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitVal
     qb.push(")");
 }
 
+/// A stream column's new value, read from the batch's in-memory stream.
+type StreamColumn = fn(&Work) -> Option<i64>;
+
 /// In-memory state of one stream touched by an ingest batch.
 struct Work {
     /// None until inserted.
@@ -783,7 +786,7 @@ impl ThisStore {
             let dirty: Vec<&Work> = works.iter().filter(|w| !w.is_new && w.dirty).collect();
             for chunk in dirty.chunks(CHUNK / 4) {
                 let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream SET ");
-                let columns: [(&str, fn(&Work) -> Option<i64>); 5] = [
+                let columns: [(&str, StreamColumn); 5] = [
                     ("first_event", |w| Some(to_micros(&w.agg.first_event))),
                     ("last_event", |w| Some(to_micros(&w.agg.last_event))),
                     ("expire_timestamp", |w| w.agg.expire_timestamp.map(|t| to_micros(&t))),
