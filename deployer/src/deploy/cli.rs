@@ -91,7 +91,8 @@ pub struct DeployArgs {
     /// Show unified diffs of the files that change (secrets redacted).
     #[arg(long)]
     pub diff: bool,
-    /// Hosts per rollout batch after the db hosts (0 = all at once).
+    /// Hosts per rollout batch: 0 = every host at once (after the database
+    /// step); N = the db hosts first, then N hosts at a time.
     #[arg(long, default_value_t = 0)]
     pub serial: usize,
     /// Failed hosts tolerated before the rollout stops.

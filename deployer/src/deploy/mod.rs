@@ -1,20 +1,29 @@
 //! `stv3ctl deploy`, `rollback`, `status` and `render`.
 //!
-//! The flow (plan, then apply, from the same code, like cargo-dist):
+//! The flow (plan, then apply, from the same code, like cargo-dist); each
+//! remote step is one command per host:
 //!
-//! 1. verify the package (`package::verify_tarball`);
-//! 2. connect to every selected host (one session each, `--forks` at a time);
-//! 3. gather facts, [`render`] each host's desired state, [`plan`] the changes;
-//! 4. `--check` prints the plan (with `--diff`, unified diffs, secrets
-//!    redacted) and stops: exit 2 if anything would change;
-//! 5. take the region lock (on the first db host);
-//! 6. [`apply::prepare`] every host (account, dirs, tarball, unpack);
-//! 7. roll out: db hosts first (migrations run there, once, before any
-//!    restart), then the rest in batches of `--serial`; each host restarts
-//!    exactly the services whose code or config changed and passes a health
-//!    gate, or is rolled back; the rollout stops once more than `--max-fail`
-//!    hosts failed;
-//! 8. prune old releases, release the lock, print the result table.
+//! 1. read the package (checksum against its sidecar, manifest) while
+//!    connecting to every selected host (one session each, `--forks` at a
+//!    time) and gathering its facts ([`facts`], one command);
+//! 2. [`render`] each host's desired state and [`plan`] the changes
+//!    (including what an earlier deploy installed that left the model);
+//! 3. `--check` prints the plan (with `--diff`, unified diffs, secrets
+//!    redacted) and stops: exit 2 if anything would change; a converged
+//!    region stops here too, with nothing locked or verified;
+//! 4. take the region lock (on the first db host) while the package is
+//!    fully verified;
+//! 5. [`apply::prepare`] every host (account, dirs, streamed upload and
+//!    unpack), the first db host then running the database step
+//!    ([`apply::database`]: provisioning with the admin credential, D8, and
+//!    the migrations, D7) while the others still prepare;
+//! 6. roll out ([`apply::rollout`]): every host at once, or with `--serial N`
+//!    the db hosts first and then N at a time; each host removes what left,
+//!    installs its changed files, switches release, restarts exactly the
+//!    services whose code or config changed and passes a polled health gate,
+//!    or is rolled back; the rollout stops once more than `--max-fail` hosts
+//!    failed;
+//! 7. prune old releases, release the lock, print the result table.
 
 pub mod apply;
 pub mod bundle;
