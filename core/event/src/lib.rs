@@ -290,8 +290,45 @@ impl Event {
     }
 
     /// One compact canonical line (no trailing newline).
+    /// Written directly (no `Value` tree), byte for byte what
+    /// `to_canonical_json().to_string()` gives.
     pub fn to_canonical_line(&self) -> String {
-        self.to_canonical_json().to_string()
+        let mut out = Vec::with_capacity(96 + 64 * self.traits.len());
+        out.extend_from_slice(b"{\"event_type\":");
+        write_json_str(&mut out, &self.event_type);
+        out.extend_from_slice(b",\"generated\":\"");
+        write_timestamp(&mut out, &self.generated);
+        out.extend_from_slice(b"\",\"message_id\":");
+        write_json_str(&mut out, &self.message_id);
+        out.extend_from_slice(b",\"traits\":[");
+        for (i, (name, v)) in self.traits.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            write_json_str(&mut out, name);
+            out.extend_from_slice(b",\"type\":\"");
+            out.extend_from_slice(v.datatype().name().as_bytes());
+            out.extend_from_slice(b"\",\"value\":");
+            match v {
+                TraitValue::Text(s) => write_json_str(&mut out, s),
+                TraitValue::Int(i) => {
+                    let _ = std::io::Write::write_fmt(&mut out, format_args!("{i}"));
+                }
+                // serde_json's own float writer (NaN and infinities: null)
+                TraitValue::Float(f) => {
+                    serde_json::to_writer(&mut out, f).expect("writing to a Vec");
+                }
+                TraitValue::Datetime(t) => {
+                    out.push(b'"');
+                    write_timestamp(&mut out, t);
+                    out.push(b'"');
+                }
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8(out).expect("JSON text is UTF-8")
     }
 
     /// A flat object (`{trait..., message_id, event_type, timestamp}`), the
@@ -315,6 +352,42 @@ fn sort_object(m: Map<String, Value>) -> Map<String, Value> {
     let mut entries: Vec<(String, Value)> = m.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.into_iter().collect()
+}
+
+/// A JSON string literal, escaped by serde_json.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing to a Vec");
+}
+
+/// [`format_timestamp`] into a buffer, digit by digit for years 0-9999
+/// (and no leap second).
+fn write_timestamp(out: &mut Vec<u8>, t: &Timestamp) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) || t.nanosecond() >= 1_000_000_000 {
+        out.extend_from_slice(format_timestamp(t).as_bytes());
+        return;
+    }
+    let micros = t.nanosecond() / 1000;
+    fn digits(out: &mut Vec<u8>, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            out.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
+        }
+    }
+    digits(out, year as u32, 4);
+    out.push(b'-');
+    digits(out, t.month(), 2);
+    out.push(b'-');
+    digits(out, t.day(), 2);
+    out.push(b'T');
+    digits(out, t.hour(), 2);
+    out.push(b':');
+    digits(out, t.minute(), 2);
+    out.push(b':');
+    digits(out, t.second(), 2);
+    out.push(b'.');
+    digits(out, micros, 6);
+    out.push(b'Z');
 }
 
 /// Format a timestamp canonically: `YYYY-MM-DDTHH:MM:SS.ffffffZ`, always 6 fractional digits.
@@ -583,6 +656,48 @@ mod tests {
             e.to_canonical_line(),
             r#"{"event_type":"compute.instance.update","generated":"2015-03-01T18:01:00.000000Z","message_id":"m1","traits":[{"name":"alpha","type":"text","value":"x"},{"name":"f","type":"float","value":1.5},{"name":"when","type":"datetime","value":"2015-03-01T18:01:00.000000Z"},{"name":"zeta","type":"int","value":3}]}"#
         );
+    }
+
+    #[test]
+    fn canonical_line_is_the_canonical_json_text() {
+        let t = parse_timestamp("2015-03-01 18:01:00.000007").unwrap();
+        let far = chrono::NaiveDate::from_ymd_opt(12345, 1, 2)
+            .unwrap()
+            .and_hms_micro_opt(3, 4, 5, 6)
+            .unwrap();
+        let early = chrono::NaiveDate::from_ymd_opt(7, 8, 9)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .unwrap();
+        let mut events = vec![Event::new("m", "t", t)];
+        let mut e = Event::new("m\"1\\é\u{1}\u{7f}\u{2028}", "compute.\n\tx", early)
+            .with_trait("a", TraitValue::Text("x\"y\\z\u{0}\u{1f}ü😀".into()))
+            .with_trait("", TraitValue::Text(String::new()))
+            .with_trait("when", TraitValue::Datetime(far));
+        for (i, f) in [
+            0.0,
+            -0.0,
+            1.5,
+            1e16,
+            1e-7,
+            123456789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            e = e.with_trait(format!("f{i}"), TraitValue::Float(f));
+        }
+        for (i, n) in [0, -1, i64::MIN, i64::MAX, 42].into_iter().enumerate() {
+            e = e.with_trait(format!("i{i}"), TraitValue::Int(n));
+        }
+        events.push(e);
+        for e in &events {
+            assert_eq!(e.to_canonical_line(), e.to_canonical_json().to_string());
+        }
     }
 
     #[test]
