@@ -167,6 +167,109 @@ async fn health_is_unhealthy_while_the_broker_is_unreachable() {
     env.cleanup().await;
 }
 
+/// A tmpfs mounted over a directory for the life of the value (unmounted on drop,
+/// also when the test panics).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The archive's disk fills up mid-run: ingestion pauses (nothing acked past the
+/// last durable batch, /health names the archive), loses nothing, and resumes by
+/// itself once there is space again, leaving exactly the input in DB and archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_on_the_archive_pauses_without_loss_and_resumes() {
+    if stv3_testsupport::require(stv3_testsupport::Service::Mount, "disk_full_on_the_archive")
+        .is_none()
+    {
+        return;
+    }
+    let mut env = Env::new("ingfull", Db::Sqlite, None, 100, "").await;
+    // The archive's working directory on a 64 KiB tmpfs: ~60 archived lines fit.
+    let disk = Tmpfs::mount(&env.dir.path().join("events"), "64k");
+    let input = env.dir.path().join("notifications.jsonl");
+    let n = 1500;
+    write_lines(&input, &env.name, 0..n, None);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let src = format!("file:{}", input.display());
+    let mut child = env.spawn(&[
+        "--source",
+        &src,
+        "--ops-address",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + T;
+    let health = loop {
+        if let Ok(h) = try_get(&url).await {
+            if h.contains("unhealthy") {
+                break h;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never unhealthy; logs:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        health.contains("batch not durable") && health.contains("archive"),
+        "{health}"
+    );
+    // Stalled, not exited, and not past the disk: the file offset is not checkpointed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running while the disk is full"
+    );
+    assert!(env.logs().contains("batch not durable"), "alarm in the log");
+    disk.resize("64m");
+    let status = wait_exit(&mut child, T);
+    assert!(status.success(), "{status}\n{}", env.logs());
+    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
+    assert_exactly(
+        &env.archived_ids(),
+        &expected_ids(&env.name, n),
+        "archive after a full disk",
+    );
+    drop(disk);
+    env.cleanup().await;
+}
+
 /// Minimal HTTP GET (no client dependency): the whole response.
 async fn try_get(url: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -19,6 +19,8 @@ pub enum Service {
     RabbitMq,
     MariaDb,
     Sshd,
+    /// Root with mount(8): tests that mount a small tmpfs to fill a disk for real.
+    Mount,
 }
 
 impl Service {
@@ -27,6 +29,7 @@ impl Service {
             Service::RabbitMq => "RabbitMQ",
             Service::MariaDb => "MariaDB",
             Service::Sshd => "sshd",
+            Service::Mount => "root + mount",
         }
     }
 
@@ -38,6 +41,7 @@ impl Service {
             Service::MariaDb => std::env::var("STV3_TEST_MYSQL_URL")
                 .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
             Service::Sshd => "/usr/sbin/sshd".into(),
+            Service::Mount => "/bin/mount".into(),
         }
     }
 
@@ -46,6 +50,16 @@ impl Service {
             Service::RabbitMq => tcp_open(host_port(&self.url(), 5672)),
             Service::MariaDb => tcp_open(host_port(&self.url(), 3306)),
             Service::Sshd => std::path::Path::new("/usr/sbin/sshd").exists(),
+            Service::Mount => {
+                let root = std::fs::read_to_string("/proc/self/status")
+                    .map(|s| {
+                        s.lines().any(|l| {
+                            l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")
+                        })
+                    })
+                    .unwrap_or(false);
+                root && std::path::Path::new("/bin/mount").exists()
+            }
         }
     }
 }
