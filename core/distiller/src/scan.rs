@@ -824,6 +824,48 @@ impl<'a> Scanner<'a, '_> {
         self.err(message)
     }
 
+    /// The less common members of [`Self::object`], out of its hot loop: a
+    /// slot value that is not a string or a number, a tree member, or an
+    /// object on the way to slots. `pos` is at the value; `key` is the
+    /// member's scanned key.
+    #[inline(never)]
+    fn member_rest(
+        &mut self,
+        c: usize,
+        depth: usize,
+        keep: bool,
+        key: (usize, usize, bool),
+        members: &mut Vec<(Cow<'a, str>, Doc<'a>)>,
+    ) -> R<()> {
+        let cn = &self.nodes[c];
+        let (ks, ke, kesc) = key;
+        if let Some(s) = cn.slot {
+            let v = self.value_all(depth + 1)?;
+            if keep {
+                members.push((self.text(ks, ke, kesc)?, v.clone()));
+            }
+            self.slots[s as usize].get_or_insert(v);
+            return Ok(());
+        }
+        let v = if cn.tree == TreeNeed::All {
+            Some(self.value_all(depth + 1)?)
+        } else {
+            match self.scalar()? {
+                Some(v) => Some(v),
+                None if self.peek() == Some(b'{') => self.object(c, depth + 1)?,
+                None => {
+                    // field steps never enter arrays
+                    self.skip_value(depth + 1)?;
+                    Some(Doc::Array(Vec::new()))
+                }
+            }
+        };
+        if let (true, Some(v)) = (keep, v) {
+            members.push((self.text(ks, ke, kesc)?, v));
+        }
+        Ok(())
+    }
+
     /// The object at `pos` under plan node `n`: fills the slots below `n`
     /// and returns the tree members when `n` is part of the tree.
     fn object(&mut self, n: usize, depth: usize) -> R<Option<Doc<'a>>> {
@@ -908,32 +950,13 @@ impl<'a> Scanner<'a, '_> {
                             }
                         } else {
                             self.pos = p;
-                            let v = self.value_all(depth + 1)?;
+                            self.member_rest(c, depth, keep, (ks, ke, kesc), &mut members)?;
                             p = self.pos;
-                            if keep {
-                                members.push((self.text(ks, ke, kesc)?, v.clone()));
-                            }
-                            self.slots[s].get_or_insert(v);
                         }
                     } else {
                         self.pos = p;
-                        let v = if cn.tree == TreeNeed::All {
-                            Some(self.value_all(depth + 1)?)
-                        } else {
-                            match self.scalar()? {
-                                Some(v) => Some(v),
-                                None if self.peek() == Some(b'{') => self.object(c, depth + 1)?,
-                                None => {
-                                    // field steps never enter arrays
-                                    self.skip_value(depth + 1)?;
-                                    Some(Doc::Array(Vec::new()))
-                                }
-                            }
-                        };
+                        self.member_rest(c, depth, keep, (ks, ke, kesc), &mut members)?;
                         p = self.pos;
-                        if let (true, Some(v)) = (keep, v) {
-                            members.push((self.text(ks, ke, kesc)?, v));
-                        }
                     }
                 }
             }
