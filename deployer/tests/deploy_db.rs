@@ -3,7 +3,9 @@
 //! the admin creates the database and the app user with DML on that
 //! database only; provisioning again converges (a new password, and grants
 //! someone widened are cut back); the migrations run as the admin; the
-//! admin credential is gone from the host afterwards.
+//! admin credential is gone from the host afterwards. With
+//! `database.install_server`, this machine's server (the Debian package,
+//! running) is seen as installed and running and left alone.
 //!
 //! Needs MariaDB (`STV3_TEST_MYSQL_URL`, default root without password on
 //! 127.0.0.1:3306) and the mysql client. The migration part needs
@@ -15,8 +17,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stv3_deployer::deploy::apply;
+use stv3_deployer::deploy::plan::{plan_host, PackageInfo};
 use stv3_deployer::deploy::render::{render_host, HostFacts};
+use stv3_deployer::deploy::{apply, facts};
 use stv3_deployer::inventory::{self, InitKind, Region, SecretStore};
 use stv3_deployer::transport::local::LocalTransport;
 use stv3_testsupport::{require, scratch_name, Service};
@@ -72,6 +75,7 @@ fn region(
     app: &str,
     admin: &str,
     app_pw: &str,
+    install_server: bool,
 ) -> Region {
     let d = dir.display();
     let yaml = format!(
@@ -83,6 +87,7 @@ fn region(
       url: mysql://{app}@{host}:{port}/{db}
       admin_user: {admin}
       client_hosts: ['127.0.0.1', localhost]
+      install_server: {install_server}
     cells:
       - name: c1
         rabbit: {{url: 'amqp://stv3@127.0.0.1:5672'}}
@@ -170,7 +175,7 @@ fn db_step_provisions_least_privilege_and_migrates_as_the_admin() {
 
     let dir = tempfile::tempdir().unwrap();
     let pw1 = "app-pw-1'\"\\#x";
-    let r = region(dir.path(), &srv, &db, &app, &admin, pw1);
+    let r = region(dir.path(), &srv, &db, &app, &admin, pw1, false);
     let facts = HostFacts {
         cores: 1,
         init: InitKind::Sysv,
@@ -195,7 +200,12 @@ fn db_step_provisions_least_privilege_and_migrates_as_the_admin() {
     let mut t = LocalTransport::new("dbhost");
 
     // 1. Provision (and migrate).
-    let out = apply::database(&mut t, &r, &model, "t1", true, migrate).unwrap();
+    let steps = apply::DbSteps {
+        provision: true,
+        migrate,
+        ..Default::default()
+    };
+    let out = apply::database(&mut t, &r, &model, "t1", steps).unwrap();
     assert!(out.contains("database provisioned"), "{out}");
     let want = vec![
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON `{db}`.* TO `{app}`@`127.0.0.1`"),
@@ -254,7 +264,7 @@ fn db_step_provisions_least_privilege_and_migrates_as_the_admin() {
     )
     .unwrap();
     let pw2 = "app-pw-2-rotated";
-    let r2 = region(dir.path(), &srv, &db, &app, &admin, pw2);
+    let r2 = region(dir.path(), &srv, &db, &app, &admin, pw2, false);
     let model2 = render_host(&common::assets(), &r2, r2.host("dbhost").unwrap(), &facts).unwrap();
     assert_ne!(
         model
@@ -267,7 +277,7 @@ fn db_step_provisions_least_privilege_and_migrates_as_the_admin() {
             .content,
         "a new password re-provisions"
     );
-    apply::database(&mut t, &r2, &model2, "t1", true, migrate).unwrap();
+    apply::database(&mut t, &r2, &model2, "t1", steps).unwrap();
     assert_eq!(grants(&srv, &app), want);
     mysql(&srv, &app, Some(pw2), Some(&db), "SELECT 1").unwrap();
     assert!(
@@ -280,10 +290,87 @@ fn db_step_provisions_least_privilege_and_migrates_as_the_admin() {
     bad.database_admin.as_mut().unwrap().password =
         stv3_deployer::inventory::Secret::new("database_admin", "wrong-admin-pw");
     let model3 = render_host(&common::assets(), &bad, bad.host("dbhost").unwrap(), &facts).unwrap();
-    let err = apply::database(&mut t, &bad, &model3, "t1", true, false).unwrap_err();
+    let provision_only = apply::DbSteps {
+        provision: true,
+        ..Default::default()
+    };
+    let err = apply::database(&mut t, &bad, &model3, "t1", provision_only).unwrap_err();
     assert!(err.contains("Access denied"), "{err}");
     assert!(!err.contains("wrong-admin-pw"), "{err}");
     assert!(!Path::new(&task_dir).exists());
 
     cleanup(&srv);
+}
+
+#[test]
+fn installed_and_running_server_is_left_alone() {
+    let Some(url) = require(
+        Service::MariaDb,
+        "installed_and_running_server_is_left_alone",
+    ) else {
+        return;
+    };
+    // Only where the server here is the Debian package: the step would
+    // otherwise want to install it, and this test never installs anything.
+    let packaged = Command::new("dpkg")
+        .args(["-s", "mariadb-server"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed")
+        });
+    if !packaged {
+        eprintln!("skipped: mariadb-server is not an installed dpkg package on this machine");
+        return;
+    }
+    let srv = server(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let r = region(
+        dir.path(),
+        &srv,
+        "unused",
+        "unused_app",
+        "unused_adm",
+        "pw-unused",
+        true,
+    );
+    let model = render_host(
+        &common::assets(),
+        &r,
+        r.host("dbhost").unwrap(),
+        &HostFacts {
+            cores: 1,
+            init: InitKind::Sysv,
+        },
+    )
+    .unwrap();
+    for d in ["lib", "etc"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let mut t = LocalTransport::new("dbhost");
+    // The facts: installed (dpkg), apt-get present, accepting connections.
+    let f = facts::gather(&mut t, &r.paths, true, &facts::probes(&model)).unwrap();
+    let s = f.db_server.clone().unwrap();
+    assert_eq!(
+        (s.package.as_str(), s.installed, s.apt, s.up),
+        ("mariadb-server", true, true, true)
+    );
+    // So the plan has no server step...
+    let pkg = PackageInfo {
+        version: "t1".into(),
+        sha256: "sha-t1".into(),
+        binaries: Default::default(),
+    };
+    assert!(plan_host(&model, &f, &pkg, None).server.is_none());
+    // ...and the step, run anyway, only looks (its init.d dir is a scratch
+    // one, so it could not even start anything).
+    let steps = apply::DbSteps {
+        server: true,
+        ..Default::default()
+    };
+    let out = apply::database(&mut t, &r, &model, "t1", steps).unwrap();
+    assert!(
+        out.contains("server: mariadb-server installed and running (unchanged)"),
+        "{out}"
+    );
 }

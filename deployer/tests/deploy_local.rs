@@ -2,18 +2,22 @@
 //! scratch layout (no services started): facts from a real host directory,
 //! one-command install of every file (mode, backup, atomic rename), the
 //! managed list, removal of what left the inventory, and the rollback of a
-//! rollout that fails halfway (every file and the release put back).
+//! rollout that fails halfway (every file and the release put back). The
+//! database server install (`database.install_server`) runs against fake
+//! `dpkg`, `apt-get`, `mariadb-admin`, `systemctl` and `update-rc.d` on a
+//! PATH that holds nothing else but basic tools: no package is installed.
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use stv3_deployer::deploy::plan::{plan_host, FileAction, PackageInfo};
+use stv3_deployer::deploy::plan::{plan_host, refusal, FileAction, PackageInfo};
 use stv3_deployer::deploy::render::{render_host, HostFacts, HostModel};
 use stv3_deployer::deploy::{apply, facts};
 use stv3_deployer::inventory::{self, InitKind, Region, SecretStore};
 use stv3_deployer::transport::local::LocalTransport;
+use stv3_deployer::transport::{ExecOutput, Transport, TransportError};
 
 fn region(dir: &Path, cells: &[&str]) -> Region {
     let d = dir.display();
@@ -183,4 +187,394 @@ fn install_remove_and_roll_back_files_in_one_command_each() {
     }
     let list = std::fs::read_to_string(format!("{etc}/managed-by-stv3ctl")).unwrap();
     assert!(!list.contains("c2"), "{list}");
+}
+
+/// The local machine with `PATH` replaced for every command.
+struct WithPath {
+    inner: LocalTransport,
+    path: String,
+}
+
+impl Transport for WithPath {
+    fn host(&self) -> &str {
+        self.inner.host()
+    }
+    fn exec_input(&mut self, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, TransportError> {
+        let path = format!("PATH={}", self.path);
+        let mut a = vec!["env", path.as_str()];
+        a.extend_from_slice(argv);
+        self.inner.exec_input(&a, stdin)
+    }
+    fn http_get(
+        &mut self,
+        addr: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(u16, String), TransportError> {
+        self.inner.http_get(addr, path, timeout)
+    }
+}
+
+/// A db host in `dir` whose package manager, database server and init
+/// system are fakes recording every call in `dir/state/calls`. `apt`: the
+/// host has apt-get. State files: `installed` (dpkg says so), `up` (ping
+/// answers), `needs-update` (apt-get install fails until apt-get update),
+/// `unit-<name>` (systemd knows that unit), `conflict` (apt-get install
+/// would have to remove a package).
+fn fake_db_host(dir: &Path, apt: bool) -> WithPath {
+    let bin = dir.join("bin");
+    let fake = dir.join("fake");
+    let state = dir.join("state");
+    for d in [&bin, &fake, &state] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for tool in [
+        "sh",
+        "tar",
+        "grep",
+        "mkdir",
+        "rm",
+        "cat",
+        "sleep",
+        "tail",
+        "date",
+        "id",
+        "chown",
+        "flock",
+        "nproc",
+        "getconf",
+        "readlink",
+        "getent",
+        "sha256sum",
+        "sed",
+        "stat",
+        "cut",
+        "touch",
+        "env",
+    ] {
+        if let Some(p) = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+        {
+            std::os::unix::fs::symlink(p, bin.join(tool)).unwrap();
+        }
+    }
+    let st = state.display();
+    let mut fakes = vec![
+        (
+            "dpkg",
+            format!(
+                "echo \"dpkg $*\" >> {st}/calls\n[ \"$1 $2\" = \"-s mariadb-server\" ] && [ -f {st}/installed ] || {{ echo \"package '$2' is not installed\" >&2; exit 1; }}\necho 'Package: mariadb-server'; echo 'Status: install ok installed'"
+            ),
+        ),
+        (
+            "mariadb-admin",
+            format!("echo \"ping\" >> {st}/calls\n[ -f {st}/up ] && echo 'mysqld is alive'"),
+        ),
+        (
+            "systemctl",
+            format!(
+                "echo \"systemctl $*\" >> {st}/calls\ncase $1 in\n  cat) [ -f {st}/unit-\"${{2%.service}}\" ] ;;\n  start) touch {st}/up ;;\nesac"
+            ),
+        ),
+        ("update-rc.d", format!("echo \"update-rc.d $*\" >> {st}/calls")),
+    ];
+    if apt {
+        fakes.push((
+            "apt-get",
+            format!(
+                "echo \"apt-get $* DEBIAN_FRONTEND=$DEBIAN_FRONTEND\" >> {st}/calls\ncase $1 in\n  update) rm -f {st}/needs-update ;;\n  install) if [ -f {st}/conflict ]; then echo 'E: Packages need to be removed but remove is disabled.' >&2; exit 100; fi\n    if [ -f {st}/needs-update ]; then echo 'E: Unable to locate package' >&2; exit 100; fi; touch {st}/installed ;;\nesac"
+            ),
+        ));
+    }
+    for (name, body) in fakes {
+        std::fs::write(fake.join(name), format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(fake.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The package's SysV script.
+    let initd = dir.join("initd");
+    std::fs::create_dir_all(&initd).unwrap();
+    std::fs::write(
+        initd.join("mariadb"),
+        format!("#!/bin/sh\necho \"initd mariadb $*\" >> {st}/calls\n[ \"$1\" = start ] && touch {st}/up\nexit 0\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        initd.join("mariadb"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    WithPath {
+        inner: LocalTransport::new("db9"),
+        path: format!("{}:{}", fake.display(), bin.display()),
+    }
+}
+
+/// A MySQL region on the fake db host with `database.install_server: true`.
+fn server_region(dir: &Path, init: &str) -> Region {
+    let d = dir.display();
+    let yaml = format!(
+        "regions:
+  t:
+    init: {init}
+    paths: {{opt: {d}/opt, etc: {d}/etc, log: {d}/log, run: {d}/run, lib: {d}/lib, initd: {d}/initd, systemd: {d}/systemd}}
+    database:
+      url: mysql://app@127.0.0.1:3306/app
+      install_server: true
+    cells:
+      - {{name: c1, rabbit: {{url: 'amqp://stv3@127.0.0.1:5672'}}}}
+    hosts:
+      - {{name: db9, address: localhost, roles: [db, api, worker], pipeline_workers: 1}}
+"
+    );
+    let inv = inventory::parse(Path::new("inventory.yaml"), &yaml).unwrap();
+    let secrets = SecretStore::from_values(
+        [("database", "app-pw-x"), ("rabbit_c1", "pw-c1-x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        Default::default(),
+        false,
+    );
+    inventory::resolve(&inv, "t", &secrets).unwrap()
+}
+
+/// Run the server part of the database step; (result, the fakes' calls since the last run).
+fn run_server_step(
+    t: &mut WithPath,
+    r: &Region,
+    m: &HostModel,
+    dir: &Path,
+) -> (Result<String, String>, Vec<String>) {
+    let calls = dir.join("state/calls");
+    let _ = std::fs::remove_file(&calls);
+    let steps = apply::DbSteps {
+        server: true,
+        ..Default::default()
+    };
+    let res = apply::database(t, r, m, "t1", steps);
+    let log = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        !Path::new(&m.db.as_ref().unwrap().dir).exists(),
+        "the task dir stays behind"
+    );
+    (res, log.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn database_server_install_start_and_no_op_against_fakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["etc", "lib"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let state = d.join("state");
+    let mut t = fake_db_host(d, true);
+    let r = server_region(d, "sysv");
+    let m = render_host(
+        &common::assets(),
+        &r,
+        r.host("db9").unwrap(),
+        &HostFacts {
+            cores: 1,
+            init: InitKind::Sysv,
+        },
+    )
+    .unwrap();
+    let server_facts = |t: &mut WithPath| {
+        facts::gather(t, &r.paths, true, &facts::probes(&m))
+            .unwrap()
+            .db_server
+            .map(|f| (f.package, f.installed, f.apt, f.up))
+    };
+
+    // 0. Installing would remove another package: apt-get refuses, the step
+    //    fails with its message, nothing is started.
+    std::fs::write(state.join("conflict"), "").unwrap();
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    let err = res.unwrap_err();
+    assert!(
+        err.contains("E: Packages need to be removed but remove is disabled.")
+            && err.contains("apt-get install mariadb-server failed (it never removes packages"),
+        "{err}"
+    );
+    assert!(!calls.iter().any(|c| c.contains("start")), "{calls:?}");
+    std::fs::remove_file(state.join("conflict")).unwrap();
+
+    // 1. Missing, and the package lists are empty: install (after an
+    //    update), enable at boot, start, wait for it.
+    std::fs::write(state.join("needs-update"), "").unwrap();
+    assert_eq!(
+        server_facts(&mut t),
+        Some(("mariadb-server".into(), false, true, false))
+    );
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    let out = res.unwrap();
+    assert!(
+        out.contains("server: installed mariadb-server")
+            && out.contains("server: enabled and started mariadb"),
+        "{out}"
+    );
+    assert_eq!(
+        calls,
+        [
+            "dpkg -s mariadb-server",
+            "apt-get install -y --no-remove -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold mariadb-server DEBIAN_FRONTEND=noninteractive",
+            "apt-get update DEBIAN_FRONTEND=noninteractive",
+            "apt-get install -y --no-remove -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold mariadb-server DEBIAN_FRONTEND=noninteractive",
+            "update-rc.d mariadb defaults",
+            "initd mariadb start",
+            "ping",
+        ]
+    );
+
+    // 2. Installed and running: the facts say so, the plan has nothing to
+    //    do, and the step itself (if run anyway) only looks.
+    let f = facts::gather(&mut t, &r.paths, true, &facts::probes(&m)).unwrap();
+    assert_eq!(
+        f.db_server.as_ref().map(|s| (s.installed, s.apt, s.up)),
+        Some((true, true, true))
+    );
+    let pkg = pkg("t1");
+    assert!(plan_host(&m, &f, &pkg, None).server.is_none());
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    assert!(
+        res.as_deref()
+            .unwrap()
+            .contains("server: mariadb-server installed and running (unchanged)"),
+        "{res:?}"
+    );
+    assert_eq!(calls, ["dpkg -s mariadb-server", "ping"]);
+
+    // 3. Installed but down: started again, no apt-get.
+    std::fs::remove_file(state.join("up")).unwrap();
+    let f = facts::gather(&mut t, &r.paths, true, &facts::probes(&m)).unwrap();
+    let step = plan_host(&m, &f, &pkg, None).server.unwrap();
+    assert!(!step.install);
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    assert!(res.unwrap().contains("server: enabled and started mariadb"));
+    assert_eq!(
+        calls,
+        [
+            "dpkg -s mariadb-server",
+            "ping",
+            "update-rc.d mariadb defaults",
+            "initd mariadb start",
+            "ping"
+        ]
+    );
+
+    // 4. It never comes up: the step fails after the wait, naming it.
+    std::fs::remove_file(state.join("up")).unwrap();
+    std::fs::remove_file(d.join("initd/mariadb")).unwrap();
+    std::fs::write(d.join("initd/mariadb"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(
+        d.join("initd/mariadb"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut slow = m.clone();
+    slow.db
+        .as_mut()
+        .unwrap()
+        .server
+        .as_mut()
+        .unwrap()
+        .wait_seconds = 1;
+    let (res, _) = run_server_step(&mut t, &r, &slow, d);
+    let err = res.unwrap_err();
+    assert!(
+        err.contains("mariadb-server (mariadb) did not accept connections within 1s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_server_with_systemd_uses_the_unit_the_host_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["etc", "lib"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let state = d.join("state");
+    let mut t = fake_db_host(d, true);
+    let r = server_region(d, "systemd");
+    let m = render_host(
+        &common::assets(),
+        &r,
+        r.host("db9").unwrap(),
+        &HostFacts {
+            cores: 1,
+            init: InitKind::Systemd,
+        },
+    )
+    .unwrap();
+    // Installed, down, and only the older `mysql` unit exists.
+    std::fs::write(state.join("installed"), "").unwrap();
+    std::fs::write(state.join("unit-mysql"), "").unwrap();
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    assert!(res.unwrap().contains("server: enabled and started mysql"));
+    assert_eq!(
+        calls,
+        [
+            "dpkg -s mariadb-server",
+            "ping",
+            "systemctl cat mariadb.service",
+            "systemctl cat mysql.service",
+            "systemctl enable mysql",
+            "systemctl start mysql",
+            "ping"
+        ]
+    );
+    // No unit at all: a clear error.
+    std::fs::remove_file(state.join("unit-mysql")).unwrap();
+    std::fs::remove_file(state.join("up")).unwrap();
+    let (res, _) = run_server_step(&mut t, &r, &m, d);
+    let err = res.unwrap_err();
+    assert!(
+        err.contains(
+            "mariadb-server is installed but systemd knows none of its services (mariadb mysql)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_server_refused_on_a_host_without_apt_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["etc", "lib"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let mut t = fake_db_host(d, false);
+    let r = server_region(d, "sysv");
+    let m = render_host(
+        &common::assets(),
+        &r,
+        r.host("db9").unwrap(),
+        &HostFacts {
+            cores: 1,
+            init: InitKind::Sysv,
+        },
+    )
+    .unwrap();
+    // The plan refuses, naming the host and the key...
+    let f = facts::gather(&mut t, &r.paths, true, &facts::probes(&m)).unwrap();
+    let p = plan_host(&m, &f, &pkg("t1"), None);
+    let why = refusal(&m, &f, &p).unwrap();
+    assert!(
+        why.starts_with(
+            "db9: database.install_server is true (inventory.yaml:7:23) but db9 has no apt-get"
+        ),
+        "{why}"
+    );
+    // ...and so does the step itself, installing nothing.
+    let (res, calls) = run_server_step(&mut t, &r, &m, d);
+    let err = res.unwrap_err();
+    assert!(
+        err.contains("database.install_server: this host has no apt-get; install mariadb-server"),
+        "{err}"
+    );
+    assert_eq!(calls, ["dpkg -s mariadb-server"]);
 }

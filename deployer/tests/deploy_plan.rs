@@ -5,9 +5,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{example_region, region_with_admin, render_in};
-use stv3_deployer::deploy::facts::{FileFact, HostFactsFull};
-use stv3_deployer::deploy::plan::{plan_host, render_plan, sha256_hex, FileAction, PackageInfo};
+use common::{example_region, example_region_with_db, region_with_admin, render_in};
+use stv3_deployer::deploy::facts::{DbServerFact, FileFact, HostFactsFull};
+use stv3_deployer::deploy::plan::{
+    plan_host, refusal, render_plan, sha256_hex, FileAction, PackageInfo, ServerChange,
+};
 use stv3_deployer::deploy::render::{managed_list_path, HostModel};
 use stv3_deployer::inventory::InitKind;
 
@@ -56,6 +58,7 @@ fn converged(m: &HostModel) -> HostFactsFull {
             .map(|s| (s.sysv_name.clone(), true))
             .collect(),
         managed: managed_lines(m),
+        db_server: None,
     }
 }
 
@@ -380,4 +383,118 @@ fn provisioning_runs_when_its_stamp_changes() {
     );
     assert!(!p.provision && p.migrate);
     assert!(render_plan(&p, false).contains("database not provisioned: no admin credential"));
+}
+
+#[test]
+fn database_server_step_only_with_the_flag_and_only_when_missing_or_down() {
+    let on = render_in(
+        &example_region_with_db("      install_server: true\n"),
+        "api1",
+        InitKind::Sysv,
+        2,
+    );
+    let off = model("api1");
+    let same = pkg("1.0", "sha-1.0", &bins(OLD));
+    let where_set = "inventory.yaml:18:23";
+    let note = Some(
+        "database.url connects to db1.dfw.example.com, not to api1 (10.20.0.21): make sure that name is this host"
+            .to_string(),
+    );
+    // (model, the host's server: (installed, apt-get, accepts connections)) ->
+    // the server step (None: nothing to do) and a line of the plan.
+    let check = |m: &HostModel,
+                 fact: Option<(bool, bool, bool)>,
+                 want: Option<ServerChange>,
+                 text: &str| {
+        let mut facts = converged(m);
+        facts.db_server = fact.map(|(installed, apt, up)| DbServerFact {
+            package: "mariadb-server".into(),
+            installed,
+            apt,
+            up,
+        });
+        let p = plan_host(m, &facts, &same, Some(&bins(OLD)));
+        assert_eq!(p.server, want, "{fact:?}");
+        assert_eq!(p.is_noop(), want.is_none(), "{fact:?}");
+        let shown = render_plan(&p, false);
+        assert!(shown.contains(text), "{fact:?}: `{text}` not in\n{shown}");
+        if want.is_none() {
+            assert!(!shown.contains("database server"), "{shown}");
+        }
+    };
+    let step = |install: bool| {
+        Some(ServerChange {
+            package: "mariadb-server".into(),
+            install,
+            set_by: where_set.into(),
+            note: note.clone(),
+        })
+    };
+    // Without the flag, whatever the host has: nothing (and nothing asked).
+    check(&off, None, None, "no changes");
+    check(&off, Some((false, true, false)), None, "no changes");
+    // Installed and running: a no-op.
+    check(&on, Some((true, true, true)), None, "no changes");
+    // Installed, down: enable and start it, no apt-get.
+    check(
+        &on,
+        Some((true, true, false)),
+        step(false),
+        "database server: mariadb-server is installed but not accepting connections: enable and start it, wait until it accepts connections (database.install_server, inventory.yaml:18:23)",
+    );
+    // Missing (or no answer from the host): install, enable, start.
+    for fact in [Some((false, true, false)), Some((false, true, true)), None] {
+        check(
+            &on,
+            fact,
+            step(true),
+            "database server: install mariadb-server (apt-get), enable and start it, wait until it accepts connections (database.install_server, inventory.yaml:18:23)\n      note: database.url connects to db1.dfw.example.com",
+        );
+    }
+    // Workers have no database step, flag or not.
+    let w = render_in(
+        &example_region_with_db("      install_server: true\n"),
+        "worker1",
+        InitKind::Sysv,
+        2,
+    );
+    assert!(plan_host(&w, &converged(&w), &same, Some(&bins(OLD)))
+        .server
+        .is_none());
+}
+
+#[test]
+fn database_server_refused_without_apt_get() {
+    let on = render_in(
+        &example_region_with_db("      install_server: true\n"),
+        "api1",
+        InitKind::Sysv,
+        2,
+    );
+    let off = model("api1");
+    let same = pkg("1.0", "sha-1.0", &bins(OLD));
+    let why = |m: &HostModel, apt: bool, up: bool| {
+        let mut facts = converged(m);
+        facts.db_server = Some(DbServerFact {
+            package: "mariadb-server".into(),
+            installed: false,
+            apt,
+            up,
+        });
+        refusal(m, &facts, &plan_host(m, &facts, &same, Some(&bins(OLD))))
+    };
+    let msg = "api1: database.install_server is true (inventory.yaml:18:23) but api1 has no apt-get: stv3ctl installs mariadb-server only on Debian/Ubuntu; install and start the database server yourself and set database.install_server: false";
+    assert_eq!(why(&on, false, false).as_deref(), Some(msg));
+    // Refused even when a server runs there: the flag cannot be honoured.
+    assert_eq!(why(&on, false, true).as_deref(), Some(msg));
+    assert_eq!(why(&on, true, false), None);
+    assert_eq!(why(&off, false, false), None);
+    // The other refusal: a running version from another tarball.
+    let mut facts = converged(&off);
+    facts.releases.insert("1.0".into(), "sha-other".into());
+    let p = plan_host(&off, &facts, &same, Some(&bins(OLD)));
+    assert_eq!(
+        refusal(&off, &facts, &p).as_deref(),
+        Some("api1: version 1.0 is running there from a different tarball; bump the version")
+    );
 }

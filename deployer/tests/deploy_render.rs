@@ -5,8 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{assets, example_region, region_with_admin, render_in, root};
-use stv3_deployer::deploy::render::{render_host, HostFacts, HostModel};
+use common::{assets, example_region, example_region_with_db, region_with_admin, render_in, root};
+use stv3_deployer::deploy::facts::probes;
+use stv3_deployer::deploy::render::{render_host, HostFacts, HostModel, ServerTask};
 use stv3_deployer::deploy::roles::Assets;
 use stv3_deployer::inventory::InitKind;
 
@@ -333,4 +334,48 @@ fn a_changed_user_does_not_leak_the_old_password_in_diffs() {
         !d.contains("old-secret-value") && !d.contains("change-me-db-password"),
         "{d}"
     );
+}
+
+#[test]
+fn database_server_install_is_rendered_only_with_the_flag() {
+    // Off (the example inventory): no server, and the facts do not ask about one.
+    let m = render("api1", InitKind::Sysv, 2);
+    assert_eq!(m.db.as_ref().unwrap().server, None);
+    assert!(!probes(&m).iter().any(|p| p.starts_with("m:")));
+    let mut region = example_region_with_db("      install_server: true\n");
+    let want = |note: Option<&str>| ServerTask {
+        package: "mariadb-server".into(),
+        services: vec!["mariadb".into(), "mysql".into()],
+        wait_seconds: 120,
+        set_by: "inventory.yaml:18:23".into(),
+        note: note.map(str::to_string),
+    };
+    for init in [InitKind::Sysv, InitKind::Systemd] {
+        let m = render_in(&region, "api1", init, 2);
+        assert_eq!(
+            m.db.as_ref().unwrap().server,
+            Some(want(Some(
+                "database.url connects to db1.dfw.example.com, not to api1 (10.20.0.21): make sure that name is this host"
+            )))
+        );
+        assert!(probes(&m).contains(&"m:mariadb-server".to_string()));
+        // The installed files do not change: the step is not a file.
+        assert_eq!(
+            m.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            render("api1", init, 2)
+                .files
+                .iter()
+                .map(|f| &f.path)
+                .collect::<Vec<_>>()
+        );
+    }
+    // Workers never get it.
+    let w = render_in(&region, "worker1", InitKind::Sysv, 2);
+    assert!(w.db.is_none() && !probes(&w).iter().any(|p| p.starts_with("m:")));
+    // A URL that names the db host (or loopback): no note.
+    for host in ["10.20.0.21", "api1", "127.0.0.1", "localhost"] {
+        region.database.host = host.into();
+        let m = render_in(&region, "api1", InitKind::Sysv, 2);
+        assert_eq!(m.db.unwrap().server, Some(want(None)), "{host}");
+    }
 }

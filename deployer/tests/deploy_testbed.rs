@@ -153,6 +153,19 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// This machine's MariaDB is the Debian package and accepts connections.
+fn local_mariadb_package_running() -> bool {
+    let ok = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+    let packaged = Command::new("dpkg")
+        .args(["-s", "mariadb-server"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed")
+        });
+    packaged && ok(Command::new("mariadb-admin").args(["--connect-timeout=2", "ping"]))
+}
+
 struct Testbed(PathBuf);
 
 impl Drop for Testbed {
@@ -286,6 +299,31 @@ fn deploy_redeploy_broken_release_and_rollback_on_the_ssh_testbed() {
         assert_eq!((h.changed, h.restarted.len()), (0, 0), "{}", r.table());
     }
     assert!(r.plans.iter().all(|p| p.is_noop()));
+
+    // 2a. `database.install_server: true` on that converged region: h3 sees
+    //     this machine's MariaDB (the Debian package, running) as installed
+    //     and running, so its plan stays empty. Only with `--check` (nothing
+    //     can be installed) and only where the server here is that package.
+    if local_mariadb_package_running() {
+        let text = std::fs::read_to_string(tb.join("inventory.yaml")).unwrap();
+        let flagged = text.replacen(
+            "      admin_user: stv3tb_admin\n",
+            "      admin_user: stv3tb_admin\n      install_server: true\n",
+            1,
+        );
+        assert_ne!(flagged, text);
+        std::fs::write(tb.join("inventory-server.yaml"), flagged).unwrap();
+        let inv = inventory::load(&tb.join("inventory-server.yaml")).unwrap();
+        let flagged_region = inventory::resolve(&inv, "tb", &secrets).unwrap();
+        let only_h3 = Options {
+            limit: vec!["h3".into()],
+            ..check_opts()
+        };
+        let r = deploy::deploy(&assets, &flagged_region, &good, &only_h3).unwrap();
+        let p = r.plans.iter().find(|p| p.host == "h3").unwrap();
+        assert!(p.server.is_none() && p.is_noop(), "{p:#?}");
+        assert_eq!(r.exit_code(), 0);
+    }
 
     // 2b. The region shrinks (cell2 goes, h1 keeps one pipeline worker): the
     //     plan names what goes; the deploy stops, disables and removes it.

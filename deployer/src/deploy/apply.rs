@@ -4,9 +4,11 @@
 //! 1. [`prepare`]: one command creates the account and the directories and,
 //!    when needed, receives the tarball on stdin, unpacks it while it arrives
 //!    and checks its sha256 before moving the release into place;
-//! 2. [`database`] (the db host): one command provisions the database and the
-//!    app user with the admin credential and runs the migrations, under a
-//!    lock, from a root-only directory that is removed afterwards;
+//! 2. [`database`] (the db host): one command installs and starts the
+//!    database server when the inventory asks for it and it is missing or
+//!    down, provisions the database and the app user with the admin
+//!    credential and runs the migrations, under a lock, from a root-only
+//!    directory that is removed afterwards;
 //! 3. [`rollout`]: one command stops and removes what left the model, installs
 //!    every changed file from a tar stream (each one backed up, then renamed
 //!    into place), switches `current`, enables new services and restarts
@@ -75,14 +77,67 @@ mv "$tmp" "$rel"
 "#;
 
 /// The database step. `$1` task dir, `$2` lock file, `$3` provision (0/1),
-/// `$4` migrate (0/1), `$5` run the migration as (a user, or `root`), then
-/// the migration argv. Stdin: a tar of the task files. The directory is
-/// root-only and removed on exit, whatever happens.
-const DATABASE_SCRIPT: &str = r#"dir=$1; lock=$2; provision=$3; migrate=$4; run_as=$5; shift 5
+/// `$4` migrate (0/1), `$5` run the migration as (a user, or `root`), `$6`
+/// the server package to install and start first (or `-`), `$7` its possible
+/// service names (one word each), `$8` init (sysv|systemd), `$9` the init.d
+/// dir, `$10` seconds to wait for the server, then the migration argv. Stdin:
+/// a tar of the task files. The directory is root-only and removed on exit,
+/// whatever happens.
+///
+/// The server part is idempotent. `apt-get install` runs only when `dpkg -s`
+/// does not say installed, never removes a package (`--no-remove`: another
+/// server such as mysql-server stays, and the step fails), keeps existing
+/// config files, and retries after `apt-get update` (a fresh host may have
+/// no package lists). The service is enabled and started after an install
+/// or when `mariadb-admin ping` fails (it succeeds for a running server
+/// even when the login is refused), then the step waits until it answers.
+const DATABASE_SCRIPT: &str = r#"dir=$1; lock=$2; provision=$3; migrate=$4; run_as=$5; pkg=$6; services=$7; init=$8; initd=$9; wait_s=${10}; shift 10
 umask 077
 rm -rf "$dir"; mkdir -m 700 "$dir" || exit 1
 trap 'rm -rf "$dir"' EXIT
 tar -xf - -C "$dir" --no-same-owner || { echo "cannot write $dir" >&2; exit 1; }
+if [ "$pkg" != - ]; then
+  db_up() { adm=$(command -v mariadb-admin || command -v mysqladmin) && "$adm" --connect-timeout=2 ping >/dev/null 2>&1; }
+  changed=
+  if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    command -v apt-get >/dev/null 2>&1 || { echo "database.install_server: this host has no apt-get; install $pkg (or another database server) yourself" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install() { apt-get install -y --no-remove -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$pkg" </dev/null >>"$dir/apt.log" 2>&1; }
+    if ! apt_install; then
+      apt-get update </dev/null >>"$dir/apt.log" 2>&1
+      apt_install || { tail -n 20 "$dir/apt.log" >&2; echo "apt-get install $pkg failed (it never removes packages: is another database server installed?)" >&2; exit 1; }
+    fi
+    echo "server: installed $pkg"; changed=1
+  fi
+  if [ -n "$changed" ] || ! db_up; then
+    svc=
+    for s in $services; do
+      if [ "$init" = systemd ]; then
+        if systemctl cat "$s.service" >/dev/null 2>&1; then svc=$s; break; fi
+      elif [ -x "$initd/$s" ]; then svc=$s; break
+      fi
+    done
+    [ -n "$svc" ] || { echo "$pkg is installed but $init knows none of its services ($services)" >&2; exit 1; }
+    if [ "$init" = systemd ]; then
+      systemctl enable "$svc" >"$dir/start.log" 2>&1 && systemctl start "$svc" >>"$dir/start.log" 2>&1 \
+        || { tail -n 20 "$dir/start.log" >&2; echo "systemctl enable + start $svc failed" >&2; exit 1; }
+    else
+      if command -v update-rc.d >/dev/null 2>&1; then
+        update-rc.d "$svc" defaults >"$dir/start.log" 2>&1 || { tail -n 20 "$dir/start.log" >&2; echo "update-rc.d $svc defaults failed" >&2; exit 1; }
+      elif command -v chkconfig >/dev/null 2>&1; then chkconfig --add "$svc" >/dev/null 2>&1 || true
+      fi
+      "$initd/$svc" start >"$dir/start.log" 2>&1 || { tail -n 20 "$dir/start.log" >&2; echo "$initd/$svc start failed" >&2; exit 1; }
+    fi
+    end=$(( $(date +%s) + wait_s ))
+    until db_up; do
+      [ "$(date +%s)" -lt "$end" ] || { echo "$pkg ($svc) did not accept connections within ${wait_s}s" >&2; exit 1; }
+      sleep 1
+    done
+    echo "server: enabled and started $svc"; changed=1
+  fi
+  [ -n "$changed" ] || echo "server: $pkg installed and running (unchanged)"
+fi
+[ "$provision" = 1 ] || [ "$migrate" = 1 ] || exit 0
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$lock"
   flock -w 600 9 || { echo "database lock $lock is busy" >&2; exit 75; }
@@ -367,34 +422,51 @@ pub fn prepare(
     }
 }
 
-/// The db host's database step (one command): provision with the admin
-/// credential when `provision`, then the migrations of release `version`
-/// when `migrate`, under a lock.
+/// What the database step of one db host does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbSteps {
+    /// Install the server package when missing, start it when it does not
+    /// accept connections (`database.install_server`).
+    pub server: bool,
+    /// Create the database and the app user with the admin credential (D8).
+    pub provision: bool,
+    /// Run the migrations of the release (D7).
+    pub migrate: bool,
+}
+
+/// The db host's database step (one command): the server first when
+/// `steps.server`, then provisioning with the admin credential, then the
+/// migrations of release `version`, under a lock. Returns the step's output.
 pub fn database(
     t: &mut dyn Transport,
     region: &Region,
     model: &HostModel,
     version: &str,
-    provision: bool,
-    migrate: bool,
+    steps: DbSteps,
 ) -> Result<String, String> {
     let Some(db) = &model.db else {
         return Ok(String::new());
     };
-    if !provision && !migrate {
+    let server = db.server.as_ref().filter(|_| steps.server);
+    if server.is_none() && !steps.provision && !steps.migrate {
         return Ok(String::new());
     }
-    let mut steps = Vec::new();
-    if provision {
-        steps.push("provision the database");
+    let mut what = Vec::new();
+    if let Some(s) = server {
+        what.push(format!("database server {}", s.package));
     }
-    if migrate {
-        steps.push("run migrations");
+    if steps.provision {
+        what.push("provision the database".into());
     }
-    progress(&model.host, &steps.join(", "));
+    if steps.migrate {
+        what.push("run migrations".into());
+    }
+    progress(&model.host, &what.join(", "));
+    // The task files (the admin credential among them) go only where they are used.
     let entries: Vec<bundle::Entry> = db
         .files
         .iter()
+        .filter(|_| steps.provision || steps.migrate)
         .map(|f| bundle::Entry {
             path: f.name.clone(),
             data: &f.content,
@@ -407,6 +479,8 @@ pub fn database(
     let bin = format!("{}/releases/{version}/{}", region.paths.opt, db.migrate[0]);
     let lock = format!("{}/migrate.lock", region.paths.lib);
     let run_as = if db.run_as_root { "root" } else { SERVICE_USER };
+    let services = server.map(|s| s.services.join(" "));
+    let wait = server.map(|s| s.wait_seconds.to_string());
     let mut argv = vec![
         "sh",
         "-c",
@@ -414,9 +488,14 @@ pub fn database(
         "stv3-database",
         db.dir.as_str(),
         lock.as_str(),
-        if provision { "1" } else { "0" },
-        if migrate { "1" } else { "0" },
+        if steps.provision { "1" } else { "0" },
+        if steps.migrate { "1" } else { "0" },
         run_as,
+        server.map_or("-", |s| s.package.as_str()),
+        services.as_deref().unwrap_or("-"),
+        init_word(model.init),
+        region.paths.initd.as_str(),
+        wait.as_deref().unwrap_or("0"),
         bin.as_str(),
     ];
     argv.extend(db.migrate[1..].iter().map(String::as_str));
@@ -427,7 +506,7 @@ pub fn database(
     } else {
         Err(format!(
             "{} failed (exit {}): {}",
-            steps.join(" and "),
+            what.join(" and "),
             r.code,
             tail(&text, 15)
         ))
@@ -830,7 +909,7 @@ fn rollout_inner(
     if !names.is_empty() && r.failed.is_none() && r.service_failures.is_empty() {
         progress(&host, "started; health gate");
     }
-    out.changed = plan.files.len() + usize::from(plan.switch);
+    out.changed = plan.files.len() + usize::from(plan.switch) + usize::from(plan.server.is_some());
     out.removed = plan
         .remove_services
         .iter()

@@ -20,7 +20,11 @@ use super::render::{managed_list_path, HostModel, SERVICE_USER};
 
 /// The fact-gathering script. `$1` opt dir, `$2` lib dir, `$3` init.d dir,
 /// `$4` service user, `$5` the managed list (or `-`: basic facts only), then
-/// `f:<file>`, `d:<dir>`, `s:<sysv script>` or `u:<systemd unit>` probes.
+/// `f:<file>`, `d:<dir>`, `s:<sysv script>`, `u:<systemd unit>` or
+/// `m:<database server package>` probes. The last answers
+/// `dbserver <installed> <apt-get> <accepts connections> <package>` (yes/no
+/// each): `dpkg -s`, and a `mariadb-admin ping` on the local socket, which
+/// succeeds for a running server even when it refuses the login.
 const FACTS_SCRIPT: &str = r#"opt=$1; lib=$2; initd=$3; user=$4; managed=$5; shift 5
 if [ "$managed" != - ]; then
 echo "cores $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
@@ -45,6 +49,11 @@ for a; do
     d:*) if [ -d "$p" ]; then set -- "$@" "$p"; else echo "nodir - - - $p"; fi ;;
     s:*) if [ -x "$initd/$p" ]; then "$initd/$p" status >/dev/null 2>&1; echo "svc $? $p"; else echo "svc 4 $p"; fi ;;
     u:*) systemctl is-active --quiet "$p" 2>/dev/null; echo "svc $? $p" ;;
+    m:*)
+      if dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then i=yes; else i=no; fi
+      if command -v apt-get >/dev/null 2>&1; then g=yes; else g=no; fi
+      if adm=$(command -v mariadb-admin || command -v mysqladmin) && "$adm" --connect-timeout=2 ping >/dev/null 2>&1; then up=yes; else up=no; fi
+      echo "dbserver $i $g $up $p" ;;
   esac
 done
 shift "$n"
@@ -63,6 +72,18 @@ pub struct FileFact {
     pub mode: u32,
     pub owner: String,
     pub group: String,
+}
+
+/// The database server package on a db host (`database.install_server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbServerFact {
+    pub package: String,
+    /// `dpkg -s` says it is installed.
+    pub installed: bool,
+    /// The host has `apt-get`.
+    pub apt: bool,
+    /// A server accepts connections on the local socket.
+    pub up: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,6 +105,8 @@ pub struct HostFactsFull {
     pub running: BTreeMap<String, bool>,
     /// The managed list from the last deploy (`file <path>`, `service <init> <name>`).
     pub managed: Vec<String>,
+    /// Asked only when the model installs the database server.
+    pub db_server: Option<DbServerFact>,
 }
 
 impl HostFactsFull {
@@ -147,6 +170,17 @@ pub fn parse_facts(text: &str) -> HostFactsFull {
                 }
             }
             "managed" => f.managed.push(rest.trim().to_string()),
+            "dbserver" => {
+                let w: Vec<&str> = rest.split_whitespace().collect();
+                if let [installed, apt, up, package] = w[..] {
+                    f.db_server = Some(DbServerFact {
+                        package: package.to_string(),
+                        installed: installed == "yes",
+                        apt: apt == "yes",
+                        up: up == "yes",
+                    });
+                }
+            }
             "sha" => {
                 if let Some((sum, path)) = rest.split_once("  ") {
                     hashes.insert(path.to_string(), sum.to_string());
@@ -196,6 +230,9 @@ impl HostFactsFull {
         self.files.extend(more.files);
         self.dirs.extend(more.dirs);
         self.running.extend(more.running);
+        if more.db_server.is_some() {
+            self.db_server = more.db_server;
+        }
     }
 }
 
@@ -210,6 +247,9 @@ pub fn probes(model: &HostModel) -> Vec<String> {
             _ => format!("u:{}", s.unit),
         });
     }
+    if let Some(server) = model.db.as_ref().and_then(|d| d.server.as_ref()) {
+        args.push(format!("m:{}", server.package));
+    }
     args
 }
 
@@ -222,6 +262,7 @@ pub fn missing_probes(model: &HostModel, facts: &HostFactsFull) -> Vec<String> {
             match kind {
                 "f:" => !facts.files.contains_key(path),
                 "d:" => !facts.dirs.contains_key(path),
+                "m:" => facts.db_server.as_ref().is_none_or(|d| d.package != path),
                 _ => !facts.running.contains_key(path),
             }
         })
@@ -301,7 +342,17 @@ mod tests {
              history 0.1.0\nhistory 0.2.0\nhistory 0.1.0\nhistory 0.2.0\n\
              sha 0123  /etc/stv3/winchester.yaml\nmeta 640 root stv3 /etc/stv3/winchester.yaml\nnofile /etc/stv3/api.conf\n\
              managed file /etc/stv3/yagi-c9.conf\nmanaged service sysv stv3-yagi-c9\n\
-             meta 755 root root /opt/stv3\nnodir - - - /var/lib/stv3\nsvc 0 stv3-api\nsvc 3 stv3-yagi-c1\n",
+             meta 755 root root /opt/stv3\nnodir - - - /var/lib/stv3\nsvc 0 stv3-api\nsvc 3 stv3-yagi-c1\n\
+             dbserver yes yes no mariadb-server\n",
+        );
+        assert_eq!(
+            f.db_server,
+            Some(DbServerFact {
+                package: "mariadb-server".into(),
+                installed: true,
+                apt: true,
+                up: false
+            })
         );
         assert_eq!(f.cores, 4);
         assert_eq!(f.init, Some(InitKind::Sysv));

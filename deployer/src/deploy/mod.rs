@@ -14,9 +14,11 @@
 //! 4. take the region lock (on the first db host) while the package is
 //!    fully verified;
 //! 5. [`apply::prepare`] every host (account, dirs, streamed upload and
-//!    unpack), the first db host then running the database step
-//!    ([`apply::database`]: provisioning with the admin credential, D8, and
-//!    the migrations, D7) while the others still prepare;
+//!    unpack), the db hosts then running the database step
+//!    ([`apply::database`]: the server package when `database.install_server`
+//!    asks for it and it is missing or down; on the first db host,
+//!    provisioning with the admin credential, D8, and the migrations, D7)
+//!    while the others still prepare;
 //! 6. roll out ([`apply::rollout`]): every host at once, or with `--serial N`
 //!    the db hosts first and then N at a time; each host removes what left,
 //!    installs its changed files, switches release, restarts exactly the
@@ -487,11 +489,8 @@ pub fn deploy(
         plan_target(tg, region, &pkg, opts)
     });
     for (tg, p) in targets.iter().zip(&plans) {
-        if p.replace_release && tg.facts.current.as_deref() == Some(pkg.version.as_str()) {
-            return Err(DeployError::Other(format!(
-                "{}: version {} is running there from a different tarball; bump the version",
-                tg.host.name, pkg.version
-            )));
+        if let Some(why) = plan::refusal(&tg.model, &tg.facts, p) {
+            return Err(DeployError::Other(why));
         }
     }
     if opts.check {
@@ -677,17 +676,21 @@ fn rollout_all(
         let started = Instant::now();
         let r = apply::prepare(tg.transport.as_mut(), region, p, pkg, tarball)
             .map_err(|e| format!("prepare: {e}"));
+        // Every db host installs/starts its server when planned; only the
+        // first one provisions and migrates.
+        let first_db = Some(i) == db_idx;
+        let steps = apply::DbSteps {
+            server: p.server.is_some(),
+            provision: first_db && p.provision,
+            migrate: first_db && p.migrate,
+        };
         let r = r.and_then(|()| {
-            if Some(i) != db_idx {
-                return Ok(());
-            }
             apply::database(
                 tg.transport.as_mut(),
                 region,
                 &tg.model,
                 &pkg.version,
-                p.provision,
-                p.migrate,
+                steps,
             )
             .map(|_| ())
         });

@@ -79,6 +79,19 @@ pub struct DirChange {
     pub exists: bool,
 }
 
+/// `database.install_server` on a db host whose server is missing or down:
+/// what the database step does about it before provisioning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerChange {
+    pub package: String,
+    /// Not installed: `apt-get install` it.
+    pub install: bool,
+    /// Where `database.install_server` was set.
+    pub set_by: String,
+    /// A caveat for the plan (the database URL names another host).
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPlan {
     pub host: String,
@@ -92,6 +105,9 @@ pub struct HostPlan {
     /// The installed release of that version came from another tarball.
     pub replace_release: bool,
     pub switch: bool,
+    /// Install (when missing), enable and start the database server, then
+    /// wait for it; `None` when not asked for or installed and running.
+    pub server: Option<ServerChange>,
     /// Create the database and the app user, grant (D8), with the admin credential.
     pub provision: bool,
     /// What provisioning does (or why it does not happen), for the plan.
@@ -110,6 +126,7 @@ impl HostPlan {
             && !self.upload_tarball
             && !self.unpack
             && !self.switch
+            && self.server.is_none()
             && !self.provision
             && !self.migrate
             && self.dirs.is_empty()
@@ -285,6 +302,25 @@ pub fn plan_host(
             })
         })
     });
+    // Unknown facts (no answer to the probe) count as missing and down: the
+    // step itself checks again and changes nothing that is in place.
+    let server = model
+        .db
+        .as_ref()
+        .and_then(|db| db.server.as_ref())
+        .and_then(|want| {
+            let fact = facts
+                .db_server
+                .as_ref()
+                .filter(|f| f.package == want.package);
+            let (installed, up) = fact.map_or((false, false), |f| (f.installed, f.up));
+            (!(installed && up)).then(|| ServerChange {
+                package: want.package.clone(),
+                install: !installed,
+                set_by: want.set_by.clone(),
+                note: want.note.clone(),
+            })
+        });
     HostPlan {
         host: model.host.clone(),
         roles: model.roles.iter().map(|r| r.as_str().to_string()).collect(),
@@ -296,6 +332,7 @@ pub fn plan_host(
         unpack,
         replace_release,
         switch,
+        server,
         provision,
         provision_summary: model
             .db
@@ -308,6 +345,26 @@ pub fn plan_host(
         services,
         remove_services,
     }
+}
+
+/// Why this host must not be deployed to at all, if it must not: its
+/// running version came from another tarball, or the inventory asks to
+/// install the database server (apt) on a host without apt-get.
+pub fn refusal(model: &HostModel, facts: &HostFactsFull, plan: &HostPlan) -> Option<String> {
+    if plan.replace_release && facts.current.as_deref() == Some(plan.release_to.as_str()) {
+        return Some(format!(
+            "{}: version {} is running there from a different tarball; bump the version",
+            plan.host, plan.release_to
+        ));
+    }
+    let want = model.db.as_ref().and_then(|db| db.server.as_ref())?;
+    let fact = facts.db_server.as_ref()?;
+    (!fact.apt).then(|| {
+        format!(
+            "{}: database.install_server is true ({}) but {} has no apt-get: stv3ctl installs {} only on Debian/Ubuntu; install and start the database server yourself and set database.install_server: false",
+            plan.host, want.set_by, plan.host, want.package
+        )
+    })
 }
 
 /// A unified diff of `old` -> `new` for `file`, secrets redacted. A secret
@@ -377,6 +434,20 @@ pub fn render_plan(p: &HostPlan, show_diffs: bool) -> String {
             d.owner,
             d.group
         ));
+    }
+    if let Some(s) = &p.server {
+        out.push_str(&format!(
+            "   database server: {}enable and start it, wait until it accepts connections (database.install_server, {})\n",
+            if s.install {
+                format!("install {} (apt-get), ", s.package)
+            } else {
+                format!("{} is installed but not accepting connections: ", s.package)
+            },
+            s.set_by
+        ));
+        if let Some(n) = &s.note {
+            out.push_str(&format!("      note: {n}\n"));
+        }
     }
     if p.provision {
         out.push_str(&format!(

@@ -144,6 +144,24 @@ pub struct DbTask {
     /// Records what was provisioned last (`<etc>/db-provisioned`): a changed
     /// stamp in the plan means provisioning runs.
     pub stamp: Option<String>,
+    /// `database.install_server`: the server package to install and start
+    /// first, when the host's facts say it is missing or down.
+    pub server: Option<ServerTask>,
+}
+
+/// The database server the db step installs (apt-get) and starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerTask {
+    /// The Debian/Ubuntu package (`mariadb-server`).
+    pub package: String,
+    /// Its possible service names; the first the host has is used.
+    pub services: Vec<String>,
+    /// How long to wait for it to accept connections after starting it.
+    pub wait_seconds: u64,
+    /// Where `database.install_server` was set (`inventory.yaml:14:23`).
+    pub set_by: String,
+    /// Set when `database.url` names another host than this one.
+    pub note: Option<String>,
 }
 
 /// The file naming everything stv3ctl installed on a host, so that what
@@ -774,7 +792,15 @@ pub fn render_host(
     }
     let db = match (migrate, db_spec) {
         (None, None) => None,
-        (Some(m), spec) => Some(db_task(&ctx, region, &base, m, spec.as_ref(), &mut files)?),
+        (Some(m), spec) => Some(db_task(
+            &ctx,
+            region,
+            host,
+            &base,
+            m,
+            spec.as_ref(),
+            &mut files,
+        )?),
         (None, Some(_)) => {
             return Err(DeployError::Render {
                 what: format!("host {}", host.name),
@@ -832,6 +858,7 @@ pub fn render_host(
 fn db_task(
     ctx: &Ctx,
     region: &Region,
+    host: &Host,
     base: &Value,
     migrate: Vec<String>,
     spec: Option<&super::roles::DatabaseSpec>,
@@ -895,6 +922,16 @@ fn db_task(
             );
         }
     }
+    let server = match (region.database_install_server, spec) {
+        (false, _) => None,
+        (true, Some(spec)) => Some(server_task(region, host, spec)?),
+        (true, None) => {
+            return Err(DeployError::Render {
+                what: format!("host {}", host.name),
+                message: "database.install_server is set but the db role has no `database` section naming the server".into(),
+            })
+        }
+    };
     Ok(DbTask {
         dir,
         migrate,
@@ -903,6 +940,55 @@ fn db_task(
         run_as_root: mysql,
         summary,
         stamp,
+        server,
+    })
+}
+
+/// The server install of `database.install_server` on `host`, from the
+/// role's `database.server`.
+fn server_task(
+    region: &Region,
+    host: &Host,
+    spec: &super::roles::DatabaseSpec,
+) -> Result<ServerTask, DeployError> {
+    let what = format!("host {} database.install_server", host.name);
+    let server = spec.server.as_ref().ok_or_else(|| DeployError::Render {
+        what: what.clone(),
+        message: "the db role names no server package (`database.server` in roles/db.yaml)".into(),
+    })?;
+    // They are passed to the remote script as words.
+    for name in std::iter::once(&server.package).chain(&server.services) {
+        check_arg(&what, name)?;
+    }
+    if server.services.is_empty() {
+        return Err(DeployError::Render {
+            what,
+            message: "roles/db.yaml database.server.services is empty".into(),
+        });
+    }
+    let url_host = region.database.host.as_str();
+    let local = [
+        host.name.as_str(),
+        host.address.as_str(),
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    ];
+    let note = (!local.contains(&url_host)).then(|| {
+        format!(
+            "database.url connects to {url_host}, not to {} ({}): make sure that name is this host",
+            host.name, host.address
+        )
+    });
+    Ok(ServerTask {
+        package: server.package.clone(),
+        services: server.services.clone(),
+        wait_seconds: server.wait_seconds,
+        set_by: region
+            .origin("database.install_server")
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| "the inventory".into()),
+        note,
     })
 }
 

@@ -122,6 +122,23 @@ pub struct DatabaseSpec {
     pub client_config: String,
     /// The winchester.yaml the migrations run with (admin credential when there is one).
     pub migrate_config: String,
+    /// The server package `database.install_server` installs.
+    #[serde(default)]
+    pub server: Option<ServerSpec>,
+}
+
+/// The database server the db role installs (apt) and starts when the
+/// inventory sets `database.install_server`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// The Debian/Ubuntu package.
+    pub package: String,
+    /// The names its service may have; the first one the host has is
+    /// enabled and started.
+    pub services: Vec<String>,
+    /// How long to wait for it to accept connections once started.
+    pub wait_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

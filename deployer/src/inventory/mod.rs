@@ -296,6 +296,9 @@ pub struct Region {
     pub database_admin: Option<DbAdmin>,
     /// MySQL host patterns (`'user'@'<pattern>'`) the app user is created for.
     pub database_clients: Vec<String>,
+    /// `database.install_server`: the db role installs (apt) and starts the
+    /// database server package on its host when it is missing or down.
+    pub database_install_server: bool,
     pub api_bind: String,
     pub ops_bind: String,
     pub retention: Retention,
@@ -321,6 +324,13 @@ impl Region {
     }
     pub fn cell(&self, name: &str) -> Option<&Cell> {
         self.cells.iter().find(|c| c.name == name)
+    }
+    /// Where the resolved value of `key` came from.
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.provenance
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| &p.origin)
     }
 }
 
@@ -658,6 +668,32 @@ fn resolve_region(
                 );
                 None
             }
+        }
+    };
+
+    let database_install_server = match &db.install_server {
+        Some(s) => {
+            let on = parse_bool(&s.value).ok_or_else(|| {
+                r.invalid(
+                    s,
+                    "database.install_server",
+                    format!("expected true or false, not `{}`", s.value),
+                )
+            })?;
+            if on && database.scheme == "sqlite" {
+                return Err(r.invalid(
+                    s,
+                    "database.install_server",
+                    "a sqlite database.url has no server to install",
+                ));
+            }
+            let o = r.origin(s);
+            r.record("database.install_server", on, o);
+            on
+        }
+        None => {
+            r.record("database.install_server", false, Origin::Default);
+            false
         }
     };
 
@@ -1015,6 +1051,7 @@ fn resolve_region(
         database,
         database_admin,
         database_clients,
+        database_install_server,
         api_bind,
         ops_bind,
         retention,
@@ -1047,6 +1084,17 @@ fn default_db_clients(hosts: &[Host]) -> Vec<String> {
         }
     }
     out
+}
+
+/// `true` or `false`, in any case.
+fn parse_bool(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 fn parse_init(s: &str) -> Option<InitKind> {

@@ -82,6 +82,9 @@ pub struct DatabaseRaw {
     pub admin_password_secret: Option<S<String>>,
     /// MySQL host patterns the app user may connect from.
     pub client_hosts: Option<S<Vec<String>>>,
+    /// Install (apt) and start the database server on the db host: `true`
+    /// or `false`. Read as text so that a bad value is reported with its key.
+    pub install_server: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

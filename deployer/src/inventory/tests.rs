@@ -302,3 +302,50 @@ fn database_admin_and_client_hosts() {
         );
     }
 }
+
+#[test]
+fn database_install_server_flag() {
+    let with = |v: &str| {
+        BASE.replace(
+            "url: mysql://winchester@db1:3306/winchester",
+            &format!("url: mysql://winchester@db1:3306/winchester\n      install_server: {v}"),
+        )
+    };
+    // Off unless asked for.
+    check(
+        BASE,
+        Ok(&|r: &Region| {
+            assert!(!r.database_install_server);
+            assert_eq!(r.origin("database.install_server"), Some(&Origin::Default));
+        }),
+    );
+    for (v, want) in [("true", true), ("false", false), ("True", true)] {
+        check(
+            &with(v),
+            Ok(&|r: &Region| {
+                assert_eq!(r.database_install_server, want, "{v}");
+                assert_eq!(
+                    r.origin("database.install_server").unwrap().to_string(),
+                    "inv.yaml:5:23"
+                );
+            }),
+        );
+    }
+    // A bad value names the file, the line and the key.
+    for v in ["maybe", "yes", "1"] {
+        check(
+            &with(v),
+            Err(&format!(
+                "inv.yaml:5: database.install_server: expected true or false, not `{v}`"
+            )),
+        );
+    }
+    // SQLite has no server to install.
+    check(
+        &with("true").replace(
+            "mysql://winchester@db1:3306/winchester",
+            "sqlite:///var/lib/stv3/stv3.db",
+        ),
+        Err("inv.yaml:5: database.install_server: a sqlite database.url has no server to install"),
+    );
+}

@@ -28,6 +28,20 @@ pub fn example_region() -> Region {
     inventory::resolve(&inv, "dfw", &secrets).unwrap()
 }
 
+/// The example region with `extra` (YAML lines, indented for the
+/// `database:` mapping) added to its `database:` section.
+pub fn example_region_with_db(extra: &str) -> Region {
+    let text = std::fs::read_to_string(root().join("examples/inventory.yaml")).unwrap();
+    let text = text.replace(
+        "      password_secret: database\n",
+        &format!("      password_secret: database\n{extra}"),
+    );
+    let inv = inventory::parse(Path::new("inventory.yaml"), &text).unwrap();
+    let secrets =
+        SecretStore::load(Some(&root().join("examples/secrets.example.yaml")), false).unwrap();
+    inventory::resolve(&inv, "dfw", &secrets).unwrap()
+}
+
 /// The example region with a database admin credential (D8), and optionally
 /// `database.client_hosts` (a YAML flow list).
 pub fn region_with_admin(client_hosts: Option<&str>) -> Region {
