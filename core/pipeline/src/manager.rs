@@ -229,7 +229,17 @@ impl<S: Store + 'static> PipelineManager<S> {
                 outcomes.push(Outcome::Locked);
                 continue;
             };
-            let outcome = self.run_claimed(&claimed, kind, now).await?;
+            let outcome = match self.run_claimed(&claimed, kind, now).await {
+                Ok(o) => o,
+                Err(e) => {
+                    // The store failed before the pipeline ran (e.g. the database
+                    // went away while loading the events): give the stream back.
+                    tracing::warn!(stream_id = claimed.id, error = %e, "stream not run; released for a retry");
+                    finishes.push((claimed, Finish::Release { to: stream.state }));
+                    pending.push((trigger, Outcome::Locked));
+                    continue;
+                }
+            };
             let fin = match &outcome {
                 Outcome::Failed { reason } => {
                     tracing::error!(stream_id = claimed.id, "{reason}");
@@ -362,9 +372,23 @@ impl<S: Store + 'static> PipelineManager<S> {
             }
         };
         if !new_events.is_empty() {
-            // Saved before the stream is finished: a DB error here leaves it claimed,
-            // so it is retried after the lease (and the retry dedupes on message_id).
-            self.tm.add_events(&new_events, now).await?;
+            // Saved before the stream is finished. The pipeline has committed its
+            // side effects, so wait out a store outage (the save is idempotent on
+            // message_id) rather than give the stream back to be run again.
+            let mut delay = Duration::from_millis(200);
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.tm.add_events(&new_events, now).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 12 => {
+                        tracing::warn!(stream_id = stream.id, error = %e, "saving the pipeline's new events; retrying in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(Outcome::Done { new_events })
     }

@@ -190,3 +190,77 @@ mod tests {
         );
     }
 }
+
+/// Real MariaDB outages for fault tests (root; the server at 127.0.0.1:3306 run
+/// as `/usr/sbin/mariadbd`, as on the dev and CI machine). Only for a test that
+/// runs alone in its own test binary: it takes the shared server away.
+pub mod mariadb_outage {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    fn pid() -> Option<u32> {
+        let out = Command::new("pidof").arg("mariadbd").output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// `mysqladmin ping` succeeds.
+    pub fn alive() -> bool {
+        Command::new("mysqladmin")
+            .args(["-h127.0.0.1", "-uroot", "ping"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Start the server (as `.ci/run` does) and wait until it answers.
+    pub fn start() {
+        let _ = Command::new("start-stop-daemon")
+            .args([
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+                "--",
+                "--user=mysql",
+            ])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !alive() {
+            assert!(Instant::now() < deadline, "MariaDB did not come back");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A graceful shutdown (waits until the process is gone), then a start.
+    pub fn restart() {
+        let pid = pid().expect("mariadbd running");
+        let ok = Command::new("mysqladmin")
+            .args(["-h127.0.0.1", "-uroot", "shutdown"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "mysqladmin shutdown");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "mariadbd {pid} did not exit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start();
+    }
+
+    /// Starts the server again when dropped (also when the test panics).
+    pub struct BringBack;
+
+    impl Drop for BringBack {
+        fn drop(&mut self) {
+            if !alive() {
+                start();
+            }
+        }
+    }
+}

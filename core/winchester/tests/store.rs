@@ -910,9 +910,24 @@ async fn batch_claim_and_finish() {
         let c1 = got[1].clone().expect("s1 claimed");
         assert!(got[2].is_none(), "{l}: a stale serial claims nothing");
         assert_eq!(
-            (c1.state, c1.state_serial_no, c1.lease_expires),
-            (StreamState::Firing, s1.state_serial_no + 1, Some(lease)),
+            (c1.state, c1.state_serial_no),
+            (StreamState::Firing, s1.state_serial_no + 1),
             "{l}"
+        );
+        let token = c1.lease_expires.expect("leased");
+        assert!(
+            token >= lease && token < lease + chrono::Duration::seconds(1),
+            "{l}: the lease plus sub-second jitter (the claim's token): {token}"
+        );
+        assert_eq!(
+            b.store
+                .get_stream_by_id(1)
+                .await
+                .unwrap()
+                .unwrap()
+                .lease_expires,
+            Some(token),
+            "{l}: the token is what the row holds"
         );
         let again = b
             .store

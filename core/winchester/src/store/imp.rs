@@ -20,6 +20,8 @@ use crate::stream::{DistTraits, DistValue};
 const CHUNK: usize = 500;
 /// Max attempts of one ingest transaction (deadlocks, concurrent duplicates).
 const MAX_ATTEMPTS: u32 = 8;
+/// How long stream claims and finishes wait out a lost database connection.
+const OUTAGE_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
 
 const STREAM_COLS: &str = "s.id, s.name, s.first_event, s.last_event, s.expire_timestamp, s.fire_timestamp, \
      s.state, s.state_serial_no, s.lease_expires, s.event_count, s.fire_counts, s.stream_key";
@@ -887,6 +889,46 @@ impl ThisStore {
         Ok(out)
     }
 
+    /// After a claim whose commit outcome is unknown: the streams that carry
+    /// this claim's state, next serial and lease token are ours.
+    async fn read_back_claims(
+        &self,
+        streams: &[Stream],
+        to: StreamState,
+        lease: Timestamp,
+    ) -> Result<Vec<Option<Stream>>, StoreError> {
+        let mut now: HashMap<i64, (i64, i64, Option<i64>)> = HashMap::new();
+        for chunk in streams.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, state, state_serial_no, lease_expires FROM stream WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q.bind(s.id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                now.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            }
+        }
+        let token = to_micros(&lease);
+        Ok(streams
+            .iter()
+            .map(|s| {
+                let ours = now.get(&s.id).is_some_and(|&(state, serial, l)| {
+                    state == to.code() as i64 && serial == s.state_serial_no as i64 + 1 && l == Some(token)
+                });
+                ours.then(|| {
+                    let mut c = s.clone();
+                    c.state = to;
+                    c.state_serial_no += 1;
+                    c.lease_expires = Some(lease);
+                    c
+                })
+            })
+            .collect())
+    }
+
     /// One attempt of [`Store::finish_streams`] (id order, like claims).
     async fn finish_streams_tx(&self, items: &[(Stream, Finish)]) -> Result<Vec<bool>, StoreError> {
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -1155,11 +1197,45 @@ impl Store for ThisStore {
         to: StreamState,
         lease_until: Timestamp,
     ) -> Result<Vec<Option<Stream>>, StoreError> {
-        retry_on_conflict!(self.claim_streams_tx(streams, to, lease_until))
+        // Sub-second jitter makes this claim's lease value its own token, so
+        // when the connection is lost mid-commit the outcome can be read back
+        // (retrying the claim instead would leave a committed claim orphaned
+        // until its lease ran out).
+        let lease = lease_until + chrono::Duration::microseconds(i64::from(rand::random::<u32>() % 1_000_000));
+        match retry_on_conflict!(self.claim_streams_tx(streams, to, lease)) {
+            Err(StoreError::Db(e)) if is_connection_lost(&e) => {
+                tracing::warn!("claim of {} streams: connection lost ({e}); reading the outcome back", streams.len());
+                let started = std::time::Instant::now();
+                let mut delay = std::time::Duration::from_millis(100);
+                loop {
+                    tokio::time::sleep(delay).await;
+                    match self.read_back_claims(streams, to, lease).await {
+                        Err(StoreError::Db(e)) if is_connection_lost(&e) && started.elapsed() < OUTAGE_BUDGET => {
+                            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        }
+                        other => return other,
+                    }
+                }
+            }
+            other => other,
+        }
     }
 
     async fn finish_streams(&self, items: &[(Stream, Finish)]) -> Result<Vec<bool>, StoreError> {
-        retry_on_conflict!(self.finish_streams_tx(items))
+        // Finishing is safe to repeat (the serial check): retry through an
+        // outage rather than leave finished work to be redone after the lease.
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match retry_on_conflict!(self.finish_streams_tx(items)) {
+                Err(StoreError::Db(e)) if is_connection_lost(&e) && started.elapsed() < OUTAGE_BUDGET => {
+                    tracing::warn!("finish of {} streams: connection lost ({e}); retrying in {delay:?}", items.len());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn renew_lease(&self, claimed: &Stream, lease_until: Timestamp) -> Result<(), StoreError> {

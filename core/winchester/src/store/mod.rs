@@ -411,6 +411,10 @@ pub enum Finish {
     Complete { purge: bool },
     /// Pipeline failed: `error` (from firing) or `expire_error` (from expiring).
     Error,
+    /// Not run (the store failed while preparing it): give the stream back in
+    /// state `to` (its state before the claim), so any worker can claim it again
+    /// at once instead of after the lease.
+    Release { to: StreamState },
 }
 
 impl Finish {
@@ -418,6 +422,7 @@ impl Finish {
     pub fn target(self, claimed: &Stream) -> StreamState {
         match self {
             Finish::Complete { .. } => StreamState::Completed,
+            Finish::Release { to } => to,
             Finish::Error => match claimed.state {
                 StreamState::Expiring | StreamState::RetryExpire | StreamState::ExpireError => {
                     StreamState::ExpireError

@@ -45,6 +45,18 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The server or the connection went away: the outcome of the statement in
+/// flight is unknown (shutdown in progress, connection killed, gone, lost).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|m| matches!(m.number(), 1053 | 1927 | 2006 | 2013)),
+        _ => false,
+    }
+}
+
 fn inserted_id(res: &MySqlQueryResult) -> i64 {
     res.last_insert_id() as i64
 }

@@ -48,6 +48,15 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The database file became unreachable mid-statement (SQLite has no server
+/// to lose; only I/O errors and a dead worker thread leave the outcome unknown).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed
+    )
+}
+
 fn inserted_id(res: &SqliteQueryResult) -> i64 {
     res.last_insert_rowid()
 }
