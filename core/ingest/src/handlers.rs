@@ -204,7 +204,8 @@ impl EventSink for WinchesterSink {
 
     fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>> {
         Box::pin(async move {
-            let r = self.tm.add_events(&events, stv3_event::now()).await?;
+            let now = stv3_winchester::ingest_clock(&events, stv3_event::now());
+            let r = self.tm.add_events(&events, now).await?;
             Ok(StoreOutcome {
                 saved: r.saved,
                 duplicates: r.duplicates.len(),

@@ -167,6 +167,36 @@ async fn health_is_unhealthy_while_the_broker_is_unreachable() {
     env.cleanup().await;
 }
 
+/// A backlog of old notifications (a replay of 2015 archives) is grouped by
+/// its own time: one stream per instance-day, not one stream per event born
+/// already expired against the wall clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_notifications_form_streams_on_their_own_clock() {
+    let mut env = Env::new("ingold", Db::Sqlite, None, 200, "").await;
+    let input = env.dir.path().join("old.jsonl");
+    let n = 970;
+    let t0 = stv3_event::parse_timestamp("2015-03-01T18:00:00Z").unwrap();
+    {
+        let mut f = std::fs::File::create(&input).unwrap();
+        for i in 0..n {
+            let mut v = notification(&env.name, i);
+            let ts = t0 + chrono::Duration::seconds(i as i64);
+            v["timestamp"] = ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string().into();
+            v["payload"]["audit_period_beginning"] = "2015-03-01 00:00:00".into();
+            writeln!(f, "{v}").unwrap();
+        }
+    }
+    let src = format!("file:{}", input.display());
+    let mut child = env.spawn(&["--source", &src]);
+    assert!(wait_exit(&mut child, T).success(), "{}", env.logs());
+    assert_eq!(env.stored().await, n as u64);
+    let store = stv3_winchester::AnyStore::open(&env.db_url).await.unwrap();
+    use stv3_winchester::Store;
+    let streams = store.count_streams(&Default::default()).await.unwrap();
+    assert_eq!(streams, 97, "one stream per instance for the day");
+    env.cleanup().await;
+}
+
 /// A tmpfs mounted over a directory for the life of the value (unmounted on drop,
 /// also when the test panics).
 struct Tmpfs(std::path::PathBuf);

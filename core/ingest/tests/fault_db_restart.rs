@@ -1,5 +1,6 @@
 //! Fault: MariaDB is restarted (a real shutdown and start of the server) while
-//! yagi-event is ingesting into it. Ingestion stalls, retries, resumes by itself,
+//! yagi-event is ingesting into it. Ingestion stalls (waits for a connection or retries
+//! the batch), resumes by itself,
 //! and ends with exactly the input stored and archived. One test in its own
 //! binary: it takes the shared server away, so nothing else may run beside it.
 
@@ -46,11 +47,6 @@ async fn mariadb_restart_mid_ingest_loses_and_duplicates_nothing() {
         &env.archived_ids(),
         &expected_ids(&env.name, n),
         "archive across a DB restart",
-    );
-    assert!(
-        env.logs().contains("batch not durable"),
-        "the outage was seen and retried:\n{}",
-        env.logs()
     );
     env.cleanup().await;
 }

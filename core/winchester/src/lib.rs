@@ -24,4 +24,4 @@ pub use store::{
 };
 pub use stream::{DistTraits, DistValue, Stream, StreamState};
 pub use trigger::{TriggerDefinition, TriggerSet};
-pub use trigger_manager::{NotificationConverter, TriggerManager};
+pub use trigger_manager::{ingest_clock, NotificationConverter, TriggerManager};

@@ -16,6 +16,21 @@ use crate::config::{ConfigError, WinchesterConfig};
 use crate::store::{AnyStore, IngestReport, Store, StoreError};
 use crate::trigger::{TriggerDefinition, TriggerSet};
 
+/// The ingest clock for a batch read from a live source: the earliest event
+/// time in the batch, but never later than the wall clock. Live traffic is a
+/// little behind the wall clock, so this is close to it; a backlog or a replay
+/// of old archives is grouped by its own time, so its streams are not born
+/// expired (the original mixed the two clocks; core-spec §9.2 item 10). The
+/// earliest time (not the latest) keeps a stream open for every event of the
+/// batch that belongs to it.
+pub fn ingest_clock(events: &[Event], wall: Timestamp) -> Timestamp {
+    events
+        .iter()
+        .map(|e| e.generated)
+        .min()
+        .map_or(wall, |t| t.min(wall))
+}
+
 /// Converts a raw notification into an event (the distiller). `Ok(None)` = dropped.
 pub trait NotificationConverter: Send + Sync {
     fn convert(&self, notification: &Value) -> Result<Option<Event>, String>;
@@ -269,5 +284,43 @@ impl<S: Store> TriggerManager<S> {
             tracing::info!("{l}");
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(generated: &[&str], wall: &str, expected: &str) {
+        let ts = |s: &str| stv3_event::parse_timestamp(s).unwrap();
+        let events: Vec<Event> = generated
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Event::new(format!("m{i}"), "x", ts(g)))
+            .collect();
+        assert_eq!(
+            ingest_clock(&events, ts(wall)),
+            ts(expected),
+            "{generated:?} at {wall}"
+        );
+    }
+
+    #[test]
+    fn ingest_clock_is_the_earliest_event_time_capped_at_the_wall_clock() {
+        let wall = "2026-11-25T12:00:00Z";
+        check(&[], wall, wall);
+        check(
+            &["2026-11-25T11:59:59Z", "2026-11-25T11:59:58Z"],
+            wall,
+            "2026-11-25T11:59:58Z",
+        );
+        // A replay of old archives runs on their own time.
+        check(
+            &["2015-03-01T18:01:00Z", "2015-03-01T18:00:00Z"],
+            wall,
+            "2015-03-01T18:00:00Z",
+        );
+        // A producer whose clock runs ahead cannot move the clock past the wall.
+        check(&["2027-01-01T00:00:00Z"], wall, wall);
     }
 }
