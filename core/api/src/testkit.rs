@@ -17,11 +17,13 @@ pub const MYSQL_SCHEMA: &str = concat!(
     include_str!("../../winchester/migrations/mysql/20260101000001_initial.sql"),
     include_str!("../../winchester/migrations/mysql/20260101000002_partial_trait_indexes.sql"),
     include_str!("../../winchester/migrations/mysql/20260101000003_trait_documents.sql"),
+    include_str!("../../winchester/migrations/mysql/20260101000004_one_trait_value_index.sql"),
 );
 pub const SQLITE_SCHEMA: &str = concat!(
     include_str!("../../winchester/migrations/sqlite/20260101000001_initial.sql"),
     include_str!("../../winchester/migrations/sqlite/20260101000002_partial_trait_indexes.sql"),
     include_str!("../../winchester/migrations/sqlite/20260101000003_trait_documents.sql"),
+    include_str!("../../winchester/migrations/sqlite/20260101000004_one_trait_value_index.sql"),
 );
 
 /// A scratch database with the schema applied; dropped (MariaDB) or deleted

@@ -735,7 +735,7 @@ async fn schema_check_refuses_an_unmigrated_database() {
     );
     assert!(err.to_string().contains("winchester-db"), "{err}");
     let store = AnyStore::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 3);
+    assert_eq!(store.migrate().await.unwrap().len(), 4);
     assert!(store.migrate().await.unwrap().is_empty(), "idempotent");
     AnyStore::open(&url).await.unwrap();
     // In-memory SQLite migrates itself (it cannot be upgraded from outside).
@@ -826,6 +826,19 @@ async fn trait_documents_and_the_trait_index() {
             (
                 vec![("memory_mb".into(), TraitValue::Int(1024))],
                 vec!["doc-2", "1234-5678-001"],
+            ),
+            // Float and datetime index rows (the fixture's older events) through
+            // the value guards of the MySQL value index.
+            (
+                vec![("test_weight".into(), TraitValue::Float(20112.42))],
+                vec!["1234-5678-001"],
+            ),
+            (
+                vec![(
+                    "launched_at".into(),
+                    TraitValue::Datetime(t(2014, 7, 1, 2, 30, 45, 453201)),
+                )],
+                vec!["1234-5678-001"],
             ),
             (
                 vec![

@@ -43,19 +43,36 @@ pub enum FilterStyle {
 
 /// The typed comparisons for one filter: `(col = ? OR col2 = ? ...)`.
 fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: bool) {
+    // Event traits: along the MySQL value index (name, t_string, t_int,
+    // t_datetime, t_float); a row sets one value column, those before it are NULL.
+    let null = |cols: &[&str]| -> String {
+        if dist {
+            String::new()
+        } else {
+            cols.iter()
+                .map(|c| format!("{alias}.{prefix}_{c} IS NULL AND "))
+                .collect()
+        }
+    };
     let mut parts: Vec<String> = Vec::new();
     parts.push(format!("{alias}.{prefix}_string = ?"));
     sql.binds.push(Bind::S(f.text.clone()));
     if let Some(i) = f.int {
-        parts.push(format!("{alias}.{prefix}_int = ?"));
+        parts.push(format!("{}{alias}.{prefix}_int = ?", null(&["string"])));
         sql.binds.push(Bind::I(i));
     }
     if let Some(x) = f.float {
-        parts.push(format!("{alias}.{prefix}_float = ?"));
+        parts.push(format!(
+            "{}{alias}.{prefix}_float = ?",
+            null(&["string", "int", "datetime"])
+        ));
         sql.binds.push(Bind::F(x));
     }
     if let Some(t) = f.datetime {
-        parts.push(format!("{alias}.{prefix}_datetime = ?"));
+        parts.push(format!(
+            "{}{alias}.{prefix}_datetime = ?",
+            null(&["string", "int"])
+        ));
         sql.binds.push(Bind::I(t));
         if dist {
             // A datetime matches a time-range distinguishing trait that contains it.
@@ -355,7 +372,8 @@ mod tests {
         let sql = events(&q, false, FilterStyle::In, &indexed, Dialect::MySql);
         assert!(
             sql.text.ends_with(
-                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) \
+                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_string IS NULL AND t.t_int = ? \
+                 OR t.t_string IS NULL AND t.t_int IS NULL AND t.t_datetime IS NULL AND t.t_float = ?)) \
                  ORDER BY e.id ASC LIMIT ?) page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id \
                  ORDER BY e.id ASC"
             ),
@@ -383,7 +401,8 @@ mod tests {
         assert!(
             scan.text.ends_with(
                 "AND (1=1 AND EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ? AND \
-                 (t.t_string = ? OR t.t_int = ? OR t.t_float = ?)) OR (e.traits IS NOT NULL AND \
+                 (t.t_string = ? OR t.t_string IS NULL AND t.t_int = ? OR t.t_string IS NULL AND t.t_int IS NULL \
+                 AND t.t_datetime IS NULL AND t.t_float = ?)) OR (e.traits IS NOT NULL AND \
                  (INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0)))"
             ),
             "{}",

@@ -163,21 +163,17 @@ fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitVal
     qb.push_bind(name.to_string());
     qb.push(" AND t.type = ");
     qb.push_bind(ty);
+    // Along the MySQL value index (name, t_string, t_int, t_datetime, t_float):
+    // a row sets one value column, the ones before it are NULL.
     if let Some(s) = s {
-        qb.push(" AND t.t_string = ");
-        qb.push_bind(s);
-    }
-    if let Some(f) = f {
-        qb.push(" AND t.t_float = ");
-        qb.push_bind(f);
-    }
-    if let Some(i) = i {
-        qb.push(" AND t.t_int = ");
-        qb.push_bind(i);
-    }
-    if let Some(d) = d {
-        qb.push(" AND t.t_datetime = ");
-        qb.push_bind(d);
+        qb.push(" AND t.t_string = ").push_bind(s);
+    } else if let Some(i) = i {
+        qb.push(" AND t.t_string IS NULL AND t.t_int = ").push_bind(i);
+    } else if let Some(d) = d {
+        qb.push(" AND t.t_string IS NULL AND t.t_int IS NULL AND t.t_datetime = ").push_bind(d);
+    } else if let Some(f) = f {
+        qb.push(" AND t.t_string IS NULL AND t.t_int IS NULL AND t.t_datetime IS NULL AND t.t_float = ")
+            .push_bind(f);
     }
     qb.push(")");
     if !indexed {
