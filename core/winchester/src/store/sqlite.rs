@@ -84,6 +84,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             // 64 MiB page cache per connection: a batch's index pages stay in memory.
+            .page_size(16384)
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         let opts = if memory {
