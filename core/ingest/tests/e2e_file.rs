@@ -167,6 +167,50 @@ async fn health_is_unhealthy_while_the_broker_is_unreachable() {
     env.cleanup().await;
 }
 
+/// kill -9 at random moments, again and again: every restart resumes from the
+/// last durable checkpoint, and the end result is exactly the input, once, in
+/// the DB and in the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_survives_repeated_kill_9_at_random_moments() {
+    let mut env = Env::new("ingkills", Db::Sqlite, None, 100, "").await;
+    let input = env.dir.path().join("notifications.jsonl");
+    let n = 8000;
+    write_lines(&input, &env.name, 0..n, None);
+    let src = format!("file:{}", input.display());
+    let mut kills = 0;
+    for round in 0..6 {
+        let mut child = env.spawn(&["--source", &src]);
+        // A random moment: the clock's nanoseconds (no rand dependency here).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+        let ms = 150 + nanos % 900;
+        std::thread::sleep(Duration::from_millis(ms));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "round {round}: {status}\n{}", env.logs());
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    assert!(kills >= 2, "the process was killed mid-run ({kills} times)");
+    let mut child = env.spawn(&["--source", &src]);
+    assert!(wait_exit(&mut child, T).success(), "{}", env.logs());
+    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
+    assert_exactly(
+        &env.archived_ids(),
+        &expected_ids(&env.name, n),
+        "archive after repeated kill -9",
+    );
+    env.cleanup().await;
+}
+
 /// A backlog of old notifications (a replay of 2015 archives) is grouped by
 /// its own time: one stream per instance-day, not one stream per event born
 /// already expired against the wall clock.
