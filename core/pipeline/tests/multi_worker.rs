@@ -193,3 +193,84 @@ async fn killed_worker_is_retried_after_the_lease() {
     );
     drop_db(&base, &name).await;
 }
+
+/// Workers killed with SIGKILL at random moments, again and again, with a short
+/// lease: no stream is lost (all complete in the end), and a stream's pipeline
+/// runs more than once only when its worker died between the pipeline's
+/// commit and the finish (at most the streams in flight per kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_repeatedly_lose_no_stream() {
+    let Some(base) = require(Service::MariaDb, "workers_killed_repeatedly_lose_no_stream") else {
+        return;
+    };
+    let (url, name) = scratch_db(&base, "pipekills").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal.jsonl");
+    let pipelines = format!(
+        "count: [logger, {{name: journal, params: {{path: \"{}\", sleep: 0.002}}}}]\n",
+        journal.display()
+    );
+    let config = write_config(
+        tmp.path(),
+        &url,
+        COUNT_TRIGGERS,
+        &pipelines,
+        "purge_completed_streams: false\npipeline_worker_lease: 2\npipeline_worker_batch_size: 200\n",
+    );
+    let cfg = WinchesterConfig::load(&config).unwrap();
+    AnyStore::connect(&url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    const N: usize = 2000;
+    let tm = TriggerManager::new(
+        AnyStore::open(&url).await.unwrap(),
+        cfg.load_triggers().unwrap(),
+    );
+    for chunk in synthetic_events(N).chunks(500) {
+        tm.add_events(chunk, t0()).await.unwrap();
+    }
+    const CONCURRENCY: usize = 2;
+    const CLAIM_BATCH: usize = 64;
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut workers: Vec<_> = (0..2)
+            .map(|_| worker(&config, &["--concurrency", &CONCURRENCY.to_string()]))
+            .collect();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+        std::thread::sleep(std::time::Duration::from_millis(200 + nanos % 800));
+        for w in workers.iter_mut() {
+            w.kill().unwrap(); // SIGKILL
+            w.wait().unwrap();
+            kills += 1;
+        }
+    }
+    let ran_before = journal_counts(&journal).len();
+    assert!(ran_before > 0, "the killed workers had done some work");
+    // Let the leases of the killed workers run out, then finish the rest.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    wait_ok(worker(&config, &["--once"]), 300);
+    let done = tm
+        .store()
+        .count_streams(&StreamQuery {
+            state: Some(StreamState::Completed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(done as usize, N, "every stream completed");
+    let counts = journal_counts(&journal);
+    assert_eq!(counts.len(), N, "every stream's pipeline ran");
+    let repeated = counts.values().filter(|n| **n > 1).count();
+    assert!(
+        repeated <= kills * CONCURRENCY * CLAIM_BATCH,
+        "{repeated} streams ran twice after {kills} kills"
+    );
+    eprintln!("{ran_before} of {N} streams ran before the last worker; {repeated} ran twice after {kills} kills");
+    drop_db(&base, &name).await;
+}
