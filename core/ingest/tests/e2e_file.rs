@@ -75,10 +75,7 @@ async fn file_source_kill_9_and_resume_exactly_n() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_source_and_metrics() {
     let env = Env::new("ingstdin", Db::Sqlite, None, 50, "").await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let n = 300;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yagi-event"))
         .arg("--config")
@@ -127,32 +124,13 @@ async fn stdin_source_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_unhealthy_while_the_broker_is_unreachable() {
     // A port nothing listens on: connecting is refused, as with a broker that is down.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = free_port();
     let amqp = format!("amqp://guest:guest@127.0.0.1:{dead}/%2f");
     let mut env = Env::new("inghealth", Db::Sqlite, Some(&amqp), 50, "").await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = env.spawn(&["--ops-address", &format!("127.0.0.1:{port}")]);
     let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = std::time::Instant::now() + T;
-    let health = loop {
-        if let Ok(h) = try_get(&url).await {
-            if h.contains("unhealthy") {
-                break h;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never unhealthy; logs:\n{}",
-            env.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let health = wait_unhealthy(&url, &env).await;
     assert!(
         health.contains(&format!("broker {}", env.queue)),
         "{health}"
@@ -294,10 +272,7 @@ async fn disk_full_on_the_archive_pauses_without_loss_and_resumes() {
     let input = env.dir.path().join("notifications.jsonl");
     let n = 1500;
     write_lines(&input, &env.name, 0..n, None);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let src = format!("file:{}", input.display());
     let mut child = env.spawn(&[
         "--source",
@@ -306,20 +281,7 @@ async fn disk_full_on_the_archive_pauses_without_loss_and_resumes() {
         &format!("127.0.0.1:{port}"),
     ]);
     let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = std::time::Instant::now() + T;
-    let health = loop {
-        if let Ok(h) = try_get(&url).await {
-            if h.contains("unhealthy") {
-                break h;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never unhealthy; logs:\n{}",
-            env.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let health = wait_unhealthy(&url, &env).await;
     assert!(
         health.contains("batch not durable") && health.contains("archive"),
         "{health}"
@@ -342,6 +304,30 @@ async fn disk_full_on_the_archive_pauses_without_loss_and_resumes() {
     );
     drop(disk);
     env.cleanup().await;
+}
+
+/// Poll `/health` until it reports unhealthy; the whole response.
+async fn wait_unhealthy(url: &str, env: &Env) -> String {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Ok(h) = try_get(url).await {
+            if h.contains("unhealthy") {
+                return h;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never unhealthy; logs:\n{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A loopback port nothing listens on (for an ops server, or a dead broker).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 /// Minimal HTTP GET (no client dependency): the whole response.

@@ -8,10 +8,7 @@ mod common;
 
 use common::*;
 use stv3_testsupport::mariadb_outage::{restart, BringBack};
-use stv3_testsupport::{require, scratch_name, Service};
-use stv3_winchester::{
-    AnyStore, Store, StreamQuery, StreamState, TriggerManager, WinchesterConfig,
-};
+use stv3_testsupport::{require, Service};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restart_mid_pass_runs_every_stream_exactly_once() {
@@ -23,47 +20,17 @@ async fn mariadb_restart_mid_pass_runs_every_stream_exactly_once() {
         return;
     }
     let _guard = BringBack;
-    let name = scratch_name("piperestart");
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::MySqlConnection::connect(&base).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE `{name}`"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    let url = format!("{}/{name}", base.trim_end_matches('/'));
-    let tmp = tempfile::tempdir().unwrap();
-    let journal = tmp.path().join("journal.jsonl");
-    // 5 ms per stream: the pass lasts long enough to be cut in the middle.
-    let pipelines = format!(
-        "count: [{{name: journal, params: {{path: \"{}\", sleep: 0.005}}}}]\n",
-        journal.display()
-    );
-    let config = write_config(
-        tmp.path(),
-        &url,
-        COUNT_TRIGGERS,
-        &pipelines,
-        "purge_completed_streams: false\npipeline_worker_batch_size: 200\n",
-    );
-    let cfg = WinchesterConfig::load(&config).unwrap();
-    AnyStore::connect(&url)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
     const N: usize = 3000;
-    {
-        let tm = TriggerManager::new(
-            AnyStore::open(&url).await.unwrap(),
-            cfg.load_triggers().unwrap(),
-        );
-        for chunk in synthetic_events(N).chunks(500) {
-            tm.add_events(chunk, t0()).await.unwrap();
-        }
-    }
+    // 5 ms per stream: the pass lasts long enough to be cut in the middle.
+    let run = CountRun::new(
+        &base,
+        "piperestart",
+        N,
+        ", sleep: 0.005",
+        "purge_completed_streams: false\npipeline_worker_batch_size: 200\n",
+    )
+    .await;
+    let (config, journal) = (run.config.clone(), run.journal.clone());
     let workers: Vec<_> = (0..2)
         .map(|_| worker(&config, &["--once", "--concurrency", "2"]))
         .collect();
@@ -93,19 +60,6 @@ async fn mariadb_restart_mid_pass_runs_every_stream_exactly_once() {
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "streams run more than once: {twice:?}");
     assert_eq!(counts.len(), N, "every stream ran");
-    let store = AnyStore::open(&url).await.unwrap();
-    let done = store
-        .count_streams(&StreamQuery {
-            state: Some(StreamState::Completed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(done as usize, N);
-    use sqlx::Connection;
-    let mut c = sqlx::MySqlConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    assert_eq!(run.completed().await, N);
+    run.drop_db().await;
 }

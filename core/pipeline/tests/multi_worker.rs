@@ -38,36 +38,16 @@ async fn four_workers_run_each_stream_exactly_once() {
     ) else {
         return;
     };
-    let (url, name) = scratch_db(&base, "pipemw").await;
-    let tmp = tempfile::tempdir().unwrap();
-    let journal = tmp.path().join("journal.jsonl");
-    let pipelines = format!(
-        "count: [logger, {{name: journal, params: {{path: \"{}\"}}}}]\n",
-        journal.display()
-    );
-    let config = write_config(
-        tmp.path(),
-        &url,
-        COUNT_TRIGGERS,
-        &pipelines,
-        "purge_completed_streams: false\npipeline_worker_batch_size: 500\n",
-    );
-    let cfg = WinchesterConfig::load(&config).unwrap();
-    AnyStore::connect(&url)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-
     const N: usize = 3000;
-    let tm = TriggerManager::new(
-        AnyStore::open(&url).await.unwrap(),
-        cfg.load_triggers().unwrap(),
-    );
-    for chunk in synthetic_events(N).chunks(500) {
-        tm.add_events(chunk, t0()).await.unwrap();
-    }
+    let run = CountRun::new(
+        &base,
+        "pipemw",
+        N,
+        "",
+        "purge_completed_streams: false\npipeline_worker_batch_size: 500\n",
+    )
+    .await;
+    let (config, journal) = (run.config.clone(), run.journal.clone());
 
     let workers: Vec<_> = (0..4)
         .map(|_| worker(&config, &["--once", "--concurrency", "4"]))
@@ -90,16 +70,8 @@ async fn four_workers_run_each_stream_exactly_once() {
         })
         .collect();
     assert!(pids.len() >= 2, "work was shared between workers: {pids:?}");
-    let store = tm.store();
-    let done = store
-        .count_streams(&StreamQuery {
-            state: Some(StreamState::Completed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(done as usize, N);
-    drop_db(&base, &name).await;
+    assert_eq!(run.completed().await, N);
+    run.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,35 +175,16 @@ async fn workers_killed_repeatedly_lose_no_stream() {
     let Some(base) = require(Service::MariaDb, "workers_killed_repeatedly_lose_no_stream") else {
         return;
     };
-    let (url, name) = scratch_db(&base, "pipekills").await;
-    let tmp = tempfile::tempdir().unwrap();
-    let journal = tmp.path().join("journal.jsonl");
-    let pipelines = format!(
-        "count: [logger, {{name: journal, params: {{path: \"{}\", sleep: 0.002}}}}]\n",
-        journal.display()
-    );
-    let config = write_config(
-        tmp.path(),
-        &url,
-        COUNT_TRIGGERS,
-        &pipelines,
-        "purge_completed_streams: false\npipeline_worker_lease: 2\npipeline_worker_batch_size: 200\n",
-    );
-    let cfg = WinchesterConfig::load(&config).unwrap();
-    AnyStore::connect(&url)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
     const N: usize = 2000;
-    let tm = TriggerManager::new(
-        AnyStore::open(&url).await.unwrap(),
-        cfg.load_triggers().unwrap(),
-    );
-    for chunk in synthetic_events(N).chunks(500) {
-        tm.add_events(chunk, t0()).await.unwrap();
-    }
+    let run = CountRun::new(
+        &base,
+        "pipekills",
+        N,
+        ", sleep: 0.002",
+        "purge_completed_streams: false\npipeline_worker_lease: 2\npipeline_worker_batch_size: 200\n",
+    )
+    .await;
+    let (config, journal) = (run.config.clone(), run.journal.clone());
     const CONCURRENCY: usize = 2;
     const CLAIM_BATCH: usize = 64;
     let mut kills = 0;
@@ -255,15 +208,7 @@ async fn workers_killed_repeatedly_lose_no_stream() {
     // Let the leases of the killed workers run out, then finish the rest.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     wait_ok(worker(&config, &["--once"]), 300);
-    let done = tm
-        .store()
-        .count_streams(&StreamQuery {
-            state: Some(StreamState::Completed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(done as usize, N, "every stream completed");
+    assert_eq!(run.completed().await, N, "every stream completed");
     let counts = journal_counts(&journal);
     assert_eq!(counts.len(), N, "every stream's pipeline ran");
     let repeated = counts.values().filter(|n| **n > 1).count();
@@ -272,5 +217,5 @@ async fn workers_killed_repeatedly_lose_no_stream() {
         "{repeated} streams ran twice after {kills} kills"
     );
     eprintln!("{ran_before} of {N} streams ran before the last worker; {repeated} ran twice after {kills} kills");
-    drop_db(&base, &name).await;
+    run.drop_db().await;
 }

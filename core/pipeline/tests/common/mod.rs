@@ -126,3 +126,86 @@ pub fn journal_counts(path: &Path) -> std::collections::BTreeMap<i64, usize> {
     }
     counts
 }
+
+/// A scratch MariaDB database with [`COUNT_TRIGGERS`], a `count` pipeline
+/// (logger + journal) and `n` synthetic streams ingested; dropped by [`Self::drop_db`].
+pub struct CountRun {
+    pub base: String,
+    pub name: String,
+    pub url: String,
+    pub config: PathBuf,
+    pub journal: PathBuf,
+    pub tm: stv3_winchester::TriggerManager,
+    _tmp: tempfile::TempDir,
+}
+
+impl CountRun {
+    /// `journal_params`: extra journal handler params (`", sleep: 0.005"`);
+    /// `extra`: extra winchester.yaml lines.
+    pub async fn new(
+        base: &str,
+        tag: &str,
+        n: usize,
+        journal_params: &str,
+        extra: &str,
+    ) -> CountRun {
+        use sqlx::Connection;
+        use stv3_winchester::{AnyStore, Store, TriggerManager, WinchesterConfig};
+        let name = stv3_testsupport::scratch_name(tag);
+        let mut c = sqlx::MySqlConnection::connect(base).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE `{name}`"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", base.trim_end_matches('/'));
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = tmp.path().join("journal.jsonl");
+        let pipelines = format!(
+            "count: [logger, {{name: journal, params: {{path: \"{}\"{journal_params}}}}}]\n",
+            journal.display()
+        );
+        let config = write_config(tmp.path(), &url, COUNT_TRIGGERS, &pipelines, extra);
+        let cfg = WinchesterConfig::load(&config).unwrap();
+        AnyStore::connect(&url)
+            .await
+            .unwrap()
+            .migrate()
+            .await
+            .unwrap();
+        let tm = TriggerManager::new(
+            AnyStore::open(&url).await.unwrap(),
+            cfg.load_triggers().unwrap(),
+        );
+        for chunk in synthetic_events(n).chunks(500) {
+            tm.add_events(chunk, t0()).await.unwrap();
+        }
+        CountRun {
+            base: base.to_string(),
+            name,
+            url,
+            config,
+            journal,
+            tm,
+            _tmp: tmp,
+        }
+    }
+
+    /// Streams now in state `completed`.
+    pub async fn completed(&self) -> usize {
+        use stv3_winchester::{Store, StreamQuery, StreamState};
+        let q = StreamQuery {
+            state: Some(StreamState::Completed),
+            ..Default::default()
+        };
+        self.tm.store().count_streams(&q).await.unwrap() as usize
+    }
+
+    pub async fn drop_db(self) {
+        use sqlx::Connection;
+        let mut c = sqlx::MySqlConnection::connect(&self.base).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
