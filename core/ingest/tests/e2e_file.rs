@@ -48,12 +48,8 @@ async fn file_source_kill_9_and_resume_exactly_n() {
     let mut child = env.spawn(&["--source", &src]);
     let status = wait_exit(&mut child, T);
     assert!(status.success(), "{status}\n{}", env.logs());
-    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
-    assert_exactly(
-        &env.archived_ids(),
-        &expected_ids(&env.name, n),
-        "archive after kill -9 on the file source",
-    );
+    env.assert_exactly_n(n, "archive after kill -9 on the file source")
+        .await;
     let q = stv3_ingest::quarantine::read_records(&env.quarantine_path()).unwrap();
     let distinct: std::collections::BTreeSet<_> = q
         .iter()
@@ -158,13 +154,7 @@ async fn file_source_survives_repeated_kill_9_at_random_moments() {
     let mut kills = 0;
     for round in 0..6 {
         let mut child = env.spawn(&["--source", &src]);
-        // A random moment: the clock's nanoseconds (no rand dependency here).
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-        let ms = 150 + nanos % 900;
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(stv3_testsupport::random_moment(150, 900));
         match child.try_wait().unwrap() {
             Some(status) => {
                 assert!(status.success(), "round {round}: {status}\n{}", env.logs());
@@ -180,12 +170,8 @@ async fn file_source_survives_repeated_kill_9_at_random_moments() {
     assert!(kills >= 2, "the process was killed mid-run ({kills} times)");
     let mut child = env.spawn(&["--source", &src]);
     assert!(wait_exit(&mut child, T).success(), "{}", env.logs());
-    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
-    assert_exactly(
-        &env.archived_ids(),
-        &expected_ids(&env.name, n),
-        "archive after repeated kill -9",
-    );
+    env.assert_exactly_n(n, "archive after repeated kill -9")
+        .await;
     env.cleanup().await;
 }
 
@@ -296,12 +282,7 @@ async fn disk_full_on_the_archive_pauses_without_loss_and_resumes() {
     disk.resize("64m");
     let status = wait_exit(&mut child, T);
     assert!(status.success(), "{status}\n{}", env.logs());
-    assert_eq!(env.stored().await, n as u64, "{}", env.logs());
-    assert_exactly(
-        &env.archived_ids(),
-        &expected_ids(&env.name, n),
-        "archive after a full disk",
-    );
+    env.assert_exactly_n(n, "archive after a full disk").await;
     drop(disk);
     env.cleanup().await;
 }

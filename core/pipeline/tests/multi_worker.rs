@@ -192,11 +192,7 @@ async fn workers_killed_repeatedly_lose_no_stream() {
         let mut workers: Vec<_> = (0..2)
             .map(|_| worker(&config, &["--concurrency", &CONCURRENCY.to_string()]))
             .collect();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-        std::thread::sleep(std::time::Duration::from_millis(200 + nanos % 800));
+        std::thread::sleep(stv3_testsupport::random_moment(200, 800));
         for w in workers.iter_mut() {
             w.kill().unwrap(); // SIGKILL
             w.wait().unwrap();

@@ -264,3 +264,14 @@ pub mod mariadb_outage {
         }
     }
 }
+
+/// A pseudo-random duration in `[min_ms, min_ms + span_ms)` from the clock's
+/// nanoseconds (fault tests pick "a random moment" to kill or cut; no rand
+/// dependency needed).
+pub fn random_moment(min_ms: u64, span_ms: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(min_ms + nanos % span_ms.max(1))
+}

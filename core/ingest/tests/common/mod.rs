@@ -226,6 +226,17 @@ impl Env {
         ids
     }
 
+    /// Exactly notifications `0..n` of this run: n events stored, each archived once.
+    pub async fn assert_exactly_n(&self, n: usize, what: &str) {
+        assert_eq!(
+            self.stored().await,
+            n as u64,
+            "{what}: events stored\n{}",
+            self.logs()
+        );
+        assert_exactly(&self.archived_ids(), &expected_ids(&self.name, n), what);
+    }
+
     pub fn quarantine_path(&self) -> PathBuf {
         self.dir.path().join("state/quarantine/quarantine.jsonl")
     }
