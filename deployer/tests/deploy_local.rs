@@ -341,6 +341,32 @@ fn server_region(dir: &Path, init: &str) -> Region {
 }
 
 /// Run the server part of the database step; (result, the fakes' calls since the last run).
+/// A fake db host (`fake_db_host`) in `d` with `database.install_server` on,
+/// rendered for `init` ("sysv" or "systemd").
+fn server_host(d: &Path, init: &str, apt: bool) -> (WithPath, Region, HostModel) {
+    for sub in ["etc", "lib"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let t = fake_db_host(d, apt);
+    let r = server_region(d, init);
+    let kind = if init == "systemd" {
+        InitKind::Systemd
+    } else {
+        InitKind::Sysv
+    };
+    let m = render_host(
+        &common::assets(),
+        &r,
+        r.host("db9").unwrap(),
+        &HostFacts {
+            cores: 1,
+            init: kind,
+        },
+    )
+    .unwrap();
+    (t, r, m)
+}
+
 fn run_server_step(
     t: &mut WithPath,
     r: &Region,
@@ -366,22 +392,8 @@ fn run_server_step(
 fn database_server_install_start_and_no_op_against_fakes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for sub in ["etc", "lib"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
+    let (mut t, r, m) = server_host(d, "sysv", true);
     let state = d.join("state");
-    let mut t = fake_db_host(d, true);
-    let r = server_region(d, "sysv");
-    let m = render_host(
-        &common::assets(),
-        &r,
-        r.host("db9").unwrap(),
-        &HostFacts {
-            cores: 1,
-            init: InitKind::Sysv,
-        },
-    )
-    .unwrap();
     let server_facts = |t: &mut WithPath| {
         facts::gather(t, &r.paths, true, &facts::probes(&m))
             .unwrap()
@@ -494,22 +506,8 @@ fn database_server_install_start_and_no_op_against_fakes() {
 fn database_server_with_systemd_uses_the_unit_the_host_has() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for sub in ["etc", "lib"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
+    let (mut t, r, m) = server_host(d, "systemd", true);
     let state = d.join("state");
-    let mut t = fake_db_host(d, true);
-    let r = server_region(d, "systemd");
-    let m = render_host(
-        &common::assets(),
-        &r,
-        r.host("db9").unwrap(),
-        &HostFacts {
-            cores: 1,
-            init: InitKind::Systemd,
-        },
-    )
-    .unwrap();
     // Installed, down, and only the older `mysql` unit exists.
     std::fs::write(state.join("installed"), "").unwrap();
     std::fs::write(state.join("unit-mysql"), "").unwrap();
@@ -544,21 +542,7 @@ fn database_server_with_systemd_uses_the_unit_the_host_has() {
 fn database_server_refused_on_a_host_without_apt_get() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for sub in ["etc", "lib"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    let mut t = fake_db_host(d, false);
-    let r = server_region(d, "sysv");
-    let m = render_host(
-        &common::assets(),
-        &r,
-        r.host("db9").unwrap(),
-        &HostFacts {
-            cores: 1,
-            init: InitKind::Sysv,
-        },
-    )
-    .unwrap();
+    let (mut t, r, m) = server_host(d, "sysv", false);
     // The plan refuses, naming the host and the key...
     let f = facts::gather(&mut t, &r.paths, true, &facts::probes(&m)).unwrap();
     let p = plan_host(&m, &f, &pkg("t1"), None);
