@@ -929,8 +929,8 @@ async fn batch_claim_and_finish() {
         );
         let token = c1.lease_expires.expect("leased");
         assert!(
-            token >= lease && token < lease + chrono::Duration::seconds(1),
-            "{l}: the lease plus sub-second jitter (the claim's token): {token}"
+            token >= lease && token < lease + chrono::Duration::milliseconds(1),
+            "{l}: the lease plus sub-millisecond jitter (the claim's token): {token}"
         );
         assert_eq!(
             b.store

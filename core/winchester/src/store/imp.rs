@@ -1193,11 +1193,11 @@ impl Store for ThisStore {
         to: StreamState,
         lease_until: Timestamp,
     ) -> Result<Vec<Option<Stream>>, StoreError> {
-        // Sub-second jitter makes this claim's lease value its own token, so
+        // Sub-millisecond jitter makes this claim's lease value its own token, so
         // when the connection is lost mid-commit the outcome can be read back
         // (retrying the claim instead would leave a committed claim orphaned
         // until its lease ran out).
-        let lease = lease_until + chrono::Duration::microseconds(i64::from(rand::random::<u32>() % 1_000_000));
+        let lease = lease_until + chrono::Duration::microseconds(i64::from(rand::random::<u32>() % 1_000));
         match retry_on_conflict!(self.claim_streams_tx(streams, to, lease)) {
             Err(StoreError::Db(e)) if is_connection_lost(&e) => {
                 tracing::warn!("claim of {} streams: connection lost ({e}); reading the outcome back", streams.len());
