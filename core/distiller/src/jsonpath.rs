@@ -145,16 +145,7 @@ impl fmt::Display for FieldPath {
 impl FieldPath {
     /// Compile one path expression.
     pub fn parse(source: &str) -> Result<FieldPath, PathError> {
-        let toks = lex(source)?;
-        let mut p = Parser {
-            toks: &toks,
-            pos: 0,
-            src: source,
-        };
-        let expr = p.union()?;
-        if p.pos < toks.len() {
-            return Err(p.err_at(p.pos, "unexpected token"));
-        }
+        let expr = compile(source)?;
         Ok(Self::from_expr(source, expr))
     }
 
@@ -162,18 +153,10 @@ impl FieldPath {
     /// original joins them as `(p1)|(p2)|...`).
     pub fn parse_union<S: AsRef<str>>(sources: &[S]) -> Result<FieldPath, PathError> {
         let mut exprs = Vec::with_capacity(sources.len());
+        let mut total = 0usize;
         for s in sources {
-            let s = s.as_ref();
-            let toks = lex(s)?;
-            let mut p = Parser {
-                toks: &toks,
-                pos: 0,
-                src: s,
-            };
-            let expr = p.union()?;
-            if p.pos < toks.len() {
-                return Err(p.err_at(p.pos, "unexpected token"));
-            }
+            let expr = compile(s.as_ref())?;
+            total = total.saturating_add(alternatives(&expr));
             exprs.push(expr);
         }
         let source = if sources.len() == 1 {
@@ -185,6 +168,9 @@ impl FieldPath {
                 .collect::<Vec<_>>()
                 .join("|")
         };
+        if total > MAX_ALTERNATIVES {
+            return Err(too_many_alternatives(&source));
+        }
         Ok(Self::from_expr(&source, Expr::Union(exprs)))
     }
 
@@ -556,12 +542,74 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, PathError> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------- limits
+
+/// At most this many nested parentheses (deeper input would overflow the
+/// stack of the recursive-descent parser).
+const MAX_PAREN_NESTING: usize = 32;
+
+/// At most this many segments in one chain (`a.b[0].c` has four). JSON
+/// nesting stops at 127 levels, so longer chains can only be `$` repeats,
+/// which would recurse once per segment at distill time.
+const MAX_SEGMENTS: usize = 256;
+
+/// At most this many key sequences one `fields` expression expands to
+/// (`(a|b).(a|b)` is four, `a,b.c,d` too). Unions and `,` lists multiply,
+/// so a short path could otherwise ask the plan for billions of slots.
+const MAX_ALTERNATIVES: usize = 4096;
+
+/// Lex and parse one path, enforcing the limits above.
+fn compile(source: &str) -> Result<Expr, PathError> {
+    let toks = lex(source)?;
+    let mut p = Parser {
+        toks: &toks,
+        pos: 0,
+        src: source,
+        depth: 0,
+    };
+    let expr = p.union()?;
+    if p.pos < toks.len() {
+        return Err(p.err_at(p.pos, "unexpected token"));
+    }
+    if alternatives(&expr) > MAX_ALTERNATIVES {
+        return Err(too_many_alternatives(source));
+    }
+    Ok(expr)
+}
+
+/// How many key sequences `e` expands to (saturating): the size of what
+/// [`sequences`] returns and the branching of [`eval`].
+fn alternatives(e: &Expr) -> usize {
+    match e {
+        Expr::Root | Expr::AnyField | Expr::Index(_) | Expr::Slice(..) => 1,
+        Expr::Fields(names) => names.len(),
+        Expr::Chain(items) => items
+            .iter()
+            .fold(1usize, |n, i| n.saturating_mul(alternatives(i))),
+        Expr::Union(items) => items
+            .iter()
+            .fold(0usize, |n, i| n.saturating_add(alternatives(i))),
+    }
+}
+
+fn too_many_alternatives(source: &str) -> PathError {
+    PathError {
+        path: source.to_string(),
+        position: 1,
+        message: format!(
+            "the path expands to more than {MAX_ALTERNATIVES} alternatives (unions and ',' lists multiply)"
+        ),
+    }
+}
+
 // ---------------------------------------------------------------- parser
 
 struct Parser<'t> {
     toks: &'t [(Tok, usize)],
     pos: usize,
     src: &'t str,
+    /// Open parentheses around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -611,6 +659,12 @@ impl Parser<'_> {
     fn chain(&mut self) -> Result<Expr, PathError> {
         let mut items = vec![self.atom()?];
         loop {
+            if items.len() > MAX_SEGMENTS {
+                return Err(self.err_at(
+                    self.pos,
+                    &format!("more than {MAX_SEGMENTS} segments in one path"),
+                ));
+            }
             match self.peek() {
                 Some(Tok::Punct('.')) => {
                     self.pos += 1;
@@ -636,6 +690,12 @@ impl Parser<'_> {
                 other => flat.push(other),
             }
         }
+        if flat.len() > MAX_SEGMENTS {
+            return Err(self.err_at(
+                self.pos,
+                &format!("more than {MAX_SEGMENTS} segments in one path"),
+            ));
+        }
         Ok(if flat.len() == 1 {
             flat.pop().expect("one")
         } else {
@@ -654,8 +714,16 @@ impl Parser<'_> {
                 Ok(Expr::AnyField)
             }
             Some(Tok::Punct('(')) => {
+                if self.depth >= MAX_PAREN_NESTING {
+                    return Err(self.err_at(
+                        self.pos,
+                        &format!("parentheses nested more than {MAX_PAREN_NESTING} deep"),
+                    ));
+                }
                 self.pos += 1;
+                self.depth += 1;
                 let e = self.union()?;
+                self.depth -= 1;
                 if !self.eat(')') {
                     return Err(self.err_at(self.pos, "expected ')'"));
                 }
@@ -887,5 +955,27 @@ mod tests {
             let e = FieldPath::parse(src).expect_err(src);
             assert_eq!(e.position, pos, "{src}: {e}");
         }
+    }
+
+    #[test]
+    fn hostile_paths_hit_the_limits() {
+        let deep = format!("{}payload{}", "(".repeat(5000), ")".repeat(5000));
+        let product = vec!["(a|b)"; 40].join(".");
+        let commas = vec!["a,b,c"; 30].join(".");
+        let roots = format!("{}*", "$.".repeat(10_000));
+        let ok_parens = format!("{}payload.a{}", "(".repeat(32), ")".repeat(32));
+        for (src, msg) in [
+            (deep.as_str(), "parentheses nested more than 32 deep"),
+            (product.as_str(), "more than 4096 alternatives"),
+            (commas.as_str(), "more than 4096 alternatives"),
+            (roots.as_str(), "more than 256 segments"),
+        ] {
+            let e = FieldPath::parse(src).expect_err(&src[..40]);
+            assert!(e.message.contains(msg), "{e}");
+        }
+        assert!(FieldPath::parse(&ok_parens).is_ok());
+        let many: Vec<String> = (0..5000).map(|i| format!("payload.k{i}")).collect();
+        let e = FieldPath::parse_union(&many).unwrap_err();
+        assert!(e.message.contains("alternatives"), "{e}");
     }
 }

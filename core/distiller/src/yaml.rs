@@ -130,7 +130,7 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
             pos: Pos { line: 1, column: 1 },
         });
     }
-    match serde_saphyr::from_str::<Spanned<Raw>>(src) {
+    match serde_saphyr::from_str_with_options::<Spanned<Raw>>(src, options()) {
         Ok(n) => Ok(from_spanned(n)),
         Err(e) => {
             let pos = e
@@ -151,6 +151,26 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
             Err(SyntaxError { pos, message })
         }
     }
+}
+
+/// Nesting this deep is already absurd for event definitions (a trait's
+/// plugin parameters sit at depth 6).
+pub const MAX_DEPTH: usize = 24;
+
+/// Nodes after alias expansion: the shipped files have a few thousand; an
+/// alias bomb stops here instead of after serde-saphyr's default 250,000.
+pub const MAX_NODES: usize = 50_000;
+
+/// serde-saphyr's options with a tighter budget: depth bounds the recursion
+/// of the tree builder (serde-saphyr's default of 64 levels overflowed a 2 MiB
+/// thread stack in debug builds), nodes bound alias expansion time.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 fn pos_of<T>(s: &Spanned<T>) -> Pos {

@@ -446,7 +446,9 @@ pub fn parse_timestamp(input: &str) -> Result<Timestamp, TimestampError> {
     let (clock, offset_secs) = split_zone(time).ok_or_else(|| err("bad zone offset"))?;
     let naive_time = parse_clock(clock).ok_or_else(|| err("bad time part"))?;
     let local = date.and_time(naive_time);
-    Ok(local - chrono::Duration::seconds(offset_secs))
+    local
+        .checked_sub_signed(chrono::Duration::seconds(offset_secs))
+        .ok_or_else(|| err("zone offset moves the time out of range"))
 }
 
 /// `HH:MM:SS`, an optional `.`/`,` fraction (first 6 digits used) and an
@@ -500,6 +502,12 @@ fn split_zone(time: &str) -> Option<(&str, i64)> {
             };
             let h: i64 = h.parse().ok()?;
             let m: i64 = m.parse().ok()?;
+            // A real offset is under a day; bounding it keeps the arithmetic
+            // below (and the subtraction from the date) from overflowing on
+            // input like `+9999999999:00`.
+            if !(0..=99).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
             return Some((clock, sign * (h * 3600 + m * 60)));
         }
     }
@@ -601,6 +609,14 @@ mod tests {
         check("2012-05-08 20:23:41", Some("2012-05-08T20:23:41.000000Z"));
         check("", None);
         check("yesterday", None);
+        // hostile zone offsets (issue #9): an error, never an overflow panic
+        check("2015-03-01T18:01:00+9999999999:00", None);
+        check("2015-03-01T18:01:00-99999999999999999:00", None);
+        check("2015-03-01T18:01:00+99:60", None);
+        check(
+            "0000-01-01T00:00:00+99:59",
+            Some("-0001-12-27T20:01:00.000000Z"),
+        );
         check("2013-13-08 21:06:37", None);
         check("2013-08-08X21:06:37", None);
         check("2015-03-0\u{e9}T00:00:00", None);

@@ -407,9 +407,13 @@ impl Reader<'_> {
             .parsed(section, name, key, "a number of seconds", false)
             .unwrap_or(default);
         if !(0.0..1e9).contains(&v) {
+            // only a value that was read can be out of range: point at it
+            let (line, sec) = self
+                .lookup(section, name, key, false)
+                .map_or((None, section.to_string()), |(_, l, s)| (Some(l), s));
             self.err(
-                None,
-                section,
+                line,
+                &sec,
                 Some(key),
                 format!("{v} seconds is out of range"),
             );

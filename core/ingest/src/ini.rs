@@ -215,6 +215,11 @@ impl Ini {
                     ));
                 };
                 out.push_str(&self.interpolate(section, &e.value, depth + 1)?);
+                if out.len() > MAX_INTERPOLATED_BYTES {
+                    return Err(format!(
+                        "interpolation expands to more than {MAX_INTERPOLATED_BYTES} bytes (%(name)s references repeated at every level?)"
+                    ));
+                }
                 rest = &a[close + 2..];
             } else {
                 out.push('%');
@@ -225,6 +230,11 @@ impl Ini {
         Ok(out)
     }
 }
+
+/// An interpolated value may grow to at most this many bytes. Ten levels of
+/// ten `%(x)s` each would otherwise expand a 300-byte file to 10^10 copies
+/// (the ini "billion laughs").
+pub const MAX_INTERPOLATED_BYTES: usize = 1 << 20;
 
 fn strip_inline_comment(v: &str) -> &str {
     // ConfigParser: a ';' preceded by whitespace starts an inline comment.
@@ -300,5 +310,24 @@ mod tests {
         let e = ini.get("a", "x").unwrap().unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("nope"));
+        // ten levels of ten references: an error at the key's line, not 30 GB
+        let mut bomb = String::from("[a]\nx = %(a10)s\na0 = lol\n");
+        for i in 1..=10 {
+            bomb.push_str(&format!(
+                "a{i} = {}\n",
+                format!("%(a{})s", i - 1).repeat(10)
+            ));
+        }
+        let e = Ini::parse(&bomb)
+            .unwrap()
+            .get("a", "x")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message.contains("more than 1048576 bytes"),
+            "{}",
+            e.message
+        );
     }
 }

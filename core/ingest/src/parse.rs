@@ -120,6 +120,13 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Notification, Poison> {
         value = v;
         unwrapped = true;
     }
+    if depth(&value) > MAX_DEPTH {
+        return Err(poison(
+            Reason::InvalidJson,
+            format!("the notification is nested more than {MAX_DEPTH} levels"),
+            None,
+        ));
+    }
     let message_id = match value.get("message_id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -166,6 +173,28 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Notification, Poison> {
         value,
         unwrapped,
     })
+}
+
+/// Deepest accepted nesting of arrays and objects. serde_json (and so the
+/// archive reader) stops at 127 levels, and the region wrap adds one: a
+/// notification at 127 levels parsed here but its archive line could not be
+/// read back.
+pub const MAX_DEPTH: usize = 126;
+
+/// Nesting depth of `v` (a scalar is 0), without recursion.
+fn depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -274,6 +303,19 @@ mod tests {
             "x".repeat(1000)
         );
         check(big.as_bytes(), Err((Reason::Oversized, None)));
+        // 126 levels parse; 127 would make an unreadable region-wrapped archive line
+        let nested = |n: usize| {
+            format!(
+                r#"{{"message_id":"m","event_type":"a","p":{}{}}}"#,
+                "[".repeat(n - 1),
+                "]".repeat(n - 1)
+            )
+        };
+        check(nested(126).as_bytes(), Ok(("m", "a")));
+        check(nested(127).as_bytes(), Err((Reason::InvalidJson, None)));
+        let env = |n: usize| serde_json::json!({"oslo.message": nested(n)}).to_string();
+        check(env(126).as_bytes(), Ok(("m", "a")));
+        check(env(127).as_bytes(), Err((Reason::InvalidJson, None)));
     }
 
     #[test]
