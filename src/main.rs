@@ -56,6 +56,9 @@ enum Cmd {
     Render(stv3_deployer::deploy::cli::RenderArgs),
     /// Run the whole system locally (SQLite + file source by default); `down`, `status`, `reset`.
     Sandbox(stv3_deployer::sandbox::cli::SandboxArgs),
+    /// Load a whole region on this machine (RabbitMQ + MariaDB) and measure it end to end,
+    /// beside the raw broker and, with --original, the original StackTach.v3.
+    Bench(stv3_deployer::bench::cli::BenchArgs),
     /// Inspect the inventory.
     Inventory {
         #[command(subcommand)]
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::Status(args) => stv3_deployer::deploy::cli::run_status(&assets(), args),
         Cmd::Render(args) => stv3_deployer::deploy::cli::run_render(&assets(), args),
         Cmd::Sandbox(args) => stv3_deployer::sandbox::cli::run(&assets(), args),
+        Cmd::Bench(args) => stv3_deployer::bench::run(&assets(), args),
         Cmd::Inventory { command } => stv3_deployer::deploy::cli::run_inventory(command),
     };
     match result {

@@ -5,7 +5,10 @@
 //! * [`package`]: `stv3ctl package`, the reproducible release tarball with its
 //!   manifest, plus `package verify` (also used by deploy) and `package inspect`.
 //! * [`sandbox`]: `stv3ctl sandbox`, the whole system on one machine.
+//! * [`bench`]: `stv3ctl bench`, a whole region on this machine under load,
+//!   beside the raw broker and the original (`result.json`, `plot.png`).
 
+pub mod bench;
 pub mod deploy;
 pub mod inventory;
 pub mod package;

@@ -270,6 +270,22 @@ impl Publisher {
     where
         I: IntoIterator<Item = OutMessage>,
     {
+        self.publish_observed(iter, rate_per_sec, count, |_| {})
+            .await
+    }
+
+    /// [`Publisher::publish_at_rate`], calling `on_send` with each fresh message just
+    /// before it is handed to the broker (load tools time publish-to-visible latency from it).
+    pub async fn publish_observed<I>(
+        &mut self,
+        iter: I,
+        rate_per_sec: Option<f64>,
+        count: Option<u64>,
+        mut on_send: impl FnMut(&OutMessage),
+    ) -> Result<PublishStats>
+    where
+        I: IntoIterator<Item = OutMessage>,
+    {
         let start = Instant::now();
         let reconnects0 = self.reconnects;
         let mut stats = PublishStats::default();
@@ -296,6 +312,7 @@ impl Publisher {
                     }
                     fresh += 1;
                     stats.published += 1;
+                    on_send(&m);
                     Some(m)
                 } else {
                     None

@@ -154,7 +154,8 @@ impl SecretStore {
                 origin: origin.to_string(),
             });
         }
-        if value.is_empty() {
+        // An empty password is a lab-only setup (a local MariaDB root), like the known defaults.
+        if !self.allow_insecure && value.is_empty() {
             return Err(InventoryError::InsecureSecret {
                 name: name.to_string(),
                 origin: format!("{origin} (empty)"),
@@ -281,5 +282,12 @@ mod tests {
             Ok(("password", "secrets file <memory> key db")),
         );
         check(&[("db", "")], &[], false, "db", Err("empty"));
+        check(
+            &[("db", "")],
+            &[],
+            true,
+            "db",
+            Ok(("", "secrets file <memory> key db")),
+        );
     }
 }

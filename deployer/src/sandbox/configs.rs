@@ -30,6 +30,8 @@ pub struct CellLayout {
     pub feed: PathBuf,
     pub exchange: String,
     pub routing_key: String,
+    /// The cell's (first) queue.
+    pub queue: String,
 }
 
 /// The inventory text for a sandbox in `dir`.
@@ -37,7 +39,8 @@ pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
     let d = dir.display();
     let db = opts
         .db
-        .clone()
+        .as_deref()
+        .map(strip_password)
         .unwrap_or_else(|| format!("sqlite:///{d}/data/stv3.db"));
     let amqp = opts
         .amqp
@@ -47,7 +50,8 @@ pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
     let mut cells = String::new();
     for c in &opts.cells {
         cells.push_str(&format!(
-            "      - name: {c}\n        rabbit: {{url: \"{amqp_no_pw}\", vhost: /, password_secret: rabbit}}\n        exchange: nova\n        queues: [{{name: stv3.sandbox.{c}.monitor.info, routing_key: monitor.info.{c}}}]\n"
+            "      - name: {c}\n        rabbit: {{url: \"{amqp_no_pw}\", vhost: /, password_secret: rabbit}}\n        exchange: nova\n        queues: [{{name: {prefix}.{c}.monitor.info, routing_key: monitor.info.{c}}}]\n",
+            prefix = opts.queue_prefix
         ));
     }
     let first_cell = opts
@@ -66,7 +70,7 @@ pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
         ),
         format!("    database: {{url: \"{db}\"}}"),
         format!("    api: {{bind: \"{}\"}}", opts.api_addr),
-        format!("    ops: {{bind: 127.0.0.1, port_base: {}}}", super::OPS_PORT_BASE),
+        format!("    ops: {{bind: 127.0.0.1, port_base: {}}}", opts.ops_port_base),
         format!("    republish: {{cell: {first_cell}, exchange: nova, routing_key: monitor.info}}"),
         "    cells:".into(),
         cells.trim_end().to_string(),
@@ -90,17 +94,15 @@ fn strip_password(url: &str) -> String {
     }
 }
 
-fn password_of(url: &str) -> String {
-    let Some(s) = url.find("://") else {
-        return "guest".into();
-    };
-    let Some(at) = url.rfind('@') else {
-        return "guest".into();
+/// The password in a URL's user info, or `default` when it has none.
+fn password_of(url: &str, default: &str) -> String {
+    let (Some(s), Some(at)) = (url.find("://"), url.rfind('@')) else {
+        return default.into();
     };
     url[s + 3..at]
         .split_once(':')
         .map(|(_, p)| p.to_string())
-        .unwrap_or_else(|| "guest".into())
+        .unwrap_or_else(|| default.into())
 }
 
 /// Render every config into `dir` and return the layout.
@@ -113,9 +115,18 @@ pub fn render(assets: &Assets, opts: &SandboxOptions, dir: &Path) -> Result<Layo
     let text = inventory_yaml(opts, dir);
     std::fs::write(&inv_path, &text)?;
     let inv = inventory::parse(&inv_path, &text)?;
-    let rabbit_pw = password_of(opts.amqp.as_deref().unwrap_or("amqp://guest:guest@x"));
+    let rabbit_pw = password_of(
+        opts.amqp.as_deref().unwrap_or("amqp://guest:guest@x"),
+        "guest",
+    );
+    let db_pw = password_of(opts.db.as_deref().unwrap_or(""), "");
     let secrets = SecretStore::from_values(
-        [("rabbit".to_string(), rabbit_pw)].into_iter().collect(),
+        [
+            ("rabbit".to_string(), rabbit_pw),
+            ("database".to_string(), db_pw),
+        ]
+        .into_iter()
+        .collect(),
         Default::default(),
         true,
     );
@@ -161,6 +172,7 @@ pub fn render(assets: &Assets, opts: &SandboxOptions, dir: &Path) -> Result<Layo
                 .first()
                 .map(|q| q.routing_key.clone())
                 .unwrap_or_default(),
+            queue: c.queues.first().map(|q| q.name.clone()).unwrap_or_default(),
         })
         .collect();
     let database_url = opts
@@ -204,7 +216,7 @@ mod tests {
             ("amqp://h:5672", "amqp://h:5672", "guest"),
         ] {
             assert_eq!(strip_password(url), bare);
-            assert_eq!(password_of(url), pw);
+            assert_eq!(password_of(url, "guest"), pw);
         }
         let opts = SandboxOptions {
             amqp: Some("amqp://guest:topsecret@127.0.0.1:5672".into()),
@@ -213,6 +225,13 @@ mod tests {
         let text = inventory_yaml(&opts, Path::new("/tmp/sb"));
         assert!(!text.contains("topsecret"), "{text}");
         assert!(text.contains("sqlite:////tmp/sb/data/stv3.db"), "{text}");
+        let opts = SandboxOptions {
+            db: Some("mysql://stv3:dbsecret@127.0.0.1/stv3".into()),
+            ..Default::default()
+        };
+        let text = inventory_yaml(&opts, Path::new("/tmp/sb"));
+        assert!(!text.contains("dbsecret"), "{text}");
+        assert!(text.contains("mysql://stv3@127.0.0.1/stv3"), "{text}");
     }
 }
 

@@ -52,6 +52,10 @@ pub struct SandboxOptions {
     pub no_build: bool,
     /// Stop after this long (for tests and demos); run until Ctrl-C when None.
     pub duration: Option<Duration>,
+    /// Cell queues are `<queue_prefix>.<cell>.monitor.info`.
+    pub queue_prefix: String,
+    /// First port of the processes' `/health` + `/metrics` addresses.
+    pub ops_port_base: u16,
 }
 
 impl Default for SandboxOptions {
@@ -69,6 +73,8 @@ impl Default for SandboxOptions {
             release: false,
             no_build: false,
             duration: None,
+            queue_prefix: "stv3.sandbox".into(),
+            ops_port_base: OPS_PORT_BASE,
         }
     }
 }
@@ -268,24 +274,26 @@ pub fn spec(name: &str, bin_dir: &Path, bin: &str, args: &[String]) -> ProcSpec 
 /// First port of the ops (`/health`, `/metrics`) addresses given to sandbox processes.
 pub const OPS_PORT_BASE: u16 = 9100;
 
-/// `sandbox up`: build, render, migrate, start, report until stopped.
-pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Result<i32> {
-    let bin_dir = build_binaries(opts)?;
-    std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
-    let dir = opts.dir.canonicalize()?;
-    let layout = configs::render(assets, opts, &dir)?;
-    let owner = dir.join(OWNER_PID);
-    if let Some(pid) = read_owner(&dir) {
-        bail!(
-            "a sandbox is already running in {} (pid {pid}); stop it with `stv3ctl sandbox down`",
-            dir.display()
-        );
-    }
-    std::fs::write(&owner, std::process::id().to_string())?;
-    let _owner_guard = RemoveOnDrop(owner);
-    let mut sup = Supervisor::new(&dir)?;
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+/// A started region: its layout and the `/health` address of each service.
+pub struct Region {
+    pub layout: configs::Layout,
+    /// (process name, ops address serving `/health` and `/metrics`).
+    pub ops: Vec<(String, String)>,
+}
 
+/// Render the configs into `dir`, run the migrations once, and start the
+/// service instances a deploy would start (API, pipeline workers, one
+/// yagi-event per cell) under `sup`. In file mode (no `opts.amqp`) each
+/// cell's feed is generated first and its yagi-event follows it.
+pub fn start_region(
+    assets: &crate::deploy::roles::Assets,
+    opts: &SandboxOptions,
+    bin_dir: &Path,
+    dir: &Path,
+    sup: &mut Supervisor,
+) -> Result<Region> {
+    let layout = configs::render(assets, opts, dir)?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     if let Some(db) = &layout.model.db {
         std::fs::create_dir_all(&db.dir).with_context(|| format!("create {}", db.dir))?;
         for f in &db.files {
@@ -298,7 +306,7 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
             .file_name()
             .map(|b| b.to_string_lossy().to_string())
             .unwrap_or_default();
-        sup.run_once(spec("winchester-db", &bin_dir, &bin, args))?;
+        sup.run_once(spec("winchester-db", bin_dir, &bin, args))?;
     }
 
     // The same service instances (binary + arguments) a deploy would start.
@@ -316,23 +324,16 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                 .unwrap_or_default();
             let mut args = svc.args.clone();
             if kind == "yagi" && opts.amqp.is_none() {
-                let cell = layout
+                let index = layout
                     .cells
                     .iter()
-                    .find(|c| c.name == svc.instance)
+                    .position(|c| c.name == svc.instance)
                     .context("yagi instance without a cell")?;
+                let cell = &layout.cells[index];
                 // Embedded default: notigen writes the cell's feed, yagi-event follows it.
                 let gen = s(&[
                     "--seed",
-                    &cell_seed(
-                        opts.seed,
-                        layout
-                            .cells
-                            .iter()
-                            .position(|c| c.name == cell.name)
-                            .unwrap_or(0),
-                    )
-                    .to_string(),
+                    &cell_seed(opts.seed, index).to_string(),
                     "--count",
                     &opts.count.to_string(),
                     "--instances",
@@ -343,7 +344,7 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                 let gen = [gen, sim_clock_args(opts)].concat();
                 sup.run_once(spec(
                     &format!("notigen-{}", cell.name),
-                    &bin_dir,
+                    bin_dir,
                     "notigen",
                     &gen,
                 ))?;
@@ -353,10 +354,30 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
                     "--follow",
                 ]));
             }
-            sup.spawn(spec(&name, &bin_dir, &bin, &args))?;
+            sup.spawn(spec(&name, bin_dir, &bin, &args))?;
             ops.push((name, svc.health_addr.clone()));
         }
     }
+    Ok(Region { layout, ops })
+}
+
+/// `sandbox up`: build, render, migrate, start, report until stopped.
+pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Result<i32> {
+    let bin_dir = build_binaries(opts)?;
+    std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
+    let dir = opts.dir.canonicalize()?;
+    let owner = dir.join(OWNER_PID);
+    if let Some(pid) = read_owner(&dir) {
+        bail!(
+            "a sandbox is already running in {} (pid {pid}); stop it with `stv3ctl sandbox down`",
+            dir.display()
+        );
+    }
+    std::fs::write(&owner, std::process::id().to_string())?;
+    let _owner_guard = RemoveOnDrop(owner);
+    let mut sup = Supervisor::new(&dir)?;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let Region { layout, ops } = start_region(assets, opts, &bin_dir, &dir, &mut sup)?;
     if let Some(url) = &opts.amqp {
         for (n, cell) in layout.cells.iter().enumerate() {
             let gen = s(&[
@@ -442,14 +463,14 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
 }
 
 /// Each cell gets its own seed, so the cells' notifications (and message_ids) differ.
-fn cell_seed(seed: u64, cell_index: usize) -> u64 {
+pub fn cell_seed(seed: u64, cell_index: usize) -> u64 {
     seed.wrapping_add(cell_index as u64 * 1_000_003)
 }
 
 /// notigen's simulated clock: start two days ago, at a pace that brings the
 /// generated activity up to about now, so that end-of-day `.exists` fire usage
 /// streams and older streams expire while recent ones stay active.
-fn sim_clock_args(opts: &SandboxOptions) -> Vec<String> {
+pub fn sim_clock_args(opts: &SandboxOptions) -> Vec<String> {
     let start = utc_now_minus_hours(48);
     // ~20 notifications per operation on average, spread over 48 hours.
     let ops_per_hour = (opts.count as f64 / 20.0 / 48.0).max(1.0);

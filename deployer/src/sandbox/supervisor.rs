@@ -103,6 +103,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// (name, pid) of every child started with [`Supervisor::spawn`].
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .map(|p| (p.spec.name.clone(), p.child.id()))
+            .collect()
+    }
+
     /// Names of children that have exited, with their status.
     pub fn exited(&mut self) -> Vec<(String, String)> {
         let mut out = Vec::new();

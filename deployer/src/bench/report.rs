@@ -1,0 +1,345 @@
+//! The bench result: plain data (serialised to `result.json`) and the pure
+//! summaries computed from it (percentiles, rates, the soak memory verdict).
+
+use serde::{Deserialize, Serialize};
+
+/// One process at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcSample {
+    pub name: String,
+    /// user + system CPU seconds since the process started.
+    pub cpu_s: f64,
+    pub rss_kb: u64,
+}
+
+/// One timeline point (taken every `--interval`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the first publish.
+    pub t: f64,
+    /// Notifications handed to the broker so far (all cells).
+    pub published: u64,
+    /// Notifications acknowledged by the yagi-event processes (durably stored and archived).
+    pub acked: u64,
+    /// Events stored by the yagi-event processes.
+    pub stored: u64,
+    /// Streams fired or expired by the pipeline workers.
+    pub fired: u64,
+    /// Messages ready in each cell's queue.
+    pub queue_depth: Vec<u64>,
+    /// Publish-to-visible latencies (ms) of the samples that became visible in this interval.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub processes: Vec<ProcSample>,
+}
+
+/// Latency percentiles over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: usize,
+    /// Samples never seen in the API before the end of the run.
+    pub missing: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Whole-run figures of one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcSummary {
+    pub name: String,
+    pub cpu_s: f64,
+    /// Mean CPU over the measured window, percent of one core.
+    pub cpu_pct: f64,
+    pub peak_rss_kb: u64,
+}
+
+/// Memory flatness of a long run: each process's RSS right after warm-up
+/// against its highest RSS later.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Soak {
+    pub warmup_s: f64,
+    pub max_growth_pct: f64,
+    pub processes: Vec<SoakProc>,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SoakProc {
+    pub name: String,
+    pub rss_after_warmup_kb: u64,
+    pub rss_max_later_kb: u64,
+    pub growth_pct: f64,
+}
+
+/// What the original Python StackTach.v3 did on its share of the workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Original {
+    pub notifications: u64,
+    pub consumed: u64,
+    pub consume_rate: f64,
+    pub timed_out: bool,
+    /// The driver's own result document, as it wrote it.
+    pub raw: serde_json::Value,
+}
+
+/// `result.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub version: String,
+    pub started_at: String,
+    pub command: String,
+    pub cells: usize,
+    pub workers: usize,
+    /// Requested total publish rate (0 = as fast as the broker confirms).
+    pub target_rate: f64,
+    pub published: u64,
+    pub acked: u64,
+    pub archived: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub events_in_db: u64,
+    pub streams: u64,
+    pub streams_fired: u64,
+    /// Seconds from the first publish to the last publish confirm.
+    pub publish_s: f64,
+    /// Seconds from the first publish until every notification was acked.
+    pub ingest_s: f64,
+    /// Seconds from the first publish until every notification was acked and no stream was
+    /// left ready to fire or expire.
+    pub drained_s: f64,
+    pub publish_rate: f64,
+    /// published / ingest_s.
+    pub ingest_rate: f64,
+    /// published / drained_s: notifications in, events stored, ready streams fired.
+    pub end_to_end_rate: f64,
+    /// Highest acked/s over any 10 s window.
+    pub peak_10s_rate: f64,
+    pub latency: Latency,
+    pub processes: Vec<ProcSummary>,
+    pub db_bytes: u64,
+    pub db_bytes_per_million_events: u64,
+    /// Raw consume rate of the same broker and messages, one plain consumer per cell queue.
+    pub raw_consume_rate: Option<f64>,
+    pub pct_of_raw: Option<f64>,
+    pub original: Option<Original>,
+    pub speedup_vs_original: Option<f64>,
+    pub soak: Option<Soak>,
+    pub timeline: Vec<Sample>,
+}
+
+/// The `q`-quantile (0..=1) of `values` (nearest rank); 0 for no values.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    v[rank.saturating_sub(1).min(v.len() - 1)]
+}
+
+/// Percentiles of a run's latencies (ms).
+pub fn latency(values: &[f64], missing: usize) -> Latency {
+    Latency {
+        samples: values.len(),
+        missing,
+        p50_ms: percentile(values, 0.50),
+        p90_ms: percentile(values, 0.90),
+        p99_ms: percentile(values, 0.99),
+        max_ms: percentile(values, 1.0),
+    }
+}
+
+/// `n / secs`, 0 when no time passed.
+pub fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Highest increase of `acked` per second over any window of `window_s` seconds.
+pub fn peak_rate(timeline: &[Sample], window_s: f64) -> f64 {
+    let mut best = 0.0f64;
+    for (i, a) in timeline.iter().enumerate() {
+        if let Some(b) = timeline[i..].iter().find(|b| b.t - a.t >= window_s) {
+            best = best.max((b.acked - a.acked.min(b.acked)) as f64 / (b.t - a.t));
+        }
+    }
+    best
+}
+
+/// Per-process CPU and peak RSS from the first and last samples (and the highest RSS seen).
+pub fn process_summaries(timeline: &[Sample], peak_rss: &[(String, u64)]) -> Vec<ProcSummary> {
+    let (Some(first), Some(last)) = (timeline.first(), timeline.last()) else {
+        return Vec::new();
+    };
+    let span = (last.t - first.t).max(1e-9);
+    last.processes
+        .iter()
+        .map(|p| {
+            let start = first
+                .processes
+                .iter()
+                .find(|q| q.name == p.name)
+                .map(|q| q.cpu_s)
+                .unwrap_or(0.0);
+            let seen = timeline
+                .iter()
+                .flat_map(|s| s.processes.iter().filter(|q| q.name == p.name))
+                .map(|q| q.rss_kb)
+                .max()
+                .unwrap_or(0);
+            let hwm = peak_rss
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, k)| *k)
+                .unwrap_or(0);
+            ProcSummary {
+                name: p.name.clone(),
+                cpu_s: p.cpu_s - start,
+                cpu_pct: 100.0 * (p.cpu_s - start) / span,
+                peak_rss_kb: seen.max(hwm),
+            }
+        })
+        .collect()
+}
+
+/// The soak verdict: for each process named in `judged`, RSS at the first sample at or
+/// after `warmup_s` against the highest RSS after it; pass when none grew more than
+/// `max_growth_pct`. (The broker and database servers are sampled but not judged: their
+/// caches are meant to fill.)
+pub fn soak(timeline: &[Sample], warmup_s: f64, max_growth_pct: f64, judged: &[String]) -> Soak {
+    let after: Vec<&Sample> = timeline.iter().filter(|s| s.t >= warmup_s).collect();
+    let mut processes = Vec::new();
+    if let Some(base) = after.first() {
+        for p in base.processes.iter().filter(|p| judged.contains(&p.name)) {
+            let max_later = after
+                .iter()
+                .flat_map(|s| s.processes.iter().filter(|q| q.name == p.name))
+                .map(|q| q.rss_kb)
+                .max()
+                .unwrap_or(p.rss_kb);
+            let growth = if p.rss_kb > 0 {
+                100.0 * (max_later as f64 - p.rss_kb as f64) / p.rss_kb as f64
+            } else {
+                0.0
+            };
+            processes.push(SoakProc {
+                name: p.name.clone(),
+                rss_after_warmup_kb: p.rss_kb,
+                rss_max_later_kb: max_later,
+                growth_pct: growth,
+            });
+        }
+    }
+    let pass = !processes.is_empty() && processes.iter().all(|p| p.growth_pct <= max_growth_pct);
+    Soak {
+        warmup_s,
+        max_growth_pct,
+        processes,
+        pass,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_percentile(values: &[f64], q: f64, want: f64) {
+        assert_eq!(percentile(values, q), want, "{values:?} q={q}");
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        check_percentile(&[], 0.5, 0.0);
+        check_percentile(&[7.0], 0.99, 7.0);
+        check_percentile(&hundred, 0.5, 50.0);
+        check_percentile(&hundred, 0.99, 99.0);
+        check_percentile(&hundred, 1.0, 100.0);
+        check_percentile(&[3.0, 1.0, 2.0], 0.0, 1.0);
+    }
+
+    fn at(t: f64, acked: u64, rss: &[(&str, u64)]) -> Sample {
+        Sample {
+            t,
+            acked,
+            processes: rss
+                .iter()
+                .map(|(n, k)| ProcSample {
+                    name: n.to_string(),
+                    cpu_s: t / 2.0,
+                    rss_kb: *k,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn peak_rate_takes_the_best_window() {
+        let tl = [
+            at(0.0, 0, &[]),
+            at(5.0, 100, &[]),
+            at(10.0, 1100, &[]),
+            at(15.0, 2100, &[]),
+            at(20.0, 2200, &[]),
+        ];
+        assert_eq!(peak_rate(&tl, 10.0), 200.0);
+        assert_eq!(peak_rate(&tl[..1], 10.0), 0.0);
+    }
+
+    fn check_soak(rss: &[u64], warmup: f64, pass: bool, growth: f64) {
+        let tl: Vec<Sample> = rss
+            .iter()
+            .enumerate()
+            .map(|(i, k)| at(i as f64 * 10.0, 0, &[("yagi-event-cell1", *k)]))
+            .collect();
+        let s = soak(&tl, warmup, 10.0, &["yagi-event-cell1".to_string()]);
+        assert_eq!(s.pass, pass, "{rss:?}: {s:?}");
+        assert!((s.processes[0].growth_pct - growth).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn soak_compares_against_the_rss_after_warm_up() {
+        // Growth during warm-up does not count; after it, 10 % is the limit.
+        check_soak(&[10, 50, 100, 105, 110, 100], 20.0, true, 10.0);
+        check_soak(&[10, 50, 100, 105, 111, 100], 20.0, false, 11.0);
+        // A shrink is fine.
+        check_soak(&[100, 100, 90, 80], 10.0, true, 0.0);
+    }
+
+    #[test]
+    fn soak_without_samples_after_warm_up_fails() {
+        let tl = [at(0.0, 0, &[("api", 10)])];
+        assert!(!soak(&tl, 60.0, 10.0, &["api".to_string()]).pass);
+        // Processes not judged (the servers) do not count.
+        let tl = [
+            at(0.0, 0, &[("mariadb", 10)]),
+            at(10.0, 0, &[("mariadb", 99)]),
+        ];
+        assert!(
+            !soak(&tl, 0.0, 10.0, &["api".to_string()]).pass,
+            "nothing judged"
+        );
+    }
+
+    #[test]
+    fn process_summary_uses_the_cpu_delta_and_the_highest_rss() {
+        let tl = [
+            at(0.0, 0, &[("api", 100)]),
+            at(10.0, 0, &[("api", 300)]),
+            at(20.0, 0, &[("api", 200)]),
+        ];
+        let s = process_summaries(&tl, &[("api".into(), 250)]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].cpu_s, 10.0);
+        assert_eq!(s[0].cpu_pct, 50.0);
+        assert_eq!(s[0].peak_rss_kb, 300);
+    }
+}

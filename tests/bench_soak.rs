@@ -1,0 +1,102 @@
+//! The CI soak: `stv3ctl bench --duration 120` on the real RabbitMQ and MariaDB
+//! (2 cells, 2 yagi-events, 2 pipeline-workers, the API), at a fixed rate.
+//! Asserts what the bench measured: every published notification acked and
+//! archived once, every latency sample visible in the API, no process's RSS
+//! more than 10 % above its post-warm-up level, and a result.json + plot.png.
+//! The 30-minute soak is the same command with `--duration 1800` (BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stv3_testsupport::{require, scratch_name, Service};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free port p with p+1..p+9 free too (the region's ops addresses).
+fn free_port_range() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65_000 && (1..10).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok())
+        {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn two_minute_soak_loses_nothing_and_keeps_memory_flat() {
+    let Some(amqp) = require(Service::RabbitMq, "bench_soak") else {
+        return;
+    };
+    let Some(mysql) = require(Service::MariaDb, "bench_soak") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let db = scratch_name("soak");
+    let api = format!("127.0.0.1:{}", free_port());
+    let status = Command::new(env!("CARGO_BIN_EXE_stv3ctl"))
+        .args(["bench", "--debug", "--duration", "120", "--rate", "200"])
+        .args([
+            "--warmup",
+            "40",
+            "--raw-baseline",
+            "false",
+            "--drop-databases",
+        ])
+        .args(["--amqp", &amqp, "--mysql", &mysql, "--database", &db])
+        .args(["--api", &api])
+        .args(["--ops-port-base", &free_port_range().to_string()])
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    let result_path: PathBuf = out.path().join("result.json");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&result_path).expect("result.json")).unwrap();
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    let published = n("published");
+    assert_eq!(published, 24_000, "120 s x 200/s");
+    assert_eq!(n("acked"), published, "every notification acked");
+    assert_eq!(n("archived"), published, "each archived once");
+    assert_eq!(n("duplicates"), 0);
+    assert_eq!(n("quarantined"), 0);
+    assert_eq!(
+        n("events_in_db"),
+        n("stored"),
+        "stored events are in the database"
+    );
+    assert!(n("events_in_db") > published / 2, "{r}");
+    assert_eq!(r["latency"]["missing"], 0, "{}", r["latency"]);
+    assert!(
+        r["latency"]["samples"].as_u64().unwrap() >= 100,
+        "{}",
+        r["latency"]
+    );
+    let soak = &r["soak"];
+    assert_eq!(soak["pass"], true, "memory grew after warm-up: {soak}");
+    let judged: Vec<&str> = soak["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "api",
+        "pipeline-1",
+        "pipeline-2",
+        "yagi-cell1",
+        "yagi-cell2",
+    ] {
+        assert!(judged.contains(&want), "{want} not judged: {judged:?}");
+    }
+    assert!(status.success(), "stv3ctl bench failed ({status})");
+    let png = std::fs::read(Path::new(out.path()).join("plot.png")).expect("plot.png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "plot.png is a PNG");
+}
