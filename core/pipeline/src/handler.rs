@@ -208,28 +208,32 @@ pub fn param_str_list(params: &Params, key: &str) -> Result<Option<Vec<String>>,
     }
 }
 
+/// The largest numeric param: they are seconds or counts, and a larger one
+/// made `Duration::from_secs_f64` panic in the middle of a run.
+pub const MAX_PARAM_F64: f64 = 1e9;
+
 /// Convenience for params: an optional non-negative number (int, float or numeric string).
 pub fn param_f64(params: &Params, key: &str) -> Result<Option<f64>, ParamError> {
     match params.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_f64()
-            .filter(|x| x.is_finite() && *x >= 0.0)
+            .filter(|x| (0.0..=MAX_PARAM_F64).contains(x))
             .map(Some)
             .ok_or_else(|| {
                 ParamError(format!(
-                    "param '{key}' must be a non-negative number, got {n}"
+                    "param '{key}' must be a non-negative number up to {MAX_PARAM_F64:e}, got {n}"
                 ))
             }),
         Some(Value::String(s)) => s
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|x| x.is_finite() && *x >= 0.0)
+            .filter(|x| (0.0..=MAX_PARAM_F64).contains(x))
             .map(Some)
             .ok_or_else(|| {
                 ParamError(format!(
-                    "param '{key}' must be a non-negative number, got {s:?}"
+                    "param '{key}' must be a non-negative number up to {MAX_PARAM_F64:e}, got {s:?}"
                 ))
             }),
         Some(other) => Err(ParamError(format!(
@@ -273,5 +277,9 @@ mod tests {
         assert_eq!(param_str_list(&p, "a").unwrap().unwrap(), vec!["x"]);
         assert_eq!(param_f64(&p, "s").unwrap(), Some(2.5));
         assert!(param_f64(&p, "bad").is_err());
+        let huge: Params = serde_json::from_str(r#"{"a": 1e300, "b": "1e10", "c": 1e9}"#).unwrap();
+        assert!(param_f64(&huge, "a").is_err());
+        assert!(param_f64(&huge, "b").is_err());
+        assert_eq!(param_f64(&huge, "c").unwrap(), Some(1e9));
     }
 }

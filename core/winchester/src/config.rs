@@ -13,6 +13,9 @@ use crate::timexpr::TimeExpr;
 use crate::trigger::TriggerDefinition;
 use crate::yaml::{Node, Value};
 
+/// The largest number of seconds a setting may hold (about 31 years).
+pub const MAX_SECONDS: f64 = 1e9;
+
 /// A config error, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -168,8 +171,15 @@ impl Ctx<'_> {
             Some(n) if n.value == Value::Null => Ok(default),
             Some(n) => {
                 let v = self.number(n, name)?;
-                if v < 0.0 || !v.is_finite() {
-                    return Err(self.err(Some(n), name, "must be a non-negative number"));
+                // seconds: bounded so `Duration::from_secs_f64` at start-up cannot panic
+                if !(0.0..=MAX_SECONDS).contains(&v) {
+                    return Err(self.err(
+                        Some(n),
+                        name,
+                        format!(
+                            "must be a non-negative number of seconds, at most {MAX_SECONDS:e}"
+                        ),
+                    ));
                 }
                 Ok(v)
             }
@@ -606,11 +616,12 @@ fn trigger_from_node(
         None => chrono::Duration::zero(),
         Some(n) => {
             let secs = cx.number(n, &key("fire_delay"))?;
-            if secs < 0.0 || !secs.is_finite() {
+            // bounded: `now + fire_delay` overflowed (a panic) for 1e300
+            if !(0.0..=MAX_SECONDS).contains(&secs) {
                 return Err(cx.err(
                     Some(n),
                     &key("fire_delay"),
-                    "must be a non-negative number of seconds",
+                    format!("must be a non-negative number of seconds, at most {MAX_SECONDS:e}"),
                 ));
             }
             chrono::Duration::microseconds((secs * 1e6).round() as i64)

@@ -110,10 +110,28 @@ pub fn parse(text: &str) -> Result<Node, (u32, String)> {
             column: 1,
         });
     }
-    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+    serde_saphyr::from_str_with_options::<Node>(text, options()).map_err(|e| {
         let line = e.location().map(|l| l.line() as u32).unwrap_or(0);
         (line, e.to_string())
     })
+}
+
+/// Nesting this deep is already absurd for winchester.yaml or triggers.yaml.
+pub const MAX_DEPTH: usize = 24;
+
+/// Nodes after alias expansion (an alias bomb stops here, quickly).
+pub const MAX_NODES: usize = 50_000;
+
+/// serde-saphyr's options with a tighter budget: depth bounds the recursion
+/// of the tree builder (the default of 64 levels overflowed a 2 MiB thread
+/// stack in debug builds), nodes bound alias expansion time.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 impl<'de> Deserialize<'de> for Node {
