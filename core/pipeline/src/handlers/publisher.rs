@@ -11,9 +11,17 @@
 //! events"). Messages are JSON, `application/json`, utf-8, persistent, published
 //! with routing key `queue_name`. Connections are pooled by
 //! (host, port, user, password, vhost) for the life of the process.
+//!
+//! At-least-once: when the connection is lost mid-commit (broker restart,
+//! `rabbitmqctl close_all_connections`), [`LapinPublisher`] reconnects with
+//! backoff and re-publishes every body whose confirm did not arrive, so a
+//! body may reach the queue twice (byte-identical, same `message_id`, which
+//! yagi-event dedupes on); only a longer outage, a nack or a channel-level
+//! refusal fails the commit (`tests/notabene_broker_close.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use lapin::options::{
@@ -156,7 +164,14 @@ impl LapinPublisher {
         Self::default()
     }
 
-    async fn publish_inner(&self, target: &AmqpTarget, bodies: &[Vec<u8>]) -> Result<(), String> {
+    /// Publish `bodies[i]` for every `i` in `unconfirmed` and wait for the
+    /// confirms; `unconfirmed` keeps the ones the broker did not ack.
+    async fn publish_inner(
+        &self,
+        target: &AmqpTarget,
+        bodies: &[Vec<u8>],
+        unconfirmed: &mut Vec<usize>,
+    ) -> Result<(), Failure> {
         let mut pool = self.pool.lock().await;
         let key = target.connection_key();
         let stale = pool
@@ -168,15 +183,15 @@ impl LapinPublisher {
         if !pool.contains_key(&key) {
             let connection = Connection::connect(&target.uri(), ConnectionProperties::default())
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| Failure::lapin("connect", e))?;
             let channel = connection
                 .create_channel()
                 .await
-                .map_err(|e| format!("channel: {e}"))?;
+                .map_err(|e| Failure::lapin("channel", e))?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
-                .map_err(|e| format!("confirm.select: {e}"))?;
+                .map_err(|e| Failure::lapin("confirm.select", e))?;
             pool.insert(
                 key.clone(),
                 Pooled {
@@ -211,14 +226,14 @@ impl LapinPublisher {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| format!("exchange.declare {}: {e}", target.exchange))?;
+            .map_err(|e| Failure::lapin(format!("exchange.declare {}", target.exchange), e))?;
             ch.queue_declare(
                 target.queue_name.as_str().into(),
                 QueueDeclareOptions::durable(),
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| format!("queue.declare {}: {e}", target.queue_name))?;
+            .map_err(|e| Failure::lapin(format!("queue.declare {}", target.queue_name), e))?;
             ch.queue_bind(
                 target.queue_name.as_str().into(),
                 target.exchange.as_str().into(),
@@ -227,35 +242,79 @@ impl LapinPublisher {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| format!("queue.bind: {e}"))?;
+            .map_err(|e| Failure::lapin("queue.bind", e))?;
             pooled.declared.insert(topo);
         }
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
             .with_delivery_mode(2);
-        let mut confirms = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let c = pooled
+        let mut failure = None;
+        let mut confirms = Vec::with_capacity(unconfirmed.len());
+        for &i in unconfirmed.iter() {
+            match pooled
                 .channel
                 .basic_publish(
                     target.exchange.as_str().into(),
                     target.queue_name.as_str().into(),
                     BasicPublishOptions::default(),
-                    body,
+                    &bodies[i],
                     props.clone(),
                 )
                 .await
-                .map_err(|e| format!("basic.publish: {e}"))?;
-            confirms.push(c);
-        }
-        for c in confirms {
-            let conf = c.await.map_err(|e| format!("confirm: {e}"))?;
-            if conf.is_nack() {
-                return Err("broker nacked a message".into());
+            {
+                Ok(c) => confirms.push((i, c)),
+                Err(e) => {
+                    failure = Some(Failure::lapin("basic.publish", e));
+                    break;
+                }
             }
         }
-        Ok(())
+        // Await every confirm of what went out, so only the unacked are sent again.
+        let mut acked = HashSet::new();
+        for (i, c) in confirms {
+            match c.await {
+                Ok(conf) if conf.is_nack() => {
+                    failure.get_or_insert(Failure {
+                        message: "broker nacked a message".into(),
+                        retry: false,
+                    });
+                }
+                Ok(_) => {
+                    acked.insert(i);
+                }
+                Err(e) => {
+                    failure.get_or_insert(Failure::lapin("confirm", e));
+                }
+            }
+        }
+        unconfirmed.retain(|i| !acked.contains(i));
+        match failure {
+            None => Ok(()),
+            Some(f) => Err(f),
+        }
+    }
+}
+
+/// Connection attempts per commit before it fails: a broker restart or a
+/// closed connection is re-published over a new one, an outage longer than the
+/// backoff (about 6 s) fails the commit as before.
+const ATTEMPTS: u32 = 8;
+
+/// Why a publish attempt stopped; `retry` when a new connection may succeed.
+struct Failure {
+    message: String,
+    retry: bool,
+}
+
+impl Failure {
+    /// Channel-level refusals (precondition failed, access refused, not found)
+    /// would fail again on a new connection; connection losses would not.
+    fn lapin(what: impl std::fmt::Display, e: lapin::Error) -> Self {
+        Failure {
+            message: format!("{what}: {e}"),
+            retry: !e.is_amqp_soft_error(),
+        }
     }
 }
 
@@ -269,15 +328,31 @@ impl Publisher for LapinPublisher {
             if bodies.is_empty() {
                 return Ok(());
             }
-            let result = self.publish_inner(target, &bodies).await;
-            if result.is_err() {
-                // Drop the pooled connection so the next commit reconnects.
+            // At-least-once: when the connection goes (broker restart,
+            // close_all_connections), reconnect and re-publish every body
+            // whose confirm did not arrive; a commit error loses the
+            // notifications (the pipeline only logs it).
+            let mut unconfirmed: Vec<usize> = (0..bodies.len()).collect();
+            let mut delay = Duration::from_millis(50);
+            let mut attempt = 1;
+            loop {
+                let Err(f) = self.publish_inner(target, &bodies, &mut unconfirmed).await else {
+                    return Ok(());
+                };
+                // Drop the pooled connection so the next attempt reconnects.
                 self.pool.lock().await.remove(&target.connection_key());
+                if !f.retry || attempt >= ATTEMPTS {
+                    return Err(PublishError {
+                        target: format!("{}:{}/{}", target.host, target.port, target.exchange),
+                        message: f.message,
+                    });
+                }
+                tracing::warn!(exchange = %target.exchange, error = %f.message, attempt, unconfirmed = unconfirmed.len(),
+                    "notabene publish interrupted; reconnecting to re-publish the unconfirmed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
             }
-            result.map_err(|message| PublishError {
-                target: format!("{}:{}/{}", target.host, target.port, target.exchange),
-                message,
-            })
         })
     }
 }
