@@ -8,15 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stv3_testsupport::{require, scratch_name, Service};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use stv3_testsupport::{free_port, require, scratch_name, Service};
 
 /// A free port p with p+1..p+9 free too (the region's ops addresses).
 fn free_port_range() -> u16 {

@@ -6,17 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use stv3_testsupport::free_port;
+
 fn target_bin(name: &str) -> PathBuf {
     // stv3ctl sits next to the other binaries of the workspace.
     Path::new(env!("CARGO_BIN_EXE_stv3ctl")).with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn klugman_json(api: &str, args: &[&str]) -> Option<serde_json::Value> {

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::*;
+use stv3_testsupport::free_port;
 
 const T: Duration = Duration::from_secs(120);
 
@@ -303,12 +304,6 @@ async fn wait_unhealthy(url: &str, env: &Env) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A loopback port nothing listens on (for an ops server, or a dead broker).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Minimal HTTP GET (no client dependency): the whole response.

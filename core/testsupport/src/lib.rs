@@ -275,3 +275,11 @@ pub fn random_moment(min_ms: u64, span_ms: u64) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(min_ms + nanos % span_ms.max(1))
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}

@@ -96,7 +96,7 @@ pub async fn publish_cell(
         .publish_observed(messages, rate, None, |m| {
             n += 1;
             state.published.fetch_add(1, Ordering::Relaxed);
-            want_sample |= sample_every > 0 && n % sample_every == 0;
+            want_sample |= sample_every > 0 && n.is_multiple_of(sample_every);
             // Only notifications that become events are visible in the API: the sandbox
             // definitions keep compute.instance.* and drop scheduler.* and the like.
             if want_sample && contains(&m.body, SAMPLED_TYPES) {

@@ -36,7 +36,8 @@ use anyhow::{bail, Context, Result};
 use sqlx::mysql::MySqlPoolOptions;
 use stv3_amqp::AmqpSettings;
 
-use crate::sandbox::{self, supervisor::Supervisor, SandboxOptions};
+use crate::sandbox::supervisor::{signal, Signal, Supervisor};
+use crate::sandbox::{self, SandboxOptions};
 use cli::BenchArgs;
 use report::{BenchResult, Sample};
 
@@ -129,8 +130,9 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         );
         match rt.block_on(original::run(&args, &plan, &settings, &dir)) {
             Ok(o) => {
-                result.speedup_vs_original =
-                    Some(result.end_to_end_rate / o.consume_rate.max(1e-9));
+                result.speedup_ingest = Some(result.ingest_rate / o.consume_rate.max(1e-9));
+                result.speedup_end_to_end =
+                    Some(result.end_to_end_rate / o.end_to_end_rate.max(1e-9));
                 result.original = Some(o);
             }
             Err(e) => eprintln!("!! the original could not run: {e:#}"),
@@ -229,6 +231,21 @@ async fn drive(
     let pipeline: Vec<String> = ops_of(region, "pipeline");
     wait_ready(region, settings, Duration::from_secs(60)).await?;
 
+    // --prefill: freeze the consumers while the queues fill (their connections stay open).
+    let yagi_pids: Vec<u32> = sup
+        .pids()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("yagi"))
+        .map(|(_, pid)| pid)
+        .collect();
+    let freeze = |sig: Signal| {
+        for pid in &yagi_pids {
+            signal(*pid, sig);
+        }
+    };
+    if args.prefill {
+        freeze(Signal::Stop);
+    }
     let state = load::LoadState::new();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let prober = tokio::spawn(load::probe_latencies(
@@ -260,6 +277,7 @@ async fn drive(
     let pids: Vec<(String, u32)> = sup
         .pids()
         .into_iter()
+        .chain([("bench-publisher".to_string(), std::process::id())])
         .chain(SERVERS.iter().flat_map(|(n, comm)| {
             probe::pids_named(comm)
                 .into_iter()
@@ -282,6 +300,7 @@ async fn drive(
     let mut last_print = Instant::now();
     let deadline_after_publish = Duration::from_secs(args.drain_timeout);
     let mut published_at: Option<Instant> = None;
+    let mut window_start = 0.0f64;
     loop {
         tokio::time::sleep(interval).await;
         let t = state.start.elapsed().as_secs_f64();
@@ -329,6 +348,10 @@ async fn drive(
             published_at = Some(Instant::now());
             for p in publishers.drain(..) {
                 p.await.context("publisher task")??;
+            }
+            if args.prefill {
+                window_start = state.start.elapsed().as_secs_f64();
+                freeze(Signal::Cont);
             }
         }
         if publish_s.is_some() && ingest_s.is_none() && ing[0] >= total {
@@ -382,8 +405,8 @@ async fn drive(
         .collect();
     let missing = state.missing.load(Ordering::Relaxed) as usize;
     let published = state.published.load(Ordering::Relaxed);
-    let ingest_s = ingest_s.unwrap_or(last.t);
-    let drained_s = drained_s.unwrap_or(last.t);
+    let ingest_s = ingest_s.unwrap_or(last.t) - window_start;
+    let drained_s = drained_s.unwrap_or(last.t) - window_start;
     let publish_s = publish_s.unwrap_or(last.t);
     let result = BenchResult {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -392,6 +415,8 @@ async fn drive(
         cells: region.layout.cells.len(),
         workers: args.workers,
         target_rate: args.rate,
+        prefill: args.prefill,
+        window_start_s: window_start,
         published,
         acked: ing[0],
         stored: ing[1],

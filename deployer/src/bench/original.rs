@@ -187,7 +187,8 @@ pub async fn run(
         .context("start the original's driver")?;
     delete_queues(settings, &queues).await?;
     // Exit 5 (a child crashed) still writes the partial result; anything else has none.
-    if !status.success() && !(status.code() == Some(5) && out.exists()) {
+    let partial = status.code() == Some(5) && out.exists();
+    if !status.success() && !partial {
         bail!(
             "the original's driver failed ({status}); see {}",
             dir.join("logs/original.log").display()
@@ -200,6 +201,10 @@ pub async fn run(
         notifications: per_cell * args.cells as u64,
         consumed: raw["consumed"].as_u64().unwrap_or(0),
         consume_rate: raw["consume_rate"].as_f64().unwrap_or(0.0),
+        end_to_end_rate: super::report::rate(
+            raw["consumed"].as_u64().unwrap_or(0),
+            raw["elapsed_s"].as_f64().unwrap_or(0.0),
+        ),
         timed_out: raw["timed_out"].as_bool().unwrap_or(false),
         raw,
     })

@@ -78,7 +78,11 @@ pub struct SoakProc {
 pub struct Original {
     pub notifications: u64,
     pub consumed: u64,
+    /// consumed / (last ack - first ack): comparable to stv3's `ingest_rate`.
     pub consume_rate: f64,
+    /// consumed / (start until acked and no stream left ready): comparable to stv3's
+    /// `end_to_end_rate`.
+    pub end_to_end_rate: f64,
     pub timed_out: bool,
     /// The driver's own result document, as it wrote it.
     pub raw: serde_json::Value,
@@ -94,6 +98,11 @@ pub struct BenchResult {
     pub workers: usize,
     /// Requested total publish rate (0 = as fast as the broker confirms).
     pub target_rate: f64,
+    /// Queues filled with the consumers frozen, then drained (`--prefill`).
+    pub prefill: bool,
+    /// Seconds since the first publish when the measured window starts (the thaw, with
+    /// `--prefill`; 0 otherwise). ingest_s and drained_s count from here.
+    pub window_start_s: f64,
     pub published: u64,
     pub acked: u64,
     pub archived: u64,
@@ -105,9 +114,9 @@ pub struct BenchResult {
     pub streams_fired: u64,
     /// Seconds from the first publish to the last publish confirm.
     pub publish_s: f64,
-    /// Seconds from the first publish until every notification was acked.
+    /// Seconds from the window start until every notification was acked.
     pub ingest_s: f64,
-    /// Seconds from the first publish until every notification was acked and no stream was
+    /// Seconds from the window start until every notification was acked and no stream was
     /// left ready to fire or expire.
     pub drained_s: f64,
     pub publish_rate: f64,
@@ -125,7 +134,10 @@ pub struct BenchResult {
     pub raw_consume_rate: Option<f64>,
     pub pct_of_raw: Option<f64>,
     pub original: Option<Original>,
-    pub speedup_vs_original: Option<f64>,
+    /// stv3 ingest_rate / the original's consume_rate.
+    pub speedup_ingest: Option<f64>,
+    /// stv3 end_to_end_rate / the original's end_to_end_rate.
+    pub speedup_end_to_end: Option<f64>,
     pub soak: Option<Soak>,
     pub timeline: Vec<Sample>,
 }

@@ -212,7 +212,14 @@ pub struct Queue {
     pub name: String,
     pub routing_key: String,
     pub durable: bool,
+    /// yagi-event batch size for this queue (one archive fsync, one DB transaction and
+    /// one multiple-ack per batch; prefetch is twice this).
+    pub max_messages: u16,
 }
+
+/// Default `max_messages` per queue: large batches amortise the fsync and the commit
+/// (the original polled 100 at a time; see BENCHMARKS.md "Ingest").
+pub const DEFAULT_MAX_MESSAGES: u16 = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -819,6 +826,22 @@ fn resolve_region(
                         String::new(),
                     );
                     let durable = r.pick(&format!("{qk}.durable"), q.durable.as_ref(), true);
+                    let max_messages = r.pick(
+                        &format!("{qk}.max_messages"),
+                        q.max_messages.as_ref(),
+                        DEFAULT_MAX_MESSAGES,
+                    );
+                    if let Some(m) = q
+                        .max_messages
+                        .as_ref()
+                        .filter(|m| !(1..=20_000).contains(&m.value))
+                    {
+                        return Err(r.invalid(
+                            m,
+                            &format!("{qk}.max_messages"),
+                            "max_messages is 1 to 20000 (prefetch is twice it, at most 65535)",
+                        ));
+                    }
                     if name.is_empty() || name.contains([',', ' ']) {
                         return Err(r.invalid(
                             &q.name,
@@ -830,6 +853,7 @@ fn resolve_region(
                         name,
                         routing_key,
                         durable,
+                        max_messages,
                     });
                 }
                 out
@@ -845,11 +869,13 @@ fn resolve_region(
                         name: "monitor.info3".into(),
                         routing_key: "monitor.info".into(),
                         durable: true,
+                        max_messages: DEFAULT_MAX_MESSAGES,
                     },
                     Queue {
                         name: "monitor.error3".into(),
                         routing_key: "monitor.error".into(),
                         durable: true,
+                        max_messages: DEFAULT_MAX_MESSAGES,
                     },
                 ]
             }

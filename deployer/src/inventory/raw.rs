@@ -146,6 +146,7 @@ pub struct QueueRaw {
     pub name: S<String>,
     pub routing_key: S<String>,
     pub durable: Option<S<bool>>,
+    pub max_messages: Option<S<u16>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,6 +55,7 @@ fn resolves_defaults_and_values() {
             assert_eq!(r.cells[1].vhost, "/c2");
             assert_eq!(r.cells[0].queues[0].name, "monitor.info3");
             assert_eq!(r.cells[0].queues[0].routing_key, "monitor.info");
+            assert_eq!(r.cells[0].queues[0].max_messages, DEFAULT_MAX_MESSAGES);
             assert_eq!(r.cells[0].rabbit.password.expose(), "r1-pw");
             assert_eq!(
                 r.database.with_password(),
@@ -109,6 +110,13 @@ fn provenance_names_lines_defaults_and_secrets() {
 #[test]
 fn error_table() {
     let cases: &[(&str, &str)] = &[
+        (
+            &BASE.replace(
+                "rabbit: {url: amqp://stv3@rabbit1}",
+                "rabbit: {url: amqp://stv3@rabbit1}\n        queues: [{name: q, routing_key: k, max_messages: 0}]",
+            ),
+            "inv.yaml:8: cells[0].queues[0].max_messages: max_messages is 1 to 20000",
+        ),
         (
             &BASE.replace("amqp://stv3@rabbit1", "amqp://stv3:guest@rabbit1"),
             "inv.yaml:7: cells[0].rabbit.url: passwords do not belong in the inventory",

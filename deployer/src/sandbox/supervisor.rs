@@ -183,6 +183,9 @@ pub enum Signal {
     Kill,
     /// Signal 0: only checks that the pid exists.
     Probe,
+    /// Freeze (SIGSTOP) and thaw (SIGCONT): the bench holds consumers while it fills queues.
+    Stop,
+    Cont,
 }
 
 /// Send a signal to a pid. Returns false when the process does not exist.
@@ -192,6 +195,8 @@ pub fn signal(pid: u32, sig: Signal) -> bool {
         Signal::Term => libc::SIGTERM,
         Signal::Kill => libc::SIGKILL,
         Signal::Probe => 0,
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Cont => libc::SIGCONT,
     };
     // SAFETY: kill(2) with a plain pid and signal number has no memory-safety preconditions.
     unsafe { libc::kill(pid as libc::pid_t, s) == 0 }
