@@ -31,7 +31,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{MySqlPool, Row};
 use stv3_api::testkit::ScratchDb;
-use stv3_testsupport::{random_moment, require, scratch_name, Service};
+use stv3_testsupport::{free_port, random_moment, require, scratch_name, Service};
 
 const KILLS: usize = 5;
 const EVENTS: u64 = 4000;
@@ -156,14 +156,6 @@ fn assert_consistent(before: &Snapshot, now: &Snapshot, deletable: &BTreeSet<i64
         now.streams.keys().all(|id| before.streams.contains_key(id)),
         "{when}: a stream appeared"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The running API; killed when dropped (also when the test panics).

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use stv3_testsupport::{require, Service};
+use stv3_testsupport::{rabbitmqctl, require, Service};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -86,19 +86,6 @@ async fn kill_9_mid_run_then_restart_loses_and_duplicates_nothing() {
         "archive after two kill -9",
     );
     env.cleanup().await;
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

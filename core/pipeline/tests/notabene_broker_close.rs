@@ -25,20 +25,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use stv3_pipeline::handler::Env;
 use stv3_pipeline::handlers::{notabene, HandlerContext, LapinPublisher};
-use stv3_testsupport::{random_moment, require, scratch_name, Service};
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use stv3_testsupport::{rabbitmqctl, random_moment, require, scratch_name, Service};
 
 /// Deletes the scratch vhost (and with it the test's exchange and queue) even when the test panics.
 struct Vhost(String);
