@@ -79,7 +79,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "/tmp/stv3-oracle-venv/bin/python")]
     pub original_python: PathBuf,
     /// Soak: seconds of warm-up before RSS is taken as the baseline (default: a quarter of
-    /// --duration).
+    /// --duration; never before the first stream fired).
     #[arg(long)]
     pub warmup: Option<f64>,
     /// Soak: the most any process's RSS may grow after warm-up, percent.

@@ -76,7 +76,11 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         instances: args.instances as u64,
         release: !args.debug,
         no_build: args.no_build,
-        queue_prefix: "stv3.bench".into(),
+        // Queues named after the scratch database: two runs on one broker never share one.
+        queue_prefix: format!("stv3.{}", args.database),
+        // ... and bound to an exchange of their own: a topic exchange copies a message to
+        // every queue bound with its key, so a shared one would mix two runs' traffic.
+        exchange: format!("stv3.{}", args.database),
         ops_port_base: args.ops_port_base,
         ..SandboxOptions::default()
     };
@@ -94,6 +98,7 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         eprintln!("raw consume baseline ({} per cell)...", plan.raw_per_cell);
         let r = rt.block_on(original::raw_consume_rate(
             &settings,
+            &format!("stv3.{}.raw", args.database),
             args.cells,
             plan.raw_per_cell,
             &plan,
@@ -113,6 +118,13 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         )
         .with_context(|| format!("connect to {}", args.mysql))?;
     rt.block_on(recreate_database(&admin, &args.database))?;
+    // A run that was killed leaves its queues (and their messages) behind: start empty.
+    let cell_queues: Vec<String> = sb
+        .cells
+        .iter()
+        .map(|c| sandbox::configs::cell_queue(&sb, c))
+        .collect();
+    rt.block_on(original::delete_queues(&settings, &cell_queues))?;
     let mut sup = Supervisor::new(&dir)?;
     let region = sandbox::start_region(assets, &sb, &bin_dir, &dir, &mut sup)?;
     let judged: Vec<String> = sup.pids().into_iter().map(|(name, _)| name).collect();
@@ -142,7 +154,15 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         .unwrap_or_else(|e| eprintln!("!! queue cleanup: {e:#}"));
 
     if let Some(secs) = args.duration {
-        let warmup = args.warmup.unwrap_or(secs as f64 * 0.25);
+        // Warm-up ends after --warmup and after the first stream fired, so every stage
+        // (the pipeline workers too) has reached its working set before RSS is the baseline.
+        let first_fire = result
+            .timeline
+            .iter()
+            .find(|s| s.fired > 0)
+            .map(|s| s.t)
+            .unwrap_or(f64::INFINITY);
+        let warmup = args.warmup.unwrap_or(secs as f64 * 0.25).max(first_fire);
         result.soak = Some(report::soak(
             &result.timeline,
             warmup,
@@ -301,6 +321,7 @@ async fn drive(
     let deadline_after_publish = Duration::from_secs(args.drain_timeout);
     let mut published_at: Option<Instant> = None;
     let mut window_start = 0.0f64;
+    let interrupted = sandbox::stop_flag();
     loop {
         tokio::time::sleep(interval).await;
         let t = state.start.elapsed().as_secs_f64();
@@ -371,6 +392,13 @@ async fn drive(
             );
         }
         if drained_s.is_some() {
+            break;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!("!! interrupted: stopping the region and reporting what was measured");
+            for p in &publishers {
+                p.abort();
+            }
             break;
         }
         if let Some(at) = published_at {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use stv3_amqp::lapin::options::QueueDeleteOptions;
+use stv3_amqp::lapin::options::{QueueDeleteOptions, QueuePurgeOptions};
 use stv3_amqp::{AmqpSettings, Publisher, QueueConsumer, QueueSpec, Topology};
 
 use super::cli::BenchArgs;
@@ -66,7 +66,7 @@ async fn fill_queues(
     Ok(queues)
 }
 
-async fn delete_queues(settings: &AmqpSettings, queues: &[String]) -> Result<()> {
+pub async fn delete_queues(settings: &AmqpSettings, queues: &[String]) -> Result<()> {
     let conn = stv3_amqp::connect(settings, "stv3-bench-cleanup").await?;
     for q in queues {
         let ch = conn.create_channel().await?;
@@ -83,12 +83,13 @@ async fn delete_queues(settings: &AmqpSettings, queues: &[String]) -> Result<()>
 /// multiple-ack per batch: yagi-event's consumer without the work). Messages/s overall.
 pub async fn raw_consume_rate(
     settings: &AmqpSettings,
+    prefix: &str,
     cells: usize,
     per_cell: u64,
     plan: &Plan,
     instances: usize,
 ) -> Result<f64> {
-    let queues = fill_queues(settings, "stv3.bench.raw", cells, per_cell, plan, instances).await?;
+    let queues = fill_queues(settings, prefix, cells, per_cell, plan, instances).await?;
     let conn = stv3_amqp::connect(settings, "stv3-bench-raw").await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -119,12 +120,18 @@ pub async fn raw_consume_rate(
     Ok(super::report::rate(total, secs))
 }
 
-/// Delete the queues a run left behind: the region's cell queues and the usage
-/// pipeline's re-publish queue.
+/// Delete the region's cell queues and empty the usage pipeline's re-publish queue
+/// (purged, not deleted: another region on the broker may be publishing to it).
 pub async fn cleanup_queues(settings: &AmqpSettings, layout: &Layout) -> Result<()> {
-    let mut queues: Vec<String> = layout.cells.iter().map(|c| c.queue.clone()).collect();
-    queues.push("monitor.info".into());
-    delete_queues(settings, &queues).await
+    let queues: Vec<String> = layout.cells.iter().map(|c| c.queue.clone()).collect();
+    delete_queues(settings, &queues).await?;
+    let conn = stv3_amqp::connect(settings, "stv3-bench-cleanup").await?;
+    let ch = conn.create_channel().await?;
+    let _ = ch
+        .queue_purge("monitor.info".into(), QueuePurgeOptions::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    Ok(())
 }
 
 /// Fill one queue per cell with `args.original` notifications in all and let the
@@ -145,7 +152,7 @@ pub async fn run(
     let per_cell = (args.original / args.cells as u64).max(1);
     let queues = fill_queues(
         settings,
-        "stv3.bench.orig",
+        &format!("stv3.{}.orig", args.database),
         args.cells,
         per_cell,
         plan,

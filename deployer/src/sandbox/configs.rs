@@ -34,6 +34,11 @@ pub struct CellLayout {
     pub queue: String,
 }
 
+/// The queue a cell's yagi-event consumes: `<queue_prefix>.<cell>.monitor.info`.
+pub fn cell_queue(opts: &SandboxOptions, cell: &str) -> String {
+    format!("{}.{cell}.monitor.info", opts.queue_prefix)
+}
+
 /// The inventory text for a sandbox in `dir`.
 pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
     let d = dir.display();
@@ -50,8 +55,9 @@ pub fn inventory_yaml(opts: &SandboxOptions, dir: &Path) -> String {
     let mut cells = String::new();
     for c in &opts.cells {
         cells.push_str(&format!(
-            "      - name: {c}\n        rabbit: {{url: \"{amqp_no_pw}\", vhost: /, password_secret: rabbit}}\n        exchange: nova\n        queues: [{{name: {prefix}.{c}.monitor.info, routing_key: monitor.info.{c}}}]\n",
-            prefix = opts.queue_prefix
+            "      - name: {c}\n        rabbit: {{url: \"{amqp_no_pw}\", vhost: /, password_secret: rabbit}}\n        exchange: {exchange}\n        queues: [{{name: {queue}, routing_key: monitor.info.{c}}}]\n",
+            queue = cell_queue(opts, c),
+            exchange = opts.exchange
         ));
     }
     let first_cell = opts

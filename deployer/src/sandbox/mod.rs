@@ -54,6 +54,8 @@ pub struct SandboxOptions {
     pub duration: Option<Duration>,
     /// Cell queues are `<queue_prefix>.<cell>.monitor.info`.
     pub queue_prefix: String,
+    /// The exchange the cells' queues are bound to (notifications are published there).
+    pub exchange: String,
     /// First port of the processes' `/health` + `/metrics` addresses.
     pub ops_port_base: u16,
 }
@@ -74,6 +76,7 @@ impl Default for SandboxOptions {
             no_build: false,
             duration: None,
             queue_prefix: "stv3.sandbox".into(),
+            exchange: "nova".into(),
             ops_port_base: OPS_PORT_BASE,
         }
     }
