@@ -79,7 +79,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "/tmp/stv3-oracle-venv/bin/python")]
     pub original_python: PathBuf,
     /// Soak: seconds of warm-up before RSS is taken as the baseline (default: a quarter of
-    /// --duration; never before the first stream fired).
+    /// --duration; never before 15 s after the first stream fired, nor before 15 s after
+    /// the warm-up backlog: at 5 s the yagi-events are frozen until twice a full batch has
+    /// queued, then thawed, so the largest batches come before the baseline).
     #[arg(long)]
     pub warmup: Option<f64>,
     /// Soak: the most any process's RSS may grow after warm-up, percent.

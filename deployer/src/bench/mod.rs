@@ -154,15 +154,23 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         .unwrap_or_else(|e| eprintln!("!! queue cleanup: {e:#}"));
 
     if let Some(secs) = args.duration {
-        // Warm-up ends after --warmup and after the first stream fired, so every stage
+        // Warm-up ends after --warmup and 15 s after the first stream fired, so every stage
         // (the pipeline workers too) has reached its working set before RSS is the baseline.
         let first_fire = result
             .timeline
             .iter()
             .find(|s| s.fired > 0)
-            .map(|s| s.t)
+            .map(|s| s.t + 15.0)
             .unwrap_or(f64::INFINITY);
-        let warmup = args.warmup.unwrap_or(secs as f64 * 0.25).max(first_fire);
+        let backlog_drained = result
+            .soak_backlog_s
+            .map(|(_, to)| to + 15.0)
+            .unwrap_or(0.0);
+        let warmup = args
+            .warmup
+            .unwrap_or(secs as f64 * 0.25)
+            .max(first_fire)
+            .max(backlog_drained);
         result.soak = Some(report::soak(
             &result.timeline,
             warmup,
@@ -321,7 +329,20 @@ async fn drive(
     let deadline_after_publish = Duration::from_secs(args.drain_timeout);
     let mut published_at: Option<Instant> = None;
     let mut window_start = 0.0f64;
+    let mut burst_done: Option<(f64, f64)> = None;
     let interrupted = sandbox::stop_flag();
+    // Soak: one backlog during warm-up (consumers frozen long enough for twice a full
+    // batch to queue up), so every process reaches the working set of its largest batch
+    // before RSS is taken as the baseline; a steady low rate alone only ever sees small ones.
+    let mut burst = match (args.duration, plan.rate_per_cell) {
+        (Some(_), Some(r)) if !args.prefill => {
+            let freeze =
+                (2.0 * f64::from(crate::inventory::DEFAULT_MAX_MESSAGES) / r).clamp(2.0, 30.0);
+            Some((5.0, 5.0 + freeze))
+        }
+        _ => None,
+    };
+    let mut frozen = false;
     loop {
         tokio::time::sleep(interval).await;
         let t = state.start.elapsed().as_secs_f64();
@@ -364,6 +385,17 @@ async fn drive(
             latency_p99_ms: (!new_lat.is_empty()).then(|| report::percentile(&new_lat, 0.99)),
             processes: procs,
         });
+        if let Some((from, to)) = burst {
+            if !frozen && t >= from {
+                freeze(Signal::Stop);
+                frozen = true;
+            } else if frozen && t >= to {
+                freeze(Signal::Cont);
+                frozen = false;
+                burst_done = Some((from, t));
+                burst = None;
+            }
+        }
         if publish_s.is_none() && publishers.iter().all(|p| p.is_finished()) {
             publish_s = Some(t);
             published_at = Some(Instant::now());
@@ -411,6 +443,9 @@ async fn drive(
             }
         }
     }
+    if frozen {
+        freeze(Signal::Cont);
+    }
     // Samples published before the drain get a little longer to show up, then count as missing.
     let mut prober = prober;
     if tokio::time::timeout(Duration::from_secs(10), &mut prober)
@@ -445,6 +480,7 @@ async fn drive(
         target_rate: args.rate,
         prefill: args.prefill,
         window_start_s: window_start,
+        soak_backlog_s: burst_done,
         published,
         acked: ing[0],
         stored: ing[1],

@@ -103,6 +103,9 @@ pub struct BenchResult {
     /// Seconds since the first publish when the measured window starts (the thaw, with
     /// `--prefill`; 0 otherwise). ingest_s and drained_s count from here.
     pub window_start_s: f64,
+    /// Soak: (from, to) seconds the consumers were frozen during warm-up to build one
+    /// backlog, so the largest batches happen before the RSS baseline.
+    pub soak_backlog_s: Option<(f64, f64)>,
     pub published: u64,
     pub acked: u64,
     pub archived: u64,
