@@ -113,8 +113,9 @@ pub async fn publish_cell(
 }
 
 /// Poll `GET /v1/events/{message_id}` for each sample until it answers 200 (or
-/// `give_up` passes), recording the latency. Polls back off from 10 ms to 200 ms, so
-/// a slow run does not turn the prober into the load.
+/// `give_up` passes), recording the latency. The poll interval is 5 % of the time the
+/// sample has waited (10 ms to 2 s), so the error stays within 5 % and a backlog (many
+/// samples waiting long) does not turn the prober into the API's load.
 pub async fn probe_latencies(
     api: String,
     mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
@@ -133,7 +134,6 @@ pub async fn probe_latencies(
             format!("http://{api}/v1/events/{id}"),
         );
         tasks.push(tokio::spawn(async move {
-            let mut wait = Duration::from_millis(10);
             loop {
                 if let Ok(r) = client.get(&url).send().await {
                     if r.status().is_success() {
@@ -147,8 +147,7 @@ pub async fn probe_latencies(
                     state.missing.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 3 / 2).min(Duration::from_millis(200));
+                tokio::time::sleep(poll_interval(sent.elapsed())).await;
             }
         }));
     }
@@ -157,9 +156,31 @@ pub async fn probe_latencies(
     }
 }
 
+/// How long a sample that has waited `waited` sleeps before its next poll.
+fn poll_interval(waited: Duration) -> Duration {
+    (waited / 20).clamp(Duration::from_millis(10), Duration::from_secs(2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_slow_down_with_the_wait() {
+        for (waited_ms, want_ms) in [
+            (0, 10),
+            (100, 10),
+            (1_000, 50),
+            (10_000, 500),
+            (120_000, 2_000),
+        ] {
+            assert_eq!(
+                poll_interval(Duration::from_millis(waited_ms)),
+                Duration::from_millis(want_ms),
+                "{waited_ms} ms"
+            );
+        }
+    }
 
     #[test]
     fn samples_come_from_event_producing_types() {
