@@ -154,12 +154,13 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         .unwrap_or_else(|e| eprintln!("!! queue cleanup: {e:#}"));
 
     if let Some(secs) = args.duration {
-        // Warm-up ends after --warmup and 15 s after the first stream fired, so every stage
-        // (the pipeline workers too) has reached its working set before RSS is the baseline.
+        // Warm-up ends after --warmup and 15 s after the pipelines began firing in bulk
+        // (100 streams; a stray early fire does not count), so every stage has reached its
+        // working set before RSS is the baseline.
         let first_fire = result
             .timeline
             .iter()
-            .find(|s| s.fired > 0)
+            .find(|s| s.fired >= 100)
             .map(|s| s.t + 15.0)
             .unwrap_or(f64::INFINITY);
         let backlog_drained = result
