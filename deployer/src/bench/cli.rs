@@ -102,6 +102,11 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// `--mysql` with `database` as its path.
+    pub fn database_url(&self, database: &str) -> String {
+        format!("{}/{database}", self.mysql.trim_end_matches('/'))
+    }
+
     /// Turn the arguments into numbers, refusing combinations that cannot run.
     pub fn plan(&self) -> Result<Plan> {
         if self.cells == 0 || self.workers == 0 {

@@ -64,11 +64,7 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
     let sb = SandboxOptions {
         dir: args.out.join("region"),
         amqp: Some(args.amqp.clone()),
-        db: Some(format!(
-            "{}/{}",
-            args.mysql.trim_end_matches('/'),
-            args.database
-        )),
+        db: Some(args.database_url(&args.database)),
         api_addr: args.api.clone(),
         cells: (1..=args.cells).map(|i| format!("cell{i}")).collect(),
         workers: args.workers,
@@ -250,11 +246,7 @@ async fn drive(
 ) -> Result<(BenchResult, bool)> {
     let db = MySqlPoolOptions::new()
         .max_connections(2)
-        .connect(&format!(
-            "{}/{}",
-            args.mysql.trim_end_matches('/'),
-            args.database
-        ))
+        .connect(&args.database_url(&args.database))
         .await?;
     let yagi: Vec<String> = ops_of(region, "yagi");
     let pipeline: Vec<String> = ops_of(region, "pipeline");

@@ -67,11 +67,30 @@ async fn fill_queues(
 }
 
 pub async fn delete_queues(settings: &AmqpSettings, queues: &[String]) -> Result<()> {
+    tidy_queues(settings, queues, &[]).await
+}
+
+/// Delete the region's cell queues and empty the usage pipeline's re-publish queue
+/// (purged, not deleted: another region on the broker may be publishing to it).
+pub async fn cleanup_queues(settings: &AmqpSettings, layout: &Layout) -> Result<()> {
+    let queues: Vec<String> = layout.cells.iter().map(|c| c.queue.clone()).collect();
+    tidy_queues(settings, &queues, &["monitor.info"]).await
+}
+
+/// On one connection: delete `delete` and purge `purge` (missing queues are fine).
+async fn tidy_queues(settings: &AmqpSettings, delete: &[String], purge: &[&str]) -> Result<()> {
     let conn = stv3_amqp::connect(settings, "stv3-bench-cleanup").await?;
-    for q in queues {
+    for q in delete {
+        // A channel each: a failed operation closes its channel.
         let ch = conn.create_channel().await?;
         let _ = ch
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for q in purge {
+        let ch = conn.create_channel().await?;
+        let _ = ch
+            .queue_purge((*q).into(), QueuePurgeOptions::default())
             .await;
     }
     let _ = conn.close(200, "bye".into()).await;
@@ -120,20 +139,6 @@ pub async fn raw_consume_rate(
     Ok(super::report::rate(total, secs))
 }
 
-/// Delete the region's cell queues and empty the usage pipeline's re-publish queue
-/// (purged, not deleted: another region on the broker may be publishing to it).
-pub async fn cleanup_queues(settings: &AmqpSettings, layout: &Layout) -> Result<()> {
-    let queues: Vec<String> = layout.cells.iter().map(|c| c.queue.clone()).collect();
-    delete_queues(settings, &queues).await?;
-    let conn = stv3_amqp::connect(settings, "stv3-bench-cleanup").await?;
-    let ch = conn.create_channel().await?;
-    let _ = ch
-        .queue_purge("monitor.info".into(), QueuePurgeOptions::default())
-        .await;
-    let _ = conn.close(200, "bye".into()).await;
-    Ok(())
-}
-
 /// Fill one queue per cell with `args.original` notifications in all and let the
 /// original drain them into a scratch database on the same server.
 pub async fn run(
@@ -163,13 +168,9 @@ pub async fn run(
     std::fs::write(&script, ORIGINAL_DRIVER)?;
     let out = dir.join("original-result.json");
     let etc = dir.join("etc");
-    let db = format!(
-        "{}/{}_orig",
-        args.mysql
-            .trim_end_matches('/')
-            .replacen("mysql://", "mysql+pymysql://", 1),
-        args.database
-    );
+    let db = args
+        .database_url(&format!("{}_orig", args.database))
+        .replacen("mysql://", "mysql+pymysql://", 1);
     let log = std::fs::File::create(dir.join("logs").join("original.log"))?;
     let status = tokio::process::Command::new(&args.original_python)
         .arg(&script)
