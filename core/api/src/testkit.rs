@@ -247,24 +247,24 @@ pub fn fixture() -> Vec<String> {
         }
         if id > 12 {
             use stv3_event::{from_micros, TraitValue};
-            let mut doc = std::collections::BTreeMap::new();
-            let text = |v: &str| TraitValue::Text(v.to_string());
-            doc.insert("instance_id".to_string(), text(instances[inst]));
+            let mut doc = stv3_event::Traits::new();
+            let text = |v: &str| TraitValue::Text(v.into());
+            doc.insert("instance_id".into(), text(instances[inst]));
             doc.insert(
-                "tenant_id".to_string(),
+                "tenant_id".into(),
                 text(if inst == 2 { "t2" } else { "t1" }),
             );
-            doc.insert("memory_mb".to_string(), TraitValue::Int(memory[inst]));
+            doc.insert("memory_mb".into(), TraitValue::Int(memory[inst]));
             doc.insert(
-                "launched_at".to_string(),
+                "launched_at".into(),
                 TraitValue::Datetime(from_micros(launched)),
             );
             doc.insert(
-                "state".to_string(),
+                "state".into(),
                 text(if id % 8 == 0 { "deleted" } else { "active" }),
             );
             if id % 2 == 1 {
-                doc.insert("ratio".to_string(), TraitValue::Float(0.5));
+                doc.insert("ratio".into(), TraitValue::Float(0.5));
             }
             documents.push(format!(
                 "UPDATE event SET traits = {} WHERE id = {id}",

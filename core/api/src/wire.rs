@@ -30,7 +30,7 @@ fn opt_datetime(t: &Option<Timestamp>) -> Value {
 
 pub fn trait_value(v: &TraitValue) -> Value {
     match v {
-        TraitValue::Text(s) => Value::String(s.clone()),
+        TraitValue::Text(s) => Value::String(s.to_string()),
         TraitValue::Int(i) => Value::from(*i),
         TraitValue::Float(f) => serde_json::Number::from_f64(*f)
             .map(Value::Number)

@@ -41,7 +41,7 @@ pub fn convert<N: JsonNode>(v: &N, datatype: Datatype) -> Result<Option<TraitVal
         return Ok(None);
     }
     match datatype {
-        Datatype::Text => Ok(Some(TraitValue::Text(py_str(v)))),
+        Datatype::Text => Ok(Some(TraitValue::Text(py_str(v).into()))),
         Datatype::Int => to_int(v).map(|i| Some(TraitValue::Int(i))),
         Datatype::Float => to_float(v).map(|f| Some(TraitValue::Float(f))),
         Datatype::Datetime => match v.view() {

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
-use stv3_event::{Datatype, TraitValue};
+use stv3_event::{Datatype, SmolStr, TraitValue};
 
 use crate::convert::{convert, py_str, ConvertError};
 use crate::glob::Glob;
@@ -62,7 +62,8 @@ pub const DEFAULT_TRAITS: &[(&str, &[&str])] = &[
 
 /// How one trait is extracted.
 pub struct TraitDefinition {
-    pub name: String,
+    /// Shared by every event that has the trait (inline: no allocation).
+    pub name: SmolStr,
     pub datatype: Datatype,
     pub fields: FieldPath,
     pub plugin: Option<Box<dyn TraitPlugin>>,
@@ -98,7 +99,7 @@ impl TraitDefinition {
                 // the usual cases inline: a text from a string, an int from
                 // an int; `convert` for the rest
                 Some(v) => match (self.datatype, v.view()) {
-                    (Datatype::Text, View::Str(s)) => Ok(Some(TraitValue::Text(s.to_owned()))),
+                    (Datatype::Text, View::Str(s)) => Ok(Some(TraitValue::Text(SmolStr::new(s)))),
                     (Datatype::Int, View::Int(i)) => Ok(Some(TraitValue::Int(i))),
                     _ => Ok(convert(v, self.datatype)?),
                 },
@@ -132,9 +133,9 @@ impl TraitDefinition {
     ) -> Result<Option<TraitValue>, TraitFailure> {
         match result.map_err(TraitFailure::Plugin)? {
             None | Some(Value::Null) => Ok(None),
-            // a text result is taken as it is (no copy)
+            // a text result is taken as it is
             Some(Value::String(s)) if self.datatype == Datatype::Text => {
-                Ok(Some(TraitValue::Text(s)))
+                Ok(Some(TraitValue::Text(s.into())))
             }
             Some(v) => Ok(convert(&v, self.datatype)?),
         }
@@ -179,7 +180,7 @@ impl EventDefinition {
 fn add_defaults(traits: &mut Vec<TraitDefinition>, _plugins: &PluginRegistry) {
     for (name, fields) in DEFAULT_TRAITS {
         traits.push(TraitDefinition {
-            name: name.to_string(),
+            name: (*name).into(),
             datatype: Datatype::Text,
             fields: FieldPath::parse_union(fields).expect("default trait paths are valid"),
             plugin: None,
@@ -486,7 +487,7 @@ fn load_trait(
     };
     let fields = FieldPath::parse_union(&paths).map_err(|e| err(fields_node.pos, e.to_string()))?;
     Ok(TraitDefinition {
-        name: name.to_string(),
+        name: name.into(),
         datatype,
         fields,
         plugin,

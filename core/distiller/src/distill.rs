@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::RwLock;
 
 use serde_json::Value;
-use stv3_event::{Event, Timestamp};
+use stv3_event::{Event, Timestamp, Traits};
 
 use crate::definitions::{self, DefinitionError, EventDefinition};
 use crate::json::{Doc, JsonNode, View};
@@ -185,8 +185,9 @@ pub struct Distiller {
     plan: Plan,
     envelope: Envelope,
     /// Per definition, its trait indexes in name order (so the event's
-    /// trait map is built from a sorted list).
-    by_name: Vec<Box<[usize]>>,
+    /// traits are built as a sorted list), each with whether its name
+    /// repeats the previous one's.
+    by_name: Vec<Box<[(usize, bool)]>>,
 }
 
 /// The envelope members every notification is read for.
@@ -305,7 +306,16 @@ impl Distiller {
                 let mut order: Vec<usize> = (0..d.traits.len()).collect();
                 // stable: a repeated name keeps its file order (the last wins)
                 order.sort_by(|&a, &b| d.traits[a].name.cmp(&d.traits[b].name));
-                order.into_boxed_slice()
+                let mut prev: Option<&str> = None;
+                order
+                    .into_iter()
+                    .map(|i| {
+                        let name = d.traits[i].name.as_str();
+                        let repeat = prev == Some(name);
+                        prev = Some(name);
+                        (i, repeat)
+                    })
+                    .collect()
             })
             .collect();
         Distiller {
@@ -465,22 +475,26 @@ impl Distiller {
         };
         let mut traits = Vec::with_capacity(def.traits.len());
         let mut dropped = Vec::new();
-        for &i in self.by_name[index].iter() {
+        for &(i, repeat) in self.by_name[index].iter() {
             let t = &def.traits[i];
             match t.extract(src) {
-                Ok(Some(value)) => traits.push((t.name.clone(), value)),
+                Ok(Some(value)) => match traits.last_mut() {
+                    // of traits with the same name the last with a value wins
+                    Some((name, last)) if repeat && *name == t.name => *last = value,
+                    _ => traits.push((t.name.clone(), value)),
+                },
                 Ok(None) => {}
                 Err(reason) => dropped.push((
                     i,
                     DroppedTrait {
-                        name: t.name.clone(),
+                        name: t.name.to_string(),
                         reason: reason.to_string(),
                     },
                 )),
             }
         }
-        // one bulk build from the already sorted list
-        event.traits = traits.into_iter().collect();
+        // sorted by name, names unique
+        event.traits = Traits::from_sorted_vec(traits);
         // reported in definition order
         dropped.sort_by_key(|d| d.0);
         diagnostics.dropped_traits = dropped.into_iter().map(|d| d.1).collect();

@@ -271,7 +271,12 @@ fn reverse_order_first_match_wins() {
 }
 
 fn trait_names(out: &Outcome) -> Vec<String> {
-    out.event().unwrap().traits.keys().cloned().collect()
+    out.event()
+        .unwrap()
+        .traits
+        .keys()
+        .map(|k| k.to_string())
+        .collect()
 }
 
 #[test]
@@ -623,4 +628,57 @@ fn original_definitions_file_loads_unchanged() {
         missing.starts_with("/nonexistent/defs.yaml: cannot read"),
         "{missing}"
     );
+}
+
+/// Definitions built by hand may repeat a trait name (a file cannot: a later
+/// trait replaces the earlier one at load). Of the traits with the same name,
+/// the last one that has a value wins, on both paths, as when the event's
+/// traits were collected into a map.
+#[test]
+fn repeated_trait_names_in_hand_built_definitions() {
+    use stv3_distiller::glob::Glob;
+    use stv3_distiller::jsonpath::FieldPath;
+    use stv3_distiller::{EventDefinition, TraitDefinition};
+    use stv3_event::Datatype;
+
+    let t = |name: &str, field: &str| TraitDefinition {
+        name: name.into(),
+        datatype: Datatype::Text,
+        fields: FieldPath::parse(field).unwrap(),
+        plugin: None,
+    };
+    let def = EventDefinition {
+        includes: vec![Glob::new("*")],
+        excludes: vec![],
+        traits: vec![
+            t("a", "payload.instance_id"),
+            t("z", "payload.host"),
+            t("a", "payload.instance_uuid"),
+            t("b", "payload.instance_id"),
+            t("b", "payload.missing"),
+            t("a", "payload.image_meta.thing"),
+            t("c", "payload.missing"),
+            t("c", "payload.missing_too"),
+        ],
+        line: 1,
+    };
+    let d = Distiller::from_definitions(vec![def], vec![], &DistillerOptions::default());
+    let n = n1();
+    let bytes = serde_json::to_vec(&n).unwrap();
+    for out in [d.distill(&n).unwrap(), d.distill_bytes(&bytes).unwrap()] {
+        let e = out.event().unwrap();
+        let got: Vec<(String, String)> = e
+            .traits
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), "whatzit".to_string()),
+                ("b".to_string(), "id-for-instance-0001".to_string()),
+                ("z".to_string(), "host-1-2-3".to_string()),
+            ]
+        );
+    }
 }

@@ -42,7 +42,7 @@ fn sample_set_traits_per_event_type() {
     for e in distilled() {
         let entry = summary.entry(e.event_type.clone()).or_default();
         entry.0 += 1;
-        entry.1.extend(e.traits.keys().cloned());
+        entry.1.extend(e.traits.keys().map(|k| k.to_string()));
     }
     let text: Vec<String> = summary
         .iter()

@@ -13,8 +13,16 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
+/// The string type of trait names and text values: immutable, up to 23 bytes
+/// stored inline (no allocation), longer ones shared (`Arc<str>`, O(1)
+/// clone). Derefs to `str` and borrows as `str`, so maps keyed by it are
+/// looked up with a `&str`; ordering, equality and hashing are `str`'s.
+pub use smol_str::SmolStr;
 
 pub mod stored;
+pub mod traits;
+
+pub use traits::Traits;
 
 /// A UTC instant without a zone attached (the original's "naive UTC").
 pub type Timestamp = NaiveDateTime;
@@ -156,7 +164,7 @@ impl fmt::Display for StreamState {
 /// One typed trait value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraitValue {
-    Text(String),
+    Text(SmolStr),
     Int(i64),
     Float(f64),
     Datetime(Timestamp),
@@ -190,7 +198,7 @@ impl TraitValue {
     /// number, datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub fn to_json(&self) -> Value {
         match self {
-            TraitValue::Text(s) => Value::String(s.clone()),
+            TraitValue::Text(s) => Value::String(s.to_string()),
             TraitValue::Int(i) => Value::from(*i),
             TraitValue::Float(f) => serde_json::Number::from_f64(*f)
                 .map(Value::Number)
@@ -218,7 +226,7 @@ pub struct Event {
     pub event_type: String,
     /// The notification's own time (`timestamp`, else `_context_timestamp`, else now).
     pub generated: Timestamp,
-    pub traits: BTreeMap<String, TraitValue>,
+    pub traits: Traits,
 }
 
 impl Event {
@@ -231,11 +239,11 @@ impl Event {
             message_id: message_id.into(),
             event_type: event_type.into(),
             generated,
-            traits: BTreeMap::new(),
+            traits: Traits::new(),
         }
     }
 
-    pub fn with_trait(mut self, name: impl Into<String>, value: TraitValue) -> Self {
+    pub fn with_trait(mut self, name: impl Into<SmolStr>, value: TraitValue) -> Self {
         self.traits.insert(name.into(), value);
         self
     }
@@ -244,8 +252,8 @@ impl Event {
     /// envelope keys `message_id`, `event_type` and `timestamp` first, then traits.
     pub fn get(&self, name: &str) -> Option<TraitValue> {
         match name {
-            "message_id" => Some(TraitValue::Text(self.message_id.clone())),
-            "event_type" => Some(TraitValue::Text(self.event_type.clone())),
+            "message_id" => Some(TraitValue::Text(self.message_id.as_str().into())),
+            "event_type" => Some(TraitValue::Text(self.event_type.as_str().into())),
             "timestamp" => Some(TraitValue::Datetime(self.generated)),
             _ => self.traits.get(name).cloned(),
         }
@@ -257,7 +265,7 @@ impl Event {
         let mut out: BTreeMap<String, Timestamp> = self
             .traits
             .iter()
-            .filter_map(|(k, v)| v.as_datetime().map(|t| (k.clone(), t)))
+            .filter_map(|(k, v)| v.as_datetime().map(|t| (k.to_string(), t)))
             .collect();
         out.insert("timestamp".to_string(), self.generated);
         out
@@ -272,7 +280,7 @@ impl Event {
             .iter()
             .map(|(name, v)| {
                 let mut m = Map::new();
-                m.insert("name".into(), Value::String(name.clone()));
+                m.insert("name".into(), Value::String(name.to_string()));
                 m.insert("type".into(), Value::String(v.datatype().name().into()));
                 m.insert("value".into(), v.to_json());
                 Value::Object(m)
@@ -336,7 +344,7 @@ impl Event {
     pub fn to_flat_json(&self) -> Value {
         let mut m = Map::new();
         for (k, v) in &self.traits {
-            m.insert(k.clone(), v.to_json());
+            m.insert(k.to_string(), v.to_json());
         }
         m.insert("event_type".into(), Value::String(self.event_type.clone()));
         m.insert("message_id".into(), Value::String(self.message_id.clone()));
@@ -688,7 +696,7 @@ mod tests {
         let mut events = vec![Event::new("m", "t", t)];
         let mut e = Event::new("m\"1\\é\u{1}\u{7f}\u{2028}", "compute.\n\tx", early)
             .with_trait("a", TraitValue::Text("x\"y\\z\u{0}\u{1f}ü😀".into()))
-            .with_trait("", TraitValue::Text(String::new()))
+            .with_trait("", TraitValue::Text(SmolStr::default()))
             .with_trait("when", TraitValue::Datetime(far));
         for (i, f) in [
             0.0,

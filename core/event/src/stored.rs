@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{from_micros, to_micros, Datatype, TraitValue};
+use crate::{from_micros, to_micros, Datatype, TraitValue, Traits};
 
 /// An undecodable stored traits document.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub struct StoredTraitsError(String);
 
 fn value_json(v: &TraitValue) -> String {
     match v {
-        TraitValue::Text(s) => serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()),
+        TraitValue::Text(s) => serde_json::to_string(s.as_str()).unwrap_or_else(|_| "\"\"".into()),
         TraitValue::Int(i) => i.to_string(),
         TraitValue::Float(f) if f.is_nan() => "\"NaN\"".into(),
         TraitValue::Float(f) if f.is_infinite() => {
@@ -51,7 +51,7 @@ fn member(name: &str, v: &TraitValue) -> String {
 }
 
 /// Encode an event's traits (sorted by name, as the map is).
-pub fn encode_traits(traits: &BTreeMap<String, TraitValue>) -> String {
+pub fn encode_traits(traits: &Traits) -> String {
     let mut out = String::with_capacity(24 * traits.len() + 2);
     out.push('{');
     for (i, (name, v)) in traits.iter().enumerate() {
@@ -66,14 +66,14 @@ pub fn encode_traits(traits: &BTreeMap<String, TraitValue>) -> String {
 
 /// Decode a document written by [`encode_traits`]. Members with an unknown
 /// type code are skipped (a newer writer); a malformed document is an error.
-pub fn decode_traits(doc: &str) -> Result<BTreeMap<String, TraitValue>, StoredTraitsError> {
+pub fn decode_traits(doc: &str) -> Result<Traits, StoredTraitsError> {
     let raw: BTreeMap<String, (i32, serde_json::Value)> =
         serde_json::from_str(doc).map_err(|e| StoredTraitsError(e.to_string()))?;
-    let mut out = BTreeMap::new();
+    let mut out = Vec::with_capacity(raw.len());
     for (name, (code, v)) in raw {
         let bad = || StoredTraitsError(format!("trait {name:?}: bad value {v} for type {code}"));
         let value = match Datatype::from_code(code) {
-            Some(Datatype::Text) => TraitValue::Text(v.as_str().ok_or_else(bad)?.to_string()),
+            Some(Datatype::Text) => TraitValue::Text(v.as_str().ok_or_else(bad)?.into()),
             Some(Datatype::Int) => TraitValue::Int(v.as_i64().ok_or_else(bad)?),
             Some(Datatype::Float) => TraitValue::Float(match &v {
                 serde_json::Value::String(s) if s == "NaN" => f64::NAN,
@@ -86,9 +86,10 @@ pub fn decode_traits(doc: &str) -> Result<BTreeMap<String, TraitValue>, StoredTr
             }
             _ => continue,
         };
-        out.insert(name, value);
+        out.push((name.into(), value));
     }
-    Ok(out)
+    // the keys came out of a BTreeMap: sorted and unique
+    Ok(Traits::from_sorted_vec(out))
 }
 
 /// The substring that occurs in a stored document exactly when trait `name`
@@ -102,10 +103,8 @@ mod tests {
     use super::*;
     use crate::parse_timestamp;
 
-    fn traits(list: &[(&str, TraitValue)]) -> BTreeMap<String, TraitValue> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.clone()))
-            .collect()
+    fn traits(list: &[(&str, TraitValue)]) -> Traits {
+        list.iter().map(|(n, v)| (*n, v.clone())).collect()
     }
 
     /// Encode, check the document, decode back to the same traits.

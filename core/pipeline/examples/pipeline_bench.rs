@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
                 "bench.fire",
                 t0 + chrono::Duration::milliseconds(i as i64),
             )
-            .with_trait("instance_id", TraitValue::Text(format!("inst-{i}")))
+            .with_trait("instance_id", TraitValue::Text(format!("inst-{i}").into()))
         })
         .collect();
     let ti = Instant::now();

@@ -37,7 +37,7 @@ impl Handler for Scripted {
             "add" => {
                 let e = Event::new(format!("out-{}", env.stream_id), "out.event", t0()).with_trait(
                     "instance_id",
-                    TraitValue::Text(format!("out-{}", env.stream_id)),
+                    TraitValue::Text(format!("out-{}", env.stream_id).into()),
                 );
                 events.push(e);
                 Ok(events)
@@ -150,7 +150,7 @@ async fn stream_states(store: &AnyStore) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in store.find_streams(&q).await.unwrap() {
         let inst = match s.item.distinguishing_traits.get("instance_id") {
-            Some(stv3_winchester::DistValue::Trait(TraitValue::Text(t))) => t.clone(),
+            Some(stv3_winchester::DistValue::Trait(TraitValue::Text(t))) => t.to_string(),
             _ => "?".into(),
         };
         out.push((inst, s.item.state.name().to_string()));

@@ -61,7 +61,7 @@ fn parse_event(line: &str) -> anyhow::Result<Event> {
         let name = t["name"].as_str().ok_or_else(|| anyhow!("trait name"))?;
         let val = &t["value"];
         let tv = match t["type"].as_str() {
-            Some("text") => TraitValue::Text(val.as_str().unwrap_or_default().to_string()),
+            Some("text") => TraitValue::Text(val.as_str().unwrap_or_default().into()),
             Some("int") => TraitValue::Int(val.as_i64().ok_or_else(|| anyhow!("int {name}"))?),
             Some("float") => {
                 TraitValue::Float(val.as_f64().ok_or_else(|| anyhow!("float {name}"))?)
@@ -71,7 +71,7 @@ fn parse_event(line: &str) -> anyhow::Result<Event> {
             }
             other => return Err(anyhow!("trait {name}: type {other:?}")),
         };
-        e.traits.insert(name.to_string(), tv);
+        e.traits.insert(name.into(), tv);
     }
     Ok(e)
 }

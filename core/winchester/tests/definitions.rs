@@ -23,7 +23,7 @@ fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, us: u32) -> Timestamp {
 fn ev(event_type: &str, ts: Timestamp, traits: &[(&str, TraitValue)]) -> Event {
     let mut e = Event::new("m", event_type, ts);
     for (k, v) in traits {
-        e.traits.insert(k.to_string(), v.clone());
+        e.traits.insert((*k).into(), v.clone());
     }
     e
 }

@@ -781,7 +781,10 @@ async fn trait_documents_and_the_trait_index() {
         let ts = t(2015, 3, 1, 18, 0, 0, 0);
         let ev = |i: u32, flavor: &str| {
             Event::new(format!("doc-{i}"), "compute.instance.update", ts)
-                .with_trait("instance_id", TraitValue::Text(format!("inst-{}", i % 2)))
+                .with_trait(
+                    "instance_id",
+                    TraitValue::Text(format!("inst-{}", i % 2).into()),
+                )
                 .with_trait("flavor", TraitValue::Text(flavor.into()))
                 .with_trait("memory_mb", TraitValue::Int(512 * i as i64))
         };

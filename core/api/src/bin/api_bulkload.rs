@@ -10,7 +10,6 @@
 //! TimeRange as distinguishing traits, and the streamevent links. Names are
 //! those `api-load` generates: instance `inst-%08x`, tenant `tenant-%04d`.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -18,7 +17,7 @@ use clap::Parser;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor};
 use stv3_event::stored::encode_traits;
-use stv3_event::{from_micros, TraitValue};
+use stv3_event::{from_micros, TraitValue, Traits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -197,8 +196,8 @@ async fn main() -> anyhow::Result<()> {
         let launched = T0 + (inst as i64) * 1_000_000;
         // As an ingester stores them: every trait in the event's traits
         // document, index rows for the schema's default indexed names only.
-        let text = |v: String| TraitValue::Text(v);
-        let traits: BTreeMap<String, TraitValue> = [
+        let text = |v: String| TraitValue::Text(v.into());
+        let traits: Traits = [
             ("instance_id", text(format!("inst-{inst:08x}"))),
             ("tenant_id", text(format!("tenant-{tenant:04}"))),
             ("request_id", text(format!("req-{:08x}", i / 3))),
@@ -209,7 +208,6 @@ async fn main() -> anyhow::Result<()> {
             ("launched_at", TraitValue::Datetime(from_micros(launched))),
         ]
         .into_iter()
-        .map(|(n, v)| (n.to_string(), v))
         .collect();
         let doc = encode_traits(&traits)
             .replace('\\', "\\\\")

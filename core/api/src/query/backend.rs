@@ -27,7 +27,7 @@ fn trait_value(
     dt: Option<i64>,
 ) -> Option<TraitValue> {
     match kind {
-        1 => s.map(TraitValue::Text),
+        1 => s.map(|s| TraitValue::Text(s.into())),
         2 => i.map(TraitValue::Int),
         3 => f.map(TraitValue::Float),
         4 => dt.map(|t| TraitValue::Datetime(from_micros(t))),
@@ -154,7 +154,7 @@ macro_rules! api_store {
                     Some(d) => decode_traits(d)
                         .map_err(|e| sqlx::Error::Decode(format!("event {message_id}: {e}").into()))?
                         .into_iter()
-                        .map(|(n, v)| (n, Some(v)))
+                        .map(|(n, v)| (n.to_string(), Some(v)))
                         .collect(),
                     None => Vec::new(),
                 };

@@ -94,7 +94,7 @@ fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: 
 
 /// The typed values a filter can match, as traits-document fragments.
 fn document_match(sql: &mut Sql, f: &TraitFilter) {
-    let mut values = vec![TraitValue::Text(f.text.clone())];
+    let mut values = vec![TraitValue::Text(f.text.as_str().into())];
     values.extend(f.int.map(TraitValue::Int));
     values.extend(f.float.map(TraitValue::Float));
     values.extend(f.datetime.map(|t| TraitValue::Datetime(from_micros(t))));

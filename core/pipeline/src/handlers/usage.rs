@@ -171,7 +171,7 @@ pub fn process_block(block: &[&Event], exists: &Event, stream_id: i64) -> Vec<Ev
             .with_trait("publisher_id", TraitValue::Text("stv3".into()))
             .with_trait("stream_id", TraitValue::Int(stream_id))
             .with_trait("instance_id", instance_id)
-            .with_trait("warnings", TraitValue::Text(warnings.join(", "))),
+            .with_trait("warnings", TraitValue::Text(warnings.join(", ").into())),
         );
     }
     let mut verdict = Event::new(
@@ -180,21 +180,18 @@ pub fn process_block(block: &[&Event], exists: &Event, stream_id: i64) -> Vec<Ev
         exists.generated,
     );
     verdict.traits = exists.traits.clone();
-    verdict
-        .traits
-        .entry("bandwidth_in".into())
-        .or_insert(TraitValue::Int(0));
-    verdict
-        .traits
-        .entry("bandwidth_out".into())
-        .or_insert(TraitValue::Int(0));
-    verdict
-        .traits
-        .entry("rax_options".into())
-        .or_insert(TraitValue::Text("0".into()));
+    for (name, default) in [
+        ("bandwidth_in", TraitValue::Int(0)),
+        ("bandwidth_out", TraitValue::Int(0)),
+        ("rax_options", TraitValue::Text("0".into())),
+    ] {
+        if !verdict.traits.contains_key(name) {
+            verdict.traits.insert(name.into(), default);
+        }
+    }
     verdict.traits.insert(
         "original_message_id".into(),
-        TraitValue::Text(exists.message_id.clone()),
+        TraitValue::Text(exists.message_id.as_str().into()),
     );
     verdict
         .traits
@@ -212,7 +209,7 @@ pub fn process_block(block: &[&Event], exists: &Event, stream_id: i64) -> Vec<Ev
         Err(e) => {
             verdict
                 .traits
-                .insert("error".into(), TraitValue::Text(e.message));
+                .insert("error".into(), TraitValue::Text(e.message.into()));
             verdict
                 .traits
                 .insert("error_code".into(), TraitValue::Text(e.code.into()));
@@ -415,7 +412,7 @@ fn py_lt(a: &TraitValue, b: &TraitValue) -> bool {
 pub fn show(v: Option<&TraitValue>) -> String {
     match v {
         None => "None".into(),
-        Some(TraitValue::Text(s)) => s.clone(),
+        Some(TraitValue::Text(s)) => s.to_string(),
         Some(TraitValue::Int(i)) => i.to_string(),
         Some(TraitValue::Float(f)) => {
             if f.fract() == 0.0 && f.abs() < 1e16 {
@@ -462,9 +459,9 @@ mod tests {
                     } else if let Some(i) = v.strip_prefix('#') {
                         TraitValue::Int(i.parse().unwrap())
                     } else {
-                        TraitValue::Text(v.to_string())
+                        TraitValue::Text((*v).into())
                     };
-                    e.traits.insert(k.to_string(), tv);
+                    e.traits.insert((*k).into(), tv);
                 }
             }
         }
@@ -788,7 +785,7 @@ mod tests {
         assert_eq!(v.get("publisher_id"), Some(TraitValue::Text("stv3".into())));
         assert_eq!(
             v.get("original_message_id"),
-            Some(TraitValue::Text(ex.message_id.clone()))
+            Some(TraitValue::Text(ex.message_id.as_str().into()))
         );
         assert_eq!(v.message_id, derived_id(&ex.message_id, VERIFIED));
 
@@ -815,10 +812,13 @@ mod tests {
         assert_eq!(types, [WARNINGS, VERIFIED]);
         assert_eq!(
             out[0].get("warnings"),
-            Some(TraitValue::Text(format!(
-                "Non-EOD .exists found (msg_id: {}) with no operation event.",
-                non_eod.message_id
-            )))
+            Some(TraitValue::Text(
+                format!(
+                    "Non-EOD .exists found (msg_id: {}) with no operation event.",
+                    non_eod.message_id
+                )
+                .into()
+            ))
         );
         assert_eq!(
             out[0].get("instance_id"),

@@ -101,7 +101,7 @@ pub fn synthetic_events(n: usize) -> Vec<Event> {
                 t,
                 t0() + chrono::Duration::milliseconds(i as i64),
             )
-            .with_trait("instance_id", TraitValue::Text(format!("inst-{i}")))
+            .with_trait("instance_id", TraitValue::Text(format!("inst-{i}").into()))
         })
         .collect()
 }

@@ -111,7 +111,7 @@ fn cap_255(s: &str) -> String {
 fn trait_from_row(r: &DbRow, base: usize) -> Result<Option<TraitValue>, StoreError> {
     let ty: i64 = r.try_get(base)?;
     Ok(match Datatype::from_code(ty as i32) {
-        Some(Datatype::Text) => opt_text_col(r, base + 1)?.map(TraitValue::Text),
+        Some(Datatype::Text) => opt_text_col(r, base + 1)?.map(|s| TraitValue::Text(s.into())),
         Some(Datatype::Float) => r.try_get::<Option<f64>, _>(base + 2)?.map(TraitValue::Float),
         Some(Datatype::Int) => r.try_get::<Option<i64>, _>(base + 3)?.map(TraitValue::Int),
         Some(Datatype::Datetime) => r.try_get::<Option<i64>, _>(base + 4)?.map(|t| TraitValue::Datetime(from_micros(t))),
@@ -316,7 +316,7 @@ impl ThisStore {
                 let id: i64 = r.try_get(0)?;
                 let name = text_col(&r, 1)?;
                 if let (Some(v), Some(e)) = (trait_from_row(&r, 2)?, found.get_mut(&id)) {
-                    e.event.traits.insert(name, v);
+                    e.event.traits.insert(name.into(), v);
                 }
             }
         }
