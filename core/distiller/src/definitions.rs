@@ -110,7 +110,14 @@ impl TraitDefinition {
                     View::Str(s) => Cow::Borrowed(s),
                     _ => Cow::Owned(py_str(v)),
                 });
-                self.plugin_result(plugin.value_of_first_text(text.as_deref()))
+                match plugin.piece_of_first_text(text.as_deref()) {
+                    Some(None) => Ok(None),
+                    Some(Some(piece)) if self.datatype == Datatype::Text => {
+                        Ok(Some(TraitValue::Text(SmolStr::new(piece))))
+                    }
+                    Some(Some(piece)) => Ok(convert(&Value::String(piece.into()), self.datatype)?),
+                    None => self.plugin_result(plugin.value_of_first_text(text.as_deref())),
+                }
             }
             Some(plugin) => {
                 let matches: Vec<FieldMatch> = self

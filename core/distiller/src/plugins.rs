@@ -60,6 +60,16 @@ pub trait TraitPlugin: Send + Sync + fmt::Debug {
 
     /// The trait value from the first match's text (`None`: no match). Must
     /// agree with [`TraitPlugin::trait_value`] on the same input.
+    /// For a [`TraitPlugin::first_text_only`] plugin whose value is a piece
+    /// of that text (`split`): the piece, borrowed (`Some(None)`: no value),
+    /// so the distiller makes the trait without an intermediate `String`.
+    /// `None` (the default): the distiller calls
+    /// [`TraitPlugin::value_of_first_text`]. Must agree with it (a piece `p`
+    /// stands for `Ok(Some(Value::String(p)))`).
+    fn piece_of_first_text<'s>(&self, _first: Option<&'s str>) -> Option<Option<&'s str>> {
+        None
+    }
+
     fn value_of_first_text(&self, first: Option<&str>) -> Result<Option<Value>, String> {
         let matches: Vec<FieldMatch> = first
             .map(|s| FieldMatch::new("", Value::String(s.to_string())))
@@ -221,6 +231,10 @@ impl TraitPlugin for Split {
         Ok(first
             .and_then(|s| self.segment_of(s))
             .map(|part| Value::String(part.to_string())))
+    }
+
+    fn piece_of_first_text<'s>(&self, first: Option<&'s str>) -> Option<Option<&'s str>> {
+        Some(first.and_then(|s| self.segment_of(s)))
     }
 }
 
@@ -384,6 +398,10 @@ mod tests {
             let first = input.first().map(|(_, v)| crate::convert::py_str(v));
             let fast = plug.value_of_first_text(first.as_deref()).map_err(|_| ());
             assert_eq!(fast, expected, "{plugin} {p} on {input:?} (first text)");
+            if let Some(piece) = plug.piece_of_first_text(first.as_deref()) {
+                let piece = Ok(piece.map(|s| Value::String(s.into())));
+                assert_eq!(piece, expected, "{plugin} {p} on {input:?} (piece)");
+            }
         }
     }
 
