@@ -193,6 +193,11 @@ impl Split {
             Some(n) if n >= 0 => n as usize + 1,
             _ => usize::MAX,
         };
+        if let ([sep], Ok(segment)) = (self.separator.as_bytes(), usize::try_from(self.segment)) {
+            if sep.is_ascii() {
+                return nth_piece(s, *sep, limit, segment);
+            }
+        }
         // the same walk for a one-character separator (the usual `.`,
         // found with memchr) and for a longer one
         macro_rules! segment {
@@ -213,6 +218,31 @@ impl Split {
             _ => segment!(self.separator.as_str()),
         }
     }
+}
+
+/// `s.splitn(limit, sep).nth(segment)` for an ASCII separator, walked over
+/// the bytes (the usual `split` of one segment of a short text).
+fn nth_piece(s: &str, sep: u8, limit: usize, segment: usize) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut pieces = 1; // pieces started so far: the one at `start`
+    for _ in 0..segment {
+        if pieces == limit {
+            return None;
+        }
+        start += b[start..].iter().position(|&c| c == sep)? + 1;
+        pieces += 1;
+    }
+    let end = if pieces == limit {
+        b.len()
+    } else {
+        b[start..]
+            .iter()
+            .position(|&c| c == sep)
+            .map_or(b.len(), |i| start + i)
+    };
+    // an ASCII separator is a char boundary on both sides
+    Some(&s[start..end])
 }
 
 impl TraitPlugin for Split {
@@ -401,6 +431,31 @@ mod tests {
             if let Some(piece) = plug.piece_of_first_text(first.as_deref()) {
                 let piece = Ok(piece.map(|s| Value::String(s.into())));
                 assert_eq!(piece, expected, "{plugin} {p} on {input:?} (piece)");
+            }
+        }
+    }
+
+    #[test]
+    fn nth_piece_is_splitn_nth() {
+        for s in [
+            "",
+            ".",
+            "a",
+            "a.b",
+            ".a.",
+            "a..b.c",
+            "publisher-291704",
+            "é.ü.x",
+            "...",
+        ] {
+            for limit in [1, 2, 3, 4, usize::MAX] {
+                for segment in 0..6 {
+                    assert_eq!(
+                        nth_piece(s, b'.', limit, segment),
+                        s.splitn(limit, '.').nth(segment),
+                        "{s:?} {limit} {segment}"
+                    );
+                }
             }
         }
     }

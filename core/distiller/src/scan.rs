@@ -978,15 +978,20 @@ impl<'a> Scanner<'a, '_> {
                 node.child_at(self.b, ks, ke)
             };
             match child {
-                None => {
-                    if self.b.get(p) == Some(&b'"') {
-                        p = self.string_at(p)?.1 + 1;
-                    } else {
+                None => match self.b.get(p) {
+                    Some(b'"') => p = self.string_at(p)?.1 + 1,
+                    // `null`, `false`, `true` and `{}`, frequent in
+                    // notifications, without the call
+                    Some(b'n') if self.b.get(p..p + 4) == Some(b"null") => p += 4,
+                    Some(b'f') if self.b.get(p..p + 5) == Some(b"false") => p += 5,
+                    Some(b't') if self.b.get(p..p + 4) == Some(b"true") => p += 4,
+                    Some(b'{') if self.b.get(p + 1) == Some(&b'}') => p += 2,
+                    _ => {
                         self.pos = p;
                         self.skip_other(depth + 1)?;
                         p = self.pos;
                     }
-                }
+                },
                 Some(c) => {
                     let c = c as usize;
                     let cn = &nodes[c];
