@@ -121,14 +121,36 @@ impl QueueConsumer {
         max: usize,
         linger: Duration,
     ) -> Result<Option<Vec<Incoming>>> {
-        let first = match self.consumer.next().await {
-            None => return Ok(None),
-            Some(Err(e)) => return Err(AmqpError::lapin(format!("consume {:?}", self.queue), e)),
-            Some(Ok(d)) => d,
+        self.fill_batch(Vec::new(), None, max, linger).await
+    }
+
+    /// As [`QueueConsumer::next_batch`], continuing `batch` (deliveries taken earlier
+    /// with [`QueueConsumer::try_next`]); `first_at` is when its first one arrived, from
+    /// which `linger` counts.
+    pub async fn fill_batch(
+        &mut self,
+        mut batch: Vec<Incoming>,
+        first_at: Option<tokio::time::Instant>,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Option<Vec<Incoming>>> {
+        let first_at = match first_at {
+            Some(t) if !batch.is_empty() => t,
+            _ => {
+                let first = match self.consumer.next().await {
+                    None if batch.is_empty() => return Ok(None),
+                    None => return Ok(Some(batch)),
+                    Some(Err(e)) => {
+                        return Err(AmqpError::lapin(format!("consume {:?}", self.queue), e))
+                    }
+                    Some(Ok(d)) => d,
+                };
+                batch.reserve(max.min(4096));
+                batch.push(Incoming::from(first));
+                tokio::time::Instant::now()
+            }
         };
-        let mut batch = Vec::with_capacity(max.min(4096));
-        batch.push(Incoming::from(first));
-        let deadline = tokio::time::Instant::now() + linger;
+        let deadline = first_at + linger;
         while batch.len() < max {
             match tokio::time::timeout_at(deadline, self.consumer.next()).await {
                 Err(_) => break, // linger over
@@ -141,6 +163,16 @@ impl QueueConsumer {
             }
         }
         Ok(Some(batch))
+    }
+
+    /// A delivery that has already arrived, without waiting: `None` when there is none.
+    pub fn try_next(&mut self) -> Option<Result<Incoming>> {
+        use futures::FutureExt;
+        match self.consumer.next().now_or_never()? {
+            None => None,
+            Some(Err(e)) => Some(Err(AmqpError::lapin(format!("consume {:?}", self.queue), e))),
+            Some(Ok(d)) => Some(Ok(Incoming::from(d))),
+        }
     }
 
     /// Ack every delivery up to and including `tag`.

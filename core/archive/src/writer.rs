@@ -6,6 +6,13 @@
 //! fsyncs it, renames it to its final name, fsyncs the directory, then deletes the working
 //! file. At start-up the writer finishes its own leftover working files (those with its
 //! `writer_id` prefix), dropping a trailing partial line that was never acknowledged.
+//!
+//! With [`ArchiveWriter::with_background_rolls`] (what `yagi-event` uses), an automatic
+//! roll hands the full working file to a compression thread and the next batch goes to a
+//! new working file at once, so a batch never waits for gzip. At most one compression
+//! runs: a roll that comes due while the previous one still runs waits for it. A failed
+//! background roll leaves its working file in place (durable, still this writer's) and is
+//! retried like a failed inline roll; a crash mid-roll is finished by the recovery above.
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +52,17 @@ pub struct ArchiveWriter {
     last_roll_error: Option<String>,
     /// after a failed automatic roll, the next automatic attempt waits until then
     retry_roll_at: Option<Timestamp>,
+    /// automatic rolls compress on a thread ([`ArchiveWriter::with_background_rolls`])
+    background: bool,
+    /// the compression thread of the current background roll
+    rolling: Option<Rolling>,
+    /// working files (already closed) whose roll failed; retried after the back-off
+    unrolled: Vec<PathBuf>,
+}
+
+struct Rolling {
+    working: PathBuf,
+    handle: std::thread::JoinHandle<Result<PathBuf, ArchiveError>>,
 }
 
 /// How long an automatic roll waits after a failed one (each attempt re-reads the file).
@@ -57,6 +75,15 @@ impl std::fmt::Debug for ArchiveWriter {
             .field("working_file", &self.working_file())
             .field("working_size", &self.working_size())
             .finish()
+    }
+}
+
+impl Drop for ArchiveWriter {
+    /// Let a background compression finish (a kill instead is covered by the recovery).
+    fn drop(&mut self) {
+        if self.rolling.is_some() {
+            let _ = self.wait_for_rolls();
+        }
     }
 }
 
@@ -79,10 +106,96 @@ impl ArchiveWriter {
             recovered: Vec::new(),
             last_roll_error: None,
             retry_roll_at: None,
+            background: false,
+            rolling: None,
+            unrolled: Vec::new(),
         };
         w.remove_partials()?;
         w.recover()?;
         Ok(w)
+    }
+
+    /// Compress automatic rolls (size, age) on a background thread instead of inside
+    /// `write_batch`/`tick`. Explicit [`ArchiveWriter::roll`] stays synchronous.
+    pub fn with_background_rolls(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
+    /// Wait for the background roll in flight, if any. Returns the finished file.
+    pub fn wait_for_rolls(&mut self) -> Result<Option<PathBuf>, ArchiveError> {
+        let Some(r) = self.rolling.take() else {
+            return Ok(None);
+        };
+        let result = r.handle.join().unwrap_or_else(|p| {
+            Err(ArchiveError::Config(format!(
+                "internal: the archive compression thread panicked: {}",
+                p.downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("?")
+            )))
+        });
+        match result {
+            Ok(done) => {
+                tracing::info!(archive = %done.display(), "archive rolled");
+                self.last_roll_error = None;
+                Ok(Some(done))
+            }
+            Err(e) => {
+                tracing::warn!(working = %r.working.display(), error = %e,
+                    "background archive roll failed; the data stays in the working file and the roll is retried");
+                self.last_roll_error = Some(e.to_string());
+                self.retry_roll_at =
+                    (self.clock)().checked_add_signed(ROLL_RETRY_DELAY);
+                self.unrolled.push(r.working);
+                Err(e)
+            }
+        }
+    }
+
+    /// Collect a finished background roll without blocking.
+    fn reap_roll(&mut self) -> Option<PathBuf> {
+        if self.rolling.as_ref().is_some_and(|r| r.handle.is_finished()) {
+            self.wait_for_rolls().ok().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// Start compressing `working` on a thread (after the previous one finished).
+    fn roll_in_background(&mut self, working: PathBuf, now: Timestamp) -> Option<PathBuf> {
+        let previous = self.wait_for_rolls().ok().flatten();
+        let cfg = self.cfg.clone();
+        let prefix = self.partial_prefix();
+        let path = working.clone();
+        let handle = std::thread::Builder::new()
+            .name("archive-roll".into())
+            .spawn(move || finish_file(&cfg, &prefix, &path, now));
+        match handle {
+            Ok(handle) => self.rolling = Some(Rolling { working, handle }),
+            Err(e) => {
+                self.last_roll_error = Some(format!("cannot start the compression thread: {e}"));
+                self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
+                self.unrolled.push(working);
+            }
+        }
+        previous
+    }
+
+    /// Background mode: close the working file and compress it on the thread;
+    /// failed rolls from before are retried first, one per call.
+    fn start_automatic_roll(&mut self, now: Timestamp) -> Option<PathBuf> {
+        if !self.unrolled.is_empty() {
+            let retry = self.unrolled.remove(0);
+            return self.roll_in_background(retry, now);
+        }
+        let active = self.active.take()?;
+        if active.size == 0 {
+            self.active = Some(active);
+            return None;
+        }
+        self.roll_in_background(active.path, now)
     }
 
     /// The configuration.
@@ -155,7 +268,12 @@ impl ArchiveWriter {
             return Err(ArchiveError::io(&active.path, "append and fsync", e));
         }
         active.size += buf.len() as u64;
-        if self.should_roll(now) {
+        if self.background {
+            self.reap_roll();
+            if self.should_roll(now) {
+                self.start_automatic_roll(now);
+            }
+        } else if self.should_roll(now) {
             if let Err(e) = self.roll_at(now) {
                 tracing::warn!(error = %e, "archive roll failed; the data stays in the working file and the roll is retried");
                 self.last_roll_error = Some(e.to_string());
@@ -167,8 +285,18 @@ impl ArchiveWriter {
 
     /// Roll an idle working file whose age limit has passed (call it periodically; the
     /// original only checked on write, so an idle archive never rolled).
+    /// In background mode it returns a roll that finished since the last call.
     pub fn tick(&mut self) -> Result<Option<PathBuf>, ArchiveError> {
         let now = (self.clock)();
+        if self.background {
+            let reaped = self.reap_roll();
+            let started = if self.should_roll(now) {
+                self.start_automatic_roll(now)
+            } else {
+                None
+            };
+            return Ok(reaped.or(started));
+        }
         if !self.should_roll(now) {
             return Ok(None);
         }
@@ -180,19 +308,31 @@ impl ArchiveWriter {
     }
 
     /// Roll now if the working file holds data (e.g. at shutdown). Returns the finished file.
+    /// Waits for a background roll in flight, and finishes failed ones first.
     pub fn roll(&mut self) -> Result<Option<PathBuf>, ArchiveError> {
         let now = (self.clock)();
+        if self.rolling.is_some() {
+            // a failure is kept in `unrolled` and retried just below
+            let _ = self.wait_for_rolls();
+        }
+        while let Some(working) = self.unrolled.first().cloned() {
+            finish_file(&self.cfg, &self.partial_prefix(), &working, now)?;
+            self.unrolled.remove(0);
+        }
         self.roll_at(now)
     }
 
     /// Whether an automatic roll is due (limits reached, and not backing off after a failure).
     fn should_roll(&self, now: Timestamp) -> bool {
-        let Some(a) = &self.active else {
-            return false;
-        };
         if self.retry_roll_at.is_some_and(|t| now < t) {
             return false;
         }
+        if !self.unrolled.is_empty() {
+            return true;
+        }
+        let Some(a) = &self.active else {
+            return false;
+        };
         let age = TimeDelta::try_minutes(i64::try_from(self.cfg.roll_minutes).unwrap_or(i64::MAX))
             .unwrap_or(TimeDelta::MAX);
         a.size >= self.cfg.roll_size_bytes
@@ -246,7 +386,16 @@ impl ArchiveWriter {
                 self.working_prefix(),
                 filename::render(&self.cfg.filename_template, now, WORKING_CRC)?
             );
-            let path = self.cfg.working_directory.join(name);
+            let mut path = self.cfg.working_directory.join(&name);
+            // a working file still being compressed (or waiting for a retry) may have
+            // the same name: never append to it
+            let mut n = 1;
+            while self.rolling.as_ref().is_some_and(|r| r.working == path)
+                || self.unrolled.contains(&path)
+            {
+                path = self.cfg.working_directory.join(format!("{name}-{n}"));
+                n += 1;
+            }
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)

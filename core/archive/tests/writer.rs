@@ -557,3 +557,68 @@ fn disk_full_is_an_error() {
     }
     assert_eq!(w.working_size(), 0);
 }
+
+/// Background rolls: the batch never compresses; every record ends up in exactly one
+/// finished file, in order, once the rolls in flight are waited for; a working file
+/// name still being compressed is never appended to.
+#[test]
+fn background_rolls_lose_and_repeat_nothing() {
+    let d = dirs();
+    // a frozen clock: every working file renders the same name
+    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
+    let mut cfg = config(&d);
+    cfg.roll_size_bytes = 10_000;
+    let mut w = ArchiveWriter::open_with_clock(cfg, clock.clock())
+        .unwrap()
+        .with_background_rolls();
+    let recs: Vec<Vec<u8>> = (0..2000).map(record).collect();
+    for chunk in recs.chunks(37) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|r| r.as_slice()).collect();
+        w.write_batch(&refs).unwrap();
+        assert!(w.working_size() < 10_000 + 37 * 200);
+    }
+    w.roll().unwrap();
+    assert!(w.wait_for_rolls().unwrap().is_none(), "roll() waited");
+    let done = finished(&d.dest);
+    assert!(done.len() > 10, "{} files", done.len());
+    let mut ids = message_ids(&done);
+    ids.sort();
+    let mut want = expected_ids(2000);
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(files(&d.work).is_empty(), "{:?}", files(&d.work));
+}
+
+/// A background roll that fails keeps its working file, reports the error, and is
+/// retried after the back-off; nothing is lost or doubled.
+#[test]
+fn failed_background_roll_is_retried() {
+    let d = dirs();
+    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
+    let mut cfg = config(&d);
+    cfg.roll_size_bytes = 1;
+    let mut w = ArchiveWriter::open_with_clock(cfg, clock.clock())
+        .unwrap()
+        .with_background_rolls();
+    fs::remove_dir_all(&d.dest).unwrap();
+    fs::write(&d.dest, b"a file, not a directory").unwrap();
+    w.write_batch(&[&record(0)]).unwrap();
+    assert!(w.wait_for_rolls().is_err());
+    assert!(w.last_roll_error().is_some());
+    fs::remove_file(&d.dest).unwrap();
+    fs::create_dir_all(&d.dest).unwrap();
+    // backing off: the next write goes to a new working file, nothing is rolled
+    clock.advance(TimeDelta::seconds(1));
+    w.write_batch(&[&record(1)]).unwrap();
+    w.wait_for_rolls().unwrap();
+    assert!(finished(&d.dest).is_empty());
+    assert_eq!(files(&d.work).len(), 2, "{:?}", files(&d.work));
+    clock.advance(TimeDelta::seconds(61));
+    w.write_batch(&[&record(2)]).unwrap();
+    w.roll().unwrap();
+    assert_eq!(w.last_roll_error(), None);
+    let mut ids = message_ids(&finished(&d.dest));
+    ids.sort();
+    assert_eq!(ids, expected_ids(3));
+    assert!(files(&d.work).is_empty(), "{:?}", files(&d.work));
+}

@@ -82,6 +82,12 @@ pub trait Source: Send {
     fn reconnects(&self) -> u64 {
         0
     }
+    /// A full batch that has already arrived, taken without waiting, so the chain can
+    /// prepare it while the previous batch is made durable. `None` when there is none,
+    /// or when the source wants no batch in flight (e.g. a reconnect is due).
+    fn ready_batch(&mut self) -> Option<SourceBatch> {
+        None
+    }
 }
 
 /// The raw archive (shoebox handler).
@@ -159,23 +165,21 @@ pub struct Chain {
     pub counters: Arc<Counters>,
 }
 
-impl Chain {
-    /// Seed the dedupe set from the archive's tail (call once at start).
-    pub fn seed_recent(&mut self) -> anyhow::Result<usize> {
-        let Some(a) = self.archive.as_mut() else {
-            return Ok(0);
-        };
-        let lines = a.recent_lines(self.recent.cap())?;
-        let mut n = 0;
-        for l in lines {
-            if let Some(id) = message_id_of_line(&l) {
-                self.recent.insert(&id);
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
+/// The pure step of a [`Chain`]: parse, filter, distill, shape archive lines.
+#[derive(Clone)]
+pub struct Preparer {
+    consumer: String,
+    queue: String,
+    archive: bool,
+    archive_filter: EventTypeFilter,
+    wrap: Wrap,
+    store: Option<Arc<dyn EventSink>>,
+    store_filter: EventTypeFilter,
+    payload_filters: Vec<PayloadFilter>,
+    max_payload_bytes: usize,
+}
 
+impl Preparer {
     fn poison(&self, m: &RawMessage, p: Poison) -> QuarantineRecord {
         tracing::warn!(consumer = %self.consumer, queue = %self.queue, reason = p.reason.code(),
             message_id = p.message_id.as_deref().unwrap_or("-"), detail = %p.detail, "quarantined poison message");
@@ -227,7 +231,7 @@ impl Chain {
                     }
                 }
             }
-            if self.archive.is_some() && self.archive_filter.admits(&n.event_type) {
+            if self.archive && self.archive_filter.admits(&n.event_type) {
                 p.archive.push((
                     n.message_id.clone(),
                     parse::archive_line(&m.body, &n, &self.wrap, rewritten),
@@ -238,6 +242,46 @@ impl Chain {
             }
         }
         p
+    }
+
+}
+
+impl Chain {
+    /// Seed the dedupe set from the archive's tail (call once at start).
+    pub fn seed_recent(&mut self) -> anyhow::Result<usize> {
+        let Some(a) = self.archive.as_mut() else {
+            return Ok(0);
+        };
+        let lines = a.recent_lines(self.recent.cap())?;
+        let mut n = 0;
+        for l in lines {
+            if let Some(id) = message_id_of_line(&l) {
+                self.recent.insert(&id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The pure step (see [`Preparer::prepare`]).
+    pub fn prepare(&self, messages: &[RawMessage]) -> Prepared {
+        self.preparer().prepare(messages)
+    }
+
+    /// What the pure step needs, detached from the chain so it can run on another
+    /// thread while the previous batch is made durable.
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            consumer: self.consumer.clone(),
+            queue: self.queue.clone(),
+            archive: self.archive.is_some(),
+            archive_filter: self.archive_filter.clone(),
+            wrap: self.wrap.clone(),
+            store: self.store.clone(),
+            store_filter: self.store_filter.clone(),
+            payload_filters: self.payload_filters.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+        }
     }
 
     /// The durable stages not yet done. Ok means everything in `p` is durable.
@@ -279,7 +323,9 @@ impl Chain {
                 _ => Ok(()),
             }
         };
-        let (archived, stored) = tokio::join!(archive_stage, store_stage);
+        let ((archived, archive_s), (stored, store_s)) =
+            tokio::join!(timed(archive_stage), timed(store_stage));
+        tracing::debug!(consumer = %self.consumer, archive_ms = archive_s * 1e3, store_ms = store_s * 1e3, "batch durable stages");
         if archived.is_ok() {
             p.archived_done = true;
         }
@@ -296,6 +342,13 @@ impl Chain {
 }
 
 /// The archive stage: append the lines not archived recently (durable on Ok).
+/// A future's output and how long it took, in seconds.
+async fn timed<T>(f: impl Future<Output = T>) -> (T, f64) {
+    let t = Instant::now();
+    let r = f.await;
+    (r, t.elapsed().as_secs_f64())
+}
+
 async fn archive_batch(
     archive: &mut dyn RawArchive,
     recent: &mut RecentIds,
@@ -400,25 +453,56 @@ pub async fn run(
     health: Option<stv3_telemetry::HealthComponent>,
 ) -> anyhow::Result<Stopped> {
     let consumer = chain.consumer.clone();
+    let preparer = Arc::new(chain.preparer());
+    // The next batch, taken while the current one was made durable, and its prepare
+    // running on a blocking thread meanwhile.
+    let mut ahead: Option<Ahead> = None;
     loop {
         let stopping = *shutdown.borrow();
         if stopping {
+            // a batch taken ahead was never acked: the broker requeues it on close
             return Ok(Stopped::Shutdown);
         }
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.changed() => return Ok(Stopped::Shutdown),
-            b = source.next_batch() => b?,
+        let (token, n, mut prepared, started, wait_s, prepare_s) = match ahead.take() {
+            Some(a) => {
+                let started = Instant::now();
+                let prepared = a
+                    .prepared
+                    .await
+                    .map_err(|e| anyhow::anyhow!("prepare task: {e}"))?;
+                // only the part of the prepare the durable stage did not hide
+                let prepare_s = started.elapsed().as_secs_f64();
+                (a.token, a.n, prepared, started, 0.0, prepare_s)
+            }
+            None => {
+                let waited = Instant::now();
+                let next = tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return Ok(Stopped::Shutdown),
+                    b = source.next_batch() => b?,
+                };
+                let wait_s = waited.elapsed().as_secs_f64();
+                let Some(batch) = next else {
+                    return Ok(Stopped::Exhausted);
+                };
+                let started = Instant::now();
+                let n = batch.messages.len() as u64;
+                count_consumed(chain, &consumer, n);
+                let prepared = preparer.prepare(&batch.messages);
+                let prepare_s = started.elapsed().as_secs_f64();
+                (batch.token, n, prepared, started, wait_s, prepare_s)
+            }
         };
-        let Some(batch) = next else {
-            return Ok(Stopped::Exhausted);
-        };
-        let started = Instant::now();
-        let n = batch.messages.len() as u64;
-        chain.counters.consumed.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("stv3_ingest_consumed_total", "consumer" => consumer.clone())
-            .increment(n);
-        let mut prepared = chain.prepare(&batch.messages);
+        if let Some(next) = source.ready_batch() {
+            let n = next.messages.len() as u64;
+            count_consumed(chain, &consumer, n);
+            let p = preparer.clone();
+            ahead = Some(Ahead {
+                token: next.token,
+                n,
+                prepared: tokio::task::spawn_blocking(move || p.prepare(&next.messages)),
+            });
+        }
         let mut backoff = Backoff::new(retry.initial, retry.max);
         loop {
             match chain.commit(&mut prepared).await {
@@ -439,7 +523,7 @@ pub async fn run(
                     let stopping = stop || *shutdown.borrow();
                     if stopping {
                         tracing::warn!(consumer = %consumer, "shutdown during retry: returning the batch to the queue");
-                        source.abort(batch.token).await;
+                        source.abort(token).await;
                         return Ok(Stopped::Shutdown);
                     }
                 }
@@ -448,7 +532,9 @@ pub async fn run(
         if let Some(h) = &health {
             h.ok();
         }
-        if let Err(e) = source.commit(batch.token).await {
+        let durable_s = started.elapsed().as_secs_f64() - prepare_s;
+        let acking = Instant::now();
+        if let Err(e) = source.commit(token).await {
             // The batch is durable; the source will see it again and the chain dedupes it.
             tracing::warn!(consumer = %consumer, error = %format!("{e:#}"), "ack failed after the batch was durable (it will be redelivered and deduplicated)");
         } else {
@@ -461,11 +547,35 @@ pub async fn run(
             .counters
             .reconnects
             .store(source.reconnects(), Ordering::Relaxed);
+        let ack_s = acking.elapsed().as_secs_f64();
         metrics::histogram!("stv3_ingest_batch_seconds", "consumer" => consumer.clone())
             .record(started.elapsed().as_secs_f64());
+        for (stage, secs) in [
+            ("wait", wait_s),
+            ("prepare", prepare_s),
+            ("durable", durable_s),
+            ("ack", ack_s),
+        ] {
+            metrics::histogram!("stv3_ingest_stage_seconds", "consumer" => consumer.clone(), "stage" => stage)
+                .record(secs);
+        }
+        tracing::debug!(consumer = %consumer, messages = n, wait_ms = wait_s * 1e3, prepare_ms = prepare_s * 1e3,
+            durable_ms = durable_s * 1e3, ack_ms = ack_s * 1e3, "batch done");
         metrics::gauge!("stv3_ingest_reconnects", "consumer" => consumer.clone())
             .set(source.reconnects() as f64);
     }
+}
+
+/// A batch taken ahead (see [`Source::ready_batch`]) and its prepare in flight.
+struct Ahead {
+    token: CommitToken,
+    n: u64,
+    prepared: tokio::task::JoinHandle<Prepared>,
+}
+
+fn count_consumed(chain: &Chain, consumer: &str, n: u64) {
+    chain.counters.consumed.fetch_add(n, Ordering::Relaxed);
+    metrics::counter!("stv3_ingest_consumed_total", "consumer" => consumer.to_string()).increment(n);
 }
 
 /// A source over messages already in memory (replay through the chain, tests).

@@ -23,7 +23,7 @@
 //! `amqp_url` (instead of the `[rabbit_broker]` parts), `state_dir` (file-source
 //! checkpoints; default `.`), `quarantine_dir` (default `<state_dir>/quarantine`),
 //! `ops_address` (host:port for `/health` and `/metrics`; none = off), `prefetch`
-//! (default 2 × max_messages), `linger_ms` (default 50: how long a partial batch
+//! (default 3 × max_messages), `linger_ms` (default 50: how long a partial batch
 //! waits for more), `max_payload_bytes` (default 4194304: larger bodies are quarantined),
 //! `dedupe_window` (default 65536: how many recently archived message_ids are remembered).
 //!
@@ -800,7 +800,8 @@ impl Reader<'_> {
                 event_filters.insert(app, f);
             }
         }
-        let prefetch_default = max_messages.unwrap_or(100).saturating_mul(2).max(1);
+        // one batch being made durable, one prepared ahead, one arriving
+        let prefetch_default = max_messages.unwrap_or(100).saturating_mul(3).max(1);
         let prefetch = self
             .parsed::<u16>(
                 "stv3",

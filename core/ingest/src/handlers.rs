@@ -62,8 +62,10 @@ impl ShoeboxArchive {
                 cell: cfg.wrap_cell.clone(),
             });
         }
+        // gzip of a full working file (30 MB: ~0.5 s) must not hold up the batch being acked
         let writer = ArchiveWriter::open(ac)
-            .map_err(|e| anyhow::anyhow!("archive for consumer {consumer}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("archive for consumer {consumer}: {e}"))?
+            .with_background_rolls();
         let mut seed: Vec<PathBuf> = writer.recovered().to_vec();
         for p in newest_files(&cfg.destination_folder, SEED_FILES) {
             if !seed.contains(&p) {

@@ -81,7 +81,7 @@ fn the_sandbox_config_loads_unchanged() {
     );
     assert_eq!(c.routing_keys, vec!["monitor.info"]);
     assert!(c.durable && c.exchange_durable && !c.auto_delete);
-    assert_eq!((c.max_messages, c.prefetch), (100, 200));
+    assert_eq!((c.max_messages, c.prefetch), (100, 300));
     assert_eq!(
         c.broker.amqp.uri(),
         "amqp://guest:guest@localhost:5672/%2F?heartbeat=30"
@@ -158,7 +158,7 @@ working_directory = events1
         vec!["monitor.info"],
         "default binding key = queue name"
     );
-    assert_eq!((a.prefetch, b.prefetch), (1000, 7));
+    assert_eq!((a.prefetch, b.prefetch), (1500, 7));
     assert_eq!(
         a.shoebox.as_ref().unwrap().working_directory,
         Path::new("/etc/yagi/events1")

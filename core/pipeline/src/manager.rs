@@ -219,17 +219,30 @@ impl<S: Store + 'static> PipelineManager<S> {
                 .unwrap_or(chrono::Duration::seconds(600));
         let claims = store.claim_streams(&chunk, to, lease_until).await?;
         let mut outcomes = Vec::with_capacity(chunk.len());
+        let mut claimed_streams: Vec<(&Stream, Stream)> = Vec::with_capacity(chunk.len());
+        for (stream, claim) in chunk.iter().zip(claims) {
+            match claim {
+                Some(claimed) => claimed_streams.push((stream, claimed)),
+                None => {
+                    tracing::debug!("Stream {} locked. Moving on...", stream.id);
+                    self.stats.bump(&self.trigger_label(&stream.name), "Locked");
+                    outcomes.push(Outcome::Locked);
+                }
+            }
+        }
+        // The claimed streams' pipelines run concurrently (their commits wait on
+        // the broker's confirms and the database, not on this CPU); results keep
+        // the chunk's order.
+        let runs: Vec<Result<Outcome, StoreError>> = futures::stream::iter(&claimed_streams)
+            .map(|(_, claimed)| self.run_claimed(claimed, kind, now))
+            .buffered(self.settings.concurrency.max(1) * 4)
+            .collect()
+            .await;
         let mut finishes: Vec<(Stream, Finish)> = Vec::new();
         let mut pending: Vec<(String, Outcome)> = Vec::new();
-        for (stream, claim) in chunk.iter().zip(claims) {
+        for ((stream, claimed), run) in claimed_streams.into_iter().zip(runs) {
             let trigger = self.trigger_label(&stream.name);
-            let Some(claimed) = claim else {
-                tracing::debug!("Stream {} locked. Moving on...", stream.id);
-                self.stats.bump(&trigger, "Locked");
-                outcomes.push(Outcome::Locked);
-                continue;
-            };
-            let outcome = match self.run_claimed(&claimed, kind, now).await {
+            let outcome = match run {
                 Ok(o) => o,
                 Err(e) => {
                     // The store failed before the pipeline ran (e.g. the database

@@ -270,7 +270,11 @@ pub fn spec(name: &str, bin_dir: &Path, bin: &str, args: &[String]) -> ProcSpec 
         name: name.into(),
         program: bin_dir.join(bin),
         args: args.to_vec(),
-        env: vec![("RUST_LOG".into(), "info".into())],
+        // STV3_SANDBOX_LOG: the processes' log filter (e.g. `info,stv3_ingest::chain=debug`)
+        env: vec![(
+            "RUST_LOG".into(),
+            std::env::var("STV3_SANDBOX_LOG").unwrap_or_else(|_| "info".into()),
+        )],
     }
 }
 

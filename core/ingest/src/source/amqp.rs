@@ -33,6 +33,12 @@ pub struct AmqpSource {
     last_depth: Option<Instant>,
     /// Unhealthy while the broker cannot be reached.
     health: Option<stv3_telemetry::HealthComponent>,
+    /// Deliveries taken by `ready_batch` that did not make a full batch yet (this
+    /// connection generation; cleared on reconnect, the broker redelivers them).
+    pending: Vec<stv3_amqp::Incoming>,
+    pending_since: Option<tokio::time::Instant>,
+    /// `try_next` saw the channel fail: reconnect at the next `next_batch`.
+    broken: bool,
 }
 
 /// The topology of one `[consumer:NAME]`.
@@ -74,6 +80,9 @@ impl AmqpSource {
             connections: 0,
             last_depth: None,
             health: None,
+            pending: Vec::new(),
+            pending_since: None,
+            broken: false,
         }
     }
 
@@ -140,7 +149,36 @@ impl AmqpSource {
         }
     }
 
+    fn reconnect_due(&self) -> bool {
+        self.consumer.is_some()
+            && !self.max_connection_age.is_zero()
+            && self.connected_at.elapsed() > self.max_connection_age
+    }
+
+    fn to_batch(&self, deliveries: Vec<stv3_amqp::Incoming>) -> SourceBatch {
+        let last_tag = deliveries.last().map(|d| d.tag).unwrap_or(0);
+        let messages = deliveries
+            .into_iter()
+            .map(|d| RawMessage {
+                body: d.body,
+                exchange: d.exchange,
+                routing_key: d.routing_key,
+                tag: d.tag,
+            })
+            .collect();
+        SourceBatch {
+            messages,
+            token: CommitToken {
+                generation: self.generation,
+                last_tag,
+            },
+        }
+    }
+
     async fn drop_connection(&mut self) {
+        self.pending.clear();
+        self.pending_since = None;
+        self.broken = false;
         if let Some(c) = self.consumer.take() {
             c.close().await;
         }
@@ -171,37 +209,21 @@ impl Source for AmqpSource {
     fn next_batch(&mut self) -> BoxFut<'_, anyhow::Result<Option<SourceBatch>>> {
         Box::pin(async move {
             loop {
-                if self.consumer.is_some()
-                    && !self.max_connection_age.is_zero()
-                    && self.connected_at.elapsed() > self.max_connection_age
-                {
+                if self.reconnect_due() {
                     tracing::info!(consumer = %self.name, "maximum AMQP connection age reached; reconnecting");
+                    self.drop_connection().await;
+                }
+                if self.broken {
+                    tracing::warn!(consumer = %self.name, "connection lost; reconnecting");
                     self.drop_connection().await;
                 }
                 self.ensure_connected().await;
                 self.update_depth().await;
-                let generation = self.generation;
+                let pending = std::mem::take(&mut self.pending);
+                let since = self.pending_since.take();
                 let qc = self.consumer.as_mut().expect("connected above");
-                match qc.next_batch(self.max, self.linger).await {
-                    Ok(Some(deliveries)) => {
-                        let last_tag = deliveries.last().map(|d| d.tag).unwrap_or(0);
-                        let messages = deliveries
-                            .into_iter()
-                            .map(|d| RawMessage {
-                                body: d.body,
-                                exchange: d.exchange,
-                                routing_key: d.routing_key,
-                                tag: d.tag,
-                            })
-                            .collect();
-                        return Ok(Some(SourceBatch {
-                            messages,
-                            token: CommitToken {
-                                generation,
-                                last_tag,
-                            },
-                        }));
-                    }
+                match qc.fill_batch(pending, since, self.max, self.linger).await {
+                    Ok(Some(deliveries)) => return Ok(Some(self.to_batch(deliveries))),
                     Ok(None) => {
                         tracing::warn!(consumer = %self.name, queue = %self.queue, "consumer cancelled by the broker; reconnecting");
                     }
@@ -212,6 +234,35 @@ impl Source for AmqpSource {
                 self.drop_connection().await;
             }
         })
+    }
+
+    fn ready_batch(&mut self) -> Option<SourceBatch> {
+        if self.broken || self.reconnect_due() {
+            return None;
+        }
+        let qc = self.consumer.as_mut()?;
+        while self.pending.len() < self.max {
+            match qc.try_next() {
+                None => break,
+                Some(Ok(d)) => {
+                    if self.pending.is_empty() {
+                        self.pending_since = Some(tokio::time::Instant::now());
+                    }
+                    self.pending.push(d);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %self.name, error = %e, "connection lost while reading ahead");
+                    self.broken = true;
+                    return None;
+                }
+            }
+        }
+        if self.pending.len() < self.max {
+            return None;
+        }
+        self.pending_since = None;
+        let deliveries = std::mem::take(&mut self.pending);
+        Some(self.to_batch(deliveries))
     }
 
     fn commit(&mut self, token: CommitToken) -> BoxFut<'_, anyhow::Result<()>> {

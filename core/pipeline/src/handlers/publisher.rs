@@ -245,6 +245,10 @@ impl LapinPublisher {
             .map_err(|e| Failure::lapin("queue.bind", e))?;
             pooled.declared.insert(topo);
         }
+        // Publish and wait for the confirms without holding the pool: concurrent
+        // commits share the channel, and the broker confirms them together.
+        let channel = pooled.channel.clone();
+        drop(pool);
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
@@ -252,8 +256,7 @@ impl LapinPublisher {
         let mut failure = None;
         let mut confirms = Vec::with_capacity(unconfirmed.len());
         for &i in unconfirmed.iter() {
-            match pooled
-                .channel
+            match channel
                 .basic_publish(
                     target.exchange.as_str().into(),
                     target.queue_name.as_str().into(),
