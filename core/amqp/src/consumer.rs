@@ -170,7 +170,10 @@ impl QueueConsumer {
         use futures::FutureExt;
         match self.consumer.next().now_or_never()? {
             None => None,
-            Some(Err(e)) => Some(Err(AmqpError::lapin(format!("consume {:?}", self.queue), e))),
+            Some(Err(e)) => Some(Err(AmqpError::lapin(
+                format!("consume {:?}", self.queue),
+                e,
+            ))),
             Some(Ok(d)) => Some(Ok(Incoming::from(d))),
         }
     }

@@ -146,8 +146,7 @@ impl ArchiveWriter {
                 tracing::warn!(working = %r.working.display(), error = %e,
                     "background archive roll failed; the data stays in the working file and the roll is retried");
                 self.last_roll_error = Some(e.to_string());
-                self.retry_roll_at =
-                    (self.clock)().checked_add_signed(ROLL_RETRY_DELAY);
+                self.retry_roll_at = (self.clock)().checked_add_signed(ROLL_RETRY_DELAY);
                 self.unrolled.push(r.working);
                 Err(e)
             }
@@ -156,7 +155,11 @@ impl ArchiveWriter {
 
     /// Collect a finished background roll without blocking.
     fn reap_roll(&mut self) -> Option<PathBuf> {
-        if self.rolling.as_ref().is_some_and(|r| r.handle.is_finished()) {
+        if self
+            .rolling
+            .as_ref()
+            .is_some_and(|r| r.handle.is_finished())
+        {
             self.wait_for_rolls().ok().flatten()
         } else {
             None

@@ -243,7 +243,6 @@ impl Preparer {
         }
         p
     }
-
 }
 
 impl Chain {
@@ -575,7 +574,8 @@ struct Ahead {
 
 fn count_consumed(chain: &Chain, consumer: &str, n: u64) {
     chain.counters.consumed.fetch_add(n, Ordering::Relaxed);
-    metrics::counter!("stv3_ingest_consumed_total", "consumer" => consumer.to_string()).increment(n);
+    metrics::counter!("stv3_ingest_consumed_total", "consumer" => consumer.to_string())
+        .increment(n);
 }
 
 /// A source over messages already in memory (replay through the chain, tests).
