@@ -127,12 +127,31 @@ pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .install_recorder()
-                .expect("install prometheus recorder")
+                .expect("install prometheus recorder");
+            // Histogram samples pile up in the recorder until upkeep (or a scrape)
+            // drains them: without this, a process nobody scrapes grows forever
+            // (found by the 30-minute soak: stv3-api +290 % RSS).
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name(UPKEEP_THREAD.into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are drained only by scrapes");
+            }
+            handle
         })
         .clone()
 }
+
+/// Name of the thread that drains histogram samples ([`install_metrics`]).
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+/// How often it runs.
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A router with `/health` and `/metrics`, to merge into an existing server.
 pub fn ops_router(process: &'static str, health: Health) -> Router {
