@@ -140,9 +140,7 @@ impl QueueConsumer {
                 let first = match self.consumer.next().await {
                     None if batch.is_empty() => return Ok(None),
                     None => return Ok(Some(batch)),
-                    Some(Err(e)) => {
-                        return Err(AmqpError::lapin(format!("consume {:?}", self.queue), e))
-                    }
+                    Some(Err(e)) => return Err(self.consume_error(e)),
                     Some(Ok(d)) => d,
                 };
                 batch.reserve(max.min(4096));
@@ -157,7 +155,7 @@ impl QueueConsumer {
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
                     // The deliveries already gathered were never acked: the broker redelivers them.
-                    return Err(AmqpError::lapin(format!("consume {:?}", self.queue), e));
+                    return Err(self.consume_error(e));
                 }
                 Ok(Some(Ok(d))) => batch.push(Incoming::from(d)),
             }
@@ -165,15 +163,16 @@ impl QueueConsumer {
         Ok(Some(batch))
     }
 
+    fn consume_error(&self, e: lapin::Error) -> AmqpError {
+        AmqpError::lapin(format!("consume {:?}", self.queue), e)
+    }
+
     /// A delivery that has already arrived, without waiting: `None` when there is none.
     pub fn try_next(&mut self) -> Option<Result<Incoming>> {
         use futures::FutureExt;
         match self.consumer.next().now_or_never()? {
             None => None,
-            Some(Err(e)) => Some(Err(AmqpError::lapin(
-                format!("consume {:?}", self.queue),
-                e,
-            ))),
+            Some(Err(e)) => Some(Err(self.consume_error(e))),
             Some(Ok(d)) => Some(Ok(Incoming::from(d))),
         }
     }

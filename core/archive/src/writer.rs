@@ -145,12 +145,17 @@ impl ArchiveWriter {
             Err(e) => {
                 tracing::warn!(working = %r.working.display(), error = %e,
                     "background archive roll failed; the data stays in the working file and the roll is retried");
-                self.last_roll_error = Some(e.to_string());
-                self.retry_roll_at = (self.clock)().checked_add_signed(ROLL_RETRY_DELAY);
+                self.note_roll_failure((self.clock)(), e.to_string());
                 self.unrolled.push(r.working);
                 Err(e)
             }
         }
+    }
+
+    /// Remember a failed roll: report it, and back off automatic rolls for a while.
+    fn note_roll_failure(&mut self, now: Timestamp, error: String) {
+        self.last_roll_error = Some(error);
+        self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
     }
 
     /// Collect a finished background roll without blocking.
@@ -178,8 +183,7 @@ impl ArchiveWriter {
         match handle {
             Ok(handle) => self.rolling = Some(Rolling { working, handle }),
             Err(e) => {
-                self.last_roll_error = Some(format!("cannot start the compression thread: {e}"));
-                self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
+                self.note_roll_failure(now, format!("cannot start the compression thread: {e}"));
                 self.unrolled.push(working);
             }
         }
@@ -279,8 +283,7 @@ impl ArchiveWriter {
         } else if self.should_roll(now) {
             if let Err(e) = self.roll_at(now) {
                 tracing::warn!(error = %e, "archive roll failed; the data stays in the working file and the roll is retried");
-                self.last_roll_error = Some(e.to_string());
-                self.retry_roll_at = now.checked_add_signed(ROLL_RETRY_DELAY);
+                self.note_roll_failure(now, e.to_string());
             }
         }
         Ok(())

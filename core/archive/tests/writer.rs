@@ -558,6 +558,17 @@ fn disk_full_is_an_error() {
     assert_eq!(w.working_size(), 0);
 }
 
+/// A writer with background rolls at `roll_size_bytes`, on a clock that moves only when told.
+fn background_writer(d: &Dirs, roll_size_bytes: u64) -> (FakeClock, ArchiveWriter) {
+    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
+    let mut cfg = config(d);
+    cfg.roll_size_bytes = roll_size_bytes;
+    let w = ArchiveWriter::open_with_clock(cfg, clock.clock())
+        .unwrap()
+        .with_background_rolls();
+    (clock, w)
+}
+
 /// Background rolls: the batch never compresses; every record ends up in exactly one
 /// finished file, in order, once the rolls in flight are waited for; a working file
 /// name still being compressed is never appended to.
@@ -565,12 +576,7 @@ fn disk_full_is_an_error() {
 fn background_rolls_lose_and_repeat_nothing() {
     let d = dirs();
     // a frozen clock: every working file renders the same name
-    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
-    let mut cfg = config(&d);
-    cfg.roll_size_bytes = 10_000;
-    let mut w = ArchiveWriter::open_with_clock(cfg, clock.clock())
-        .unwrap()
-        .with_background_rolls();
+    let (_clock, mut w) = background_writer(&d, 10_000);
     let recs: Vec<Vec<u8>> = (0..2000).map(record).collect();
     for chunk in recs.chunks(37) {
         let refs: Vec<&[u8]> = chunk.iter().map(|r| r.as_slice()).collect();
@@ -594,12 +600,7 @@ fn background_rolls_lose_and_repeat_nothing() {
 #[test]
 fn failed_background_roll_is_retried() {
     let d = dirs();
-    let clock = FakeClock::new(ts(2014, 2, 1, 0, 0, 0, 0));
-    let mut cfg = config(&d);
-    cfg.roll_size_bytes = 1;
-    let mut w = ArchiveWriter::open_with_clock(cfg, clock.clock())
-        .unwrap()
-        .with_background_rolls();
+    let (clock, mut w) = background_writer(&d, 1);
     fs::remove_dir_all(&d.dest).unwrap();
     fs::write(&d.dest, b"a file, not a directory").unwrap();
     w.write_batch(&[&record(0)]).unwrap();

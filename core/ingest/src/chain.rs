@@ -262,11 +262,6 @@ impl Chain {
         Ok(n)
     }
 
-    /// The pure step (see [`Preparer::prepare`]).
-    pub fn prepare(&self, messages: &[RawMessage]) -> Prepared {
-        self.preparer().prepare(messages)
-    }
-
     /// What the pure step needs, detached from the chain so it can run on another
     /// thread while the previous batch is made durable.
     pub fn preparer(&self) -> Preparer {
