@@ -214,6 +214,29 @@ async fn create_event_round_trip_and_duplicates() {
             "{}: duplicates are reported, not errors",
             b.label
         );
+        // A stored duplicate beside a new event in one batch: the optimistic
+        // insert sees fewer rows than asked, and the batch is redone with the
+        // duplicates looked up; the new event is stored once, intact.
+        let fresh = Event::new("9876-0001-0002", "test.thing.end", ts)
+            .with_trait("test_number", TraitValue::Int(7));
+        let r = b
+            .store
+            .save_events(&[e.clone(), fresh.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.saved, r.duplicates.clone()),
+            (1, vec!["9876-0001-0001".to_string()]),
+            "{}: one saved, one duplicate",
+            b.label
+        );
+        let got = b
+            .store
+            .get_event_by_message_id("9876-0001-0002")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.event, fresh, "{}: the new event is intact", b.label);
         assert!(b
             .store
             .get_event_by_message_id("nope")

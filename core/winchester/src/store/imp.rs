@@ -12,12 +12,15 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use stv3_event::stored::{decode_traits, encode_traits, match_fragment};
 use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
 
-use super::sql::placeholders;
+use super::sql::{placeholders, shaped_chunks};
 use super::{Finish, Mark, StreamAgg};
 use crate::stream::{DistTraits, DistValue};
 
 /// Rows per multi-row INSERT / ids per IN (...) list.
 const CHUNK: usize = 500;
+/// Prepared statements kept per connection: ~20 statement kinds, each in up
+/// to log2(CHUNK) + 1 shapes.
+const STATEMENT_CACHE: usize = 256;
 /// Max attempts of one ingest transaction (deadlocks, concurrent duplicates).
 const MAX_ATTEMPTS: u32 = 8;
 /// How long stream claims and finishes wait out a lost database connection.
@@ -232,7 +235,7 @@ impl ThisStore {
             by_id.insert(s.id, i);
         }
         let ids: Vec<i64> = streams.iter().map(|s| s.id).collect();
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&ids, CHUNK) {
             let sql = format!(
                 "SELECT stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, \
                  dt_timerange_end FROM dist_trait WHERE stream_id IN ({})",
@@ -274,7 +277,7 @@ impl ThisStore {
     /// Events by id, in the order given (missing ids are skipped).
     async fn events_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut found: HashMap<i64, StoredEvent> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&ids, CHUNK) {
             let sql = format!(
                 "SELECT e.id, e.message_id, e.generated, et.`desc`, e.traits FROM event e \
                  JOIN event_type et ON et.id = e.event_type_id WHERE e.id IN ({})",
@@ -443,7 +446,7 @@ impl ThisStore {
             return Ok(out);
         }
         let mut inserted = 0u64;
-        for chunk in missing.chunks(CHUNK) {
+        for chunk in shaped_chunks(&missing, CHUNK) {
             let mut qb: QueryBuilder<'_, Db> =
                 QueryBuilder::new(format!("{} INTO stream_key (stream_key, stream_id) ", DIALECT.insert_ignore()));
             qb.push_values(chunk, |mut b, k| {
@@ -470,7 +473,7 @@ impl ThisStore {
         keys: &[String],
         out: &mut HashMap<String, Option<i64>>,
     ) -> Result<(), StoreError> {
-        for chunk in keys.chunks(CHUNK) {
+        for chunk in shaped_chunks(&keys, CHUNK) {
             let sql = format!(
                 "SELECT stream_key, stream_id FROM stream_key WHERE stream_key IN ({}) ORDER BY stream_key{}",
                 placeholders(chunk.len()),
@@ -487,14 +490,18 @@ impl ThisStore {
         Ok(())
     }
 
-    /// One attempt of an ingest transaction. `Ok(None)`: retry (a concurrent
-    /// writer inserted one of our message_ids meanwhile).
+    /// One attempt of an ingest transaction. `Ok(None)`: retry (one of our
+    /// message_ids is already stored: with `precheck` false, or a concurrent
+    /// writer inserted it meanwhile). With `precheck` false the stored
+    /// duplicates are not looked up first: redeliveries are rare, and the
+    /// event INSERT IGNORE reports them anyway (fewer rows than asked).
     async fn ingest_tx(
         &self,
         valid: &[Valid<'_>],
         type_ids: &BTreeMap<String, i64>,
         rules: &dyn IngestRules,
         now: Timestamp,
+        precheck: bool,
     ) -> Result<Option<IngestReport>, StoreError> {
         let mut report = IngestReport::default();
         let mut tx = self.begin_write().await?;
@@ -502,7 +509,7 @@ impl ThisStore {
 
         // 1. Duplicates already stored.
         let mut existing: HashSet<String> = HashSet::new();
-        for chunk in valid.chunks(CHUNK) {
+        for chunk in shaped_chunks(if precheck { valid } else { &[] }, CHUNK) {
             let sql = format!("SELECT message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
             let mut q = sqlx::query(&sql);
             for v in chunk {
@@ -523,7 +530,7 @@ impl ThisStore {
         // 2. Events (ids from the insert, or re-read by message_id).
         let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
         let mut reread: Vec<&Event> = Vec::new();
-        for chunk in fresh.chunks(CHUNK) {
+        for chunk in shaped_chunks(&fresh, CHUNK) {
             let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
                 "{} INTO event (message_id, generated, event_type_id, traits) ",
                 DIALECT.insert_ignore()
@@ -548,7 +555,7 @@ impl ThisStore {
                 None => reread.extend_from_slice(chunk),
             }
         }
-        for chunk in reread.chunks(CHUNK) {
+        for chunk in shaped_chunks(&reread, CHUNK) {
             let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
             let mut q = sqlx::query(&sql);
             for e in chunk {
@@ -578,7 +585,7 @@ impl ThisStore {
                 e.traits.iter().filter(move |(n, _)| indexed.contains(n.as_str())).map(move |(n, v)| (id, n.as_str(), v))
             })
             .collect();
-        for chunk in trait_rows.chunks(CHUNK) {
+        for chunk in shaped_chunks(&trait_rows, CHUNK) {
             let mut qb: QueryBuilder<'_, Db> =
                 QueryBuilder::new("INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ");
             qb.push_values(chunk, |mut b, (id, name, v)| {
@@ -598,7 +605,7 @@ impl ThisStore {
             // Load the streams the keys point at.
             let ids: Vec<i64> = key_rows.values().flatten().copied().collect();
             let mut current: HashMap<i64, Stream> = HashMap::new();
-            for chunk in ids.chunks(CHUNK) {
+            for chunk in shaped_chunks(&ids, CHUNK) {
                 let sql = format!("SELECT {STREAM_COLS} FROM stream s WHERE s.id IN ({})", placeholders(chunk.len()));
                 let mut q = sqlx::query(&sql);
                 for id in chunk {
@@ -693,7 +700,7 @@ impl ThisStore {
 
             // New streams: multi-row inserts when the ids are predictable, else one by one.
             let new_idx: Vec<usize> = (0..works.len()).filter(|&i| works[i].is_new).collect();
-            for chunk in new_idx.chunks(CHUNK) {
+            for chunk in shaped_chunks(&new_idx, CHUNK) {
                 let rows: Vec<&Work> = chunk.iter().map(|&i| &works[i]).collect();
                 let one_by_one = rows.len() > 1 && !self.first_inserted_id_known();
                 let groups: Vec<&[&Work]> = if one_by_one { rows.chunks(1).collect() } else { vec![&rows[..]] };
@@ -732,7 +739,7 @@ impl ThisStore {
                 .filter(|w| w.is_new)
                 .flat_map(|w| w.dist.iter().map(move |(n, v)| (w.id.unwrap_or(0), n.as_str(), v)))
                 .collect();
-            for chunk in dist_rows.chunks(CHUNK) {
+            for chunk in shaped_chunks(&dist_rows, CHUNK) {
                 let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(
                     "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, \
                      dt_timerange_begin, dt_timerange_end) ",
@@ -764,7 +771,7 @@ impl ThisStore {
                 .filter(|(_, &i)| works[i].is_new)
                 .map(|(k, &i)| (k.as_str(), works[i].id.unwrap_or(0)))
                 .collect();
-            for chunk in pointers.chunks(CHUNK) {
+            for chunk in shaped_chunks(&pointers, CHUNK) {
                 let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream_key SET stream_id = CASE stream_key");
                 for (k, id) in chunk {
                     qb.push(" WHEN ");
@@ -782,7 +789,7 @@ impl ThisStore {
             }
             // Existing streams: one UPDATE per chunk, `SET col = CASE id WHEN ? THEN ? ... END`.
             let dirty: Vec<&Work> = works.iter().filter(|w| !w.is_new && w.dirty).collect();
-            for chunk in dirty.chunks(CHUNK / 4) {
+            for chunk in shaped_chunks(&dirty, CHUNK / 4) {
                 let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream SET ");
                 let columns: [(&str, StreamColumn); 5] = [
                     ("first_event", |w| Some(to_micros(&w.agg.first_event))),
@@ -814,7 +821,7 @@ impl ThisStore {
             report.ready_to_fire = works.iter().filter(|w| w.became_ready).count();
             // Links.
             report.stream_events = links.len();
-            for chunk in links.chunks(CHUNK) {
+            for chunk in shaped_chunks(&links, CHUNK) {
                 let mut qb: QueryBuilder<'_, Db> =
                     QueryBuilder::new(format!("{} INTO streamevent (stream_id, event_id) ", DIALECT.insert_ignore()));
                 qb.push_values(chunk, |mut b, (idx, eid)| {
@@ -894,7 +901,7 @@ impl ThisStore {
         lease: Timestamp,
     ) -> Result<Vec<Option<Stream>>, StoreError> {
         let mut now: HashMap<i64, (i64, i64, Option<i64>)> = HashMap::new();
-        for chunk in streams.chunks(CHUNK) {
+        for chunk in shaped_chunks(&streams, CHUNK) {
             let sql = format!(
                 "SELECT id, state, state_serial_no, lease_expires FROM stream WHERE id IN ({})",
                 placeholders(chunk.len())
@@ -948,7 +955,7 @@ impl ThisStore {
                 purge.push(claimed.id);
             }
         }
-        for chunk in purge.chunks(CHUNK) {
+        for chunk in shaped_chunks(&purge, CHUNK) {
             let list = placeholders(chunk.len());
             for sql in [
                 format!("DELETE FROM streamevent WHERE stream_id IN ({list})"),
@@ -1036,13 +1043,19 @@ impl Store for ThisStore {
             valid.iter().map(|v| v.event.event_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let type_ids = self.event_type_ids(&names).await?;
         let mut attempt = 0;
+        let mut precheck = false;
         loop {
             attempt += 1;
-            let res = self.ingest_tx(&valid, &type_ids, rules, now).await;
+            let res = self.ingest_tx(&valid, &type_ids, rules, now, precheck).await;
             match res {
                 Ok(Some(r)) => {
                     report.merge(IngestReport { received: 0, ..r });
                     return Ok(report);
+                }
+                // Stored duplicates: look them up this time, at once.
+                Ok(None) if !precheck => {
+                    precheck = true;
+                    continue;
                 }
                 Ok(None) if attempt < MAX_ATTEMPTS => {}
                 Err(StoreError::Db(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
@@ -1077,7 +1090,7 @@ impl Store for ThisStore {
         }
         missing.sort();
         missing.dedup();
-        for chunk in missing.chunks(CHUNK) {
+        for chunk in shaped_chunks(&missing, CHUNK) {
             // Get-or-create that never fails on a concurrent insert of the same
             // name: INSERT IGNORE (autocommit), then SELECT.
             let mut qb: QueryBuilder<'_, Db> =
@@ -1302,7 +1315,7 @@ impl Store for ThisStore {
     async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&ids, CHUNK) {
             let list = placeholders(chunk.len());
             for sql in [
                 format!("DELETE FROM streamevent WHERE event_id IN ({list})"),
@@ -1420,7 +1433,7 @@ impl Store for ThisStore {
                     values.push((id, v));
                 }
             }
-            for chunk in values.chunks(CHUNK) {
+            for chunk in shaped_chunks(&values, CHUNK) {
                 let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
                     "{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ",
                     DIALECT.insert_ignore()

@@ -78,7 +78,8 @@ impl MySqlStore {
 impl MySqlStore {
     /// Connect to a `mysql://` URL. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let opts = MySqlConnectOptions::from_str(url)?;
+        // Room for every statement shape of an ingest (see `shaped_chunks`).
+        let opts = MySqlConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
         let pool = MySqlPoolOptions::new()
             .max_connections(8)
             .after_connect(|conn, _meta| {

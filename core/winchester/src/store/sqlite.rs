@@ -84,6 +84,8 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
+            // Room for every statement shape of an ingest (see `shaped_chunks`).
+            .statement_cache_capacity(STATEMENT_CACHE)
             // 64 MiB page cache per connection: a batch's index pages stay in memory.
             .page_size(16384)
             .pragma("cache_size", "-65536")
