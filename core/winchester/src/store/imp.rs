@@ -277,7 +277,7 @@ impl ThisStore {
     /// Events by id, in the order given (missing ids are skipped).
     async fn events_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut found: HashMap<i64, StoredEvent> = HashMap::with_capacity(ids.len());
-        for chunk in shaped_chunks(&ids, CHUNK) {
+        for chunk in shaped_chunks(ids, CHUNK) {
             let sql = format!(
                 "SELECT e.id, e.message_id, e.generated, et.`desc`, e.traits FROM event e \
                  JOIN event_type et ON et.id = e.event_type_id WHERE e.id IN ({})",
@@ -473,7 +473,7 @@ impl ThisStore {
         keys: &[String],
         out: &mut HashMap<String, Option<i64>>,
     ) -> Result<(), StoreError> {
-        for chunk in shaped_chunks(&keys, CHUNK) {
+        for chunk in shaped_chunks(keys, CHUNK) {
             let sql = format!(
                 "SELECT stream_key, stream_id FROM stream_key WHERE stream_key IN ({}) ORDER BY stream_key{}",
                 placeholders(chunk.len()),
@@ -901,7 +901,7 @@ impl ThisStore {
         lease: Timestamp,
     ) -> Result<Vec<Option<Stream>>, StoreError> {
         let mut now: HashMap<i64, (i64, i64, Option<i64>)> = HashMap::new();
-        for chunk in shaped_chunks(&streams, CHUNK) {
+        for chunk in shaped_chunks(streams, CHUNK) {
             let sql = format!(
                 "SELECT id, state, state_serial_no, lease_expires FROM stream WHERE id IN ({})",
                 placeholders(chunk.len())
@@ -1315,7 +1315,7 @@ impl Store for ThisStore {
     async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
-        for chunk in shaped_chunks(&ids, CHUNK) {
+        for chunk in shaped_chunks(ids, CHUNK) {
             let list = placeholders(chunk.len());
             for sql in [
                 format!("DELETE FROM streamevent WHERE event_id IN ({list})"),
