@@ -507,9 +507,10 @@ impl ThisStore {
         let mut tx = self.begin_write().await?;
         let indexed = self.index_names(&mut tx).await?;
 
-        // 1. Duplicates already stored.
+        // 1. Duplicates already stored (looked up only with `precheck`).
         let mut existing: HashSet<String> = HashSet::new();
-        for chunk in shaped_chunks(if precheck { valid } else { &[] }, CHUNK) {
+        let to_check: &[Valid<'_>] = if precheck { valid } else { &[] };
+        for chunk in shaped_chunks(to_check, CHUNK) {
             let sql = format!("SELECT message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
             let mut q = sqlx::query(&sql);
             for v in chunk {
