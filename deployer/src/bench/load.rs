@@ -114,8 +114,11 @@ pub async fn publish_cell(
 
 /// Poll `GET /v1/events/{message_id}` for each sample until it answers 200 (or
 /// `give_up` passes), recording the latency. The poll interval is 5 % of the time the
-/// sample has waited (10 ms to 2 s), so the error stays within 5 % and a backlog (many
-/// samples waiting long) does not turn the prober into the API's load.
+/// sample has waited (10 ms to 2 s), so the error stays within 5 %, and at most
+/// [`MAX_POLLS_IN_FLIGHT`] requests are out at once: a backlog (thousands of samples
+/// waiting) does not turn the prober into the API's load or its memory.
+pub const MAX_POLLS_IN_FLIGHT: usize = 16;
+
 pub async fn probe_latencies(
     api: String,
     mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
@@ -126,16 +129,22 @@ pub async fn probe_latencies(
         .timeout(Duration::from_secs(5))
         .build()
         .expect("reqwest client");
-    let mut tasks = Vec::new();
+    let polls = Arc::new(tokio::sync::Semaphore::new(MAX_POLLS_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
     while let Some((id, sent)) = samples.recv().await {
-        let (client, state, url) = (
+        let (client, state, polls, url) = (
             client.clone(),
             Arc::clone(&state),
+            Arc::clone(&polls),
             format!("http://{api}/v1/events/{id}"),
         );
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
-                if let Ok(r) = client.get(&url).send().await {
+                let answer = {
+                    let _permit = polls.acquire().await.expect("the semaphore is never closed");
+                    client.get(&url).send().await
+                };
+                if let Ok(r) = answer {
                     if r.status().is_success() {
                         let ms = sent.elapsed().as_secs_f64() * 1000.0;
                         let t = state.start.elapsed().as_secs_f64();
@@ -149,11 +158,11 @@ pub async fn probe_latencies(
                 }
                 tokio::time::sleep(poll_interval(sent.elapsed())).await;
             }
-        }));
+        });
+        // Reap the finished ones as we go, so the set holds only waiting samples.
+        while tasks.try_join_next().is_some() {}
     }
-    for t in tasks {
-        let _ = t.await;
-    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// How long a sample that has waited `waited` sleeps before its next poll.
@@ -200,5 +209,56 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    /// A stand-in API that answers every request after 20 ms and records the
+    /// most requests it ever had open at once.
+    async fn slow_api() -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (open, most) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let seen = Arc::clone(&most);
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let (open, most) = (Arc::clone(&open), Arc::clone(&most));
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    // One request per connection is enough: each answer closes it.
+                    if sock.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_samples_never_has_more_than_the_cap_in_flight() {
+        let (api, most) = slow_api().await;
+        let state = LoadState::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let samples = 5 * MAX_POLLS_IN_FLIGHT;
+        for i in 0..samples {
+            tx.send((format!("m{i}"), Instant::now())).unwrap();
+        }
+        drop(tx);
+        probe_latencies(api, rx, Arc::clone(&state), Duration::from_secs(30)).await;
+        assert_eq!(state.latencies.lock().unwrap().len(), samples);
+        assert_eq!(state.missing.load(Ordering::SeqCst), 0);
+        let most = most.load(Ordering::SeqCst) as usize;
+        assert!(
+            (2..=MAX_POLLS_IN_FLIGHT).contains(&most),
+            "{most} requests were open at once"
+        );
     }
 }
