@@ -681,6 +681,69 @@ async fn full_suite(db: ScratchDb) {
             .await,
         strs(&["4", "3", "2", "1"])
     );
+
+    overlapping_range_cases(&c, &db).await;
+}
+
+/// Time ranges of other lengths beside the fixture's days: one that starts
+/// with them but ends later (its start then has ranges with different ends),
+/// one that starts earlier and contains them, one that ends before them. A
+/// stream page (driven from the ranges containing the time) and the count
+/// (walking the streams) must agree with each other and with the expectation.
+async fn overlapping_range_cases(c: &Client, db: &ScratchDb) {
+    const DAY: i64 = 86_400_000_000;
+    let d0 = stv3_api::testkit::DAY0;
+    let mut sql = vec![
+        "INSERT INTO stream (id, first_event, last_event, expire_timestamp, fire_timestamp, name, state, state_serial_no) VALUES \
+         (7, 1, 2, 3, NULL, 'wide', 1, 0), (8, 1, 2, 3, NULL, 'wide', 1, 0), (9, 1, 2, 3, NULL, 'wide', 1, 0)"
+            .to_string(),
+    ];
+    for (id, begin, end) in [
+        (7, d0, d0 + 2 * DAY),
+        (8, d0 - DAY, d0 + 3 * DAY),
+        (9, d0 - 2 * DAY, d0 - DAY),
+    ] {
+        sql.push(format!(
+            "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, dt_timerange_end) \
+             VALUES ({id}, 'timestamp', 5, NULL, NULL, NULL, NULL, {begin}, {end})"
+        ));
+    }
+    db.exec_all(&sql).await.unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("timestamp:2015-03-01T05:00", &["8", "7"]),
+        ("timestamp:2015-03-02T12:00", &["8", "7"]),
+        ("timestamp:2015-03-03T12:00", &["8"]),
+        ("timestamp:2015-03-04T00:00", &[]),
+        ("timestamp:2015-02-28T12:00", &["8"]),
+        ("timestamp:2015-02-27T12:00", &["9"]),
+        ("timestamp:2015-02-27T00:00", &["9"]),
+        ("timestamp:2015-02-26T23:59", &[]),
+    ];
+    for (filter, want) in cases {
+        let q = format!("distinguishing_traits={filter}&trigger_name=wide");
+        assert_eq!(c.keys(&format!("/v1/streams?{q}")).await, strs(want), "{q}");
+        assert_eq!(
+            c.count(&format!("/v1/streams/count?{q}")).await,
+            want.len() as u64,
+            "count {q}"
+        );
+    }
+    // Paging through the union, both ways.
+    let q = "distinguishing_traits=timestamp:2015-03-01T05:00&trigger_name=wide&limit=1";
+    assert_eq!(c.keys(&format!("/v1/streams?{q}")).await, strs(&["8"]));
+    assert_eq!(
+        c.keys(&format!("/v1/streams?{q}&mark=8")).await,
+        strs(&["7"])
+    );
+    assert_eq!(c.keys(&format!("/v1/streams?{q}&mark=7")).await, strs(&[]));
+    assert_eq!(
+        c.keys(&format!("/v1/streams?{q}&mark=%2B7")).await,
+        strs(&["8"])
+    );
+    assert_eq!(
+        c.keys(&format!("/v1/streams?{q}&mark=%2B")).await,
+        strs(&["7"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

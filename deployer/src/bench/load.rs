@@ -141,7 +141,10 @@ pub async fn probe_latencies(
         tasks.spawn(async move {
             loop {
                 let answer = {
-                    let _permit = polls.acquire().await.expect("the semaphore is never closed");
+                    let _permit = polls
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
                     client.get(&url).send().await
                 };
                 if let Ok(r) = answer {
@@ -234,7 +237,9 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     open.fetch_sub(1, Ordering::SeqCst);
                     let _ = sock
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
                         .await;
                 });
             }

@@ -214,7 +214,24 @@ macro_rules! api_store {
                 if q.limit == 0 {
                     return Ok(Vec::new());
                 }
-                let s = sql::streams(q, false, self.style);
+                let s = match q.traits.first() {
+                    None => sql::streams(q, false, self.style),
+                    Some(f) => {
+                        let ranges = match f.datetime {
+                            Some(t) => {
+                                let starts = Self::query(&sql::range_starts(&f.name, t))
+                                    .fetch_all(&self.pool)
+                                    .await?
+                                    .iter()
+                                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                                sql::ranges_containing(&starts, t)
+                            }
+                            None => Vec::new(),
+                        };
+                        sql::streams_page(q, self.style, &ranges, Self::DIALECT)
+                    }
+                };
                 let mut rows = Self::query(&s)
                     .fetch_all(&self.pool)
                     .await?

@@ -2,7 +2,10 @@
 //! use `?` placeholders and accept backquoted identifiers). Index-friendly by
 //! construction: trait filters are `EXISTS` probes on the `(event_id|stream_id,
 //! name)` primary keys or `IN` lookups on the `(name, value)` indexes, and
-//! lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id.
+//! lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id. A page
+//! with a filter that has a value index (any distinguishing trait; an indexed
+//! event trait) is driven from that index instead ([`streams_page`], the events
+//! page): each typed form of the value walks it in owner-id order up to LIMIT.
 
 use std::collections::HashSet;
 
@@ -158,7 +161,8 @@ fn order_limit(sql: &mut Sql, col: &str, mark: &Mark, limit: u32) {
 pub const STREAM_COLUMNS: &str =
     "s.id, s.name, s.state, s.first_event, s.last_event, s.fire_timestamp, s.expire_timestamp";
 
-/// `SELECT` (or `COUNT(*)`) over streams with the API filters.
+/// `SELECT` (or `COUNT(*)`) over streams with the API filters, walking
+/// `stream` in id order. A page with a trait filter is [`streams_page`] instead.
 pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
     let mut sql = Sql::default();
     if count {
@@ -166,6 +170,139 @@ pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
     } else {
         sql.push(&format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE 1=1"));
     }
+    stream_filters(&mut sql, q);
+    for f in &q.traits {
+        trait_filter(&mut sql, f, style, true, true);
+    }
+    mark_bound(&mut sql, "s.id", &q.mark);
+    if !count {
+        order_limit(&mut sql, "s.id", &q.mark, q.limit);
+    }
+    sql
+}
+
+/// A time range of a distinguishing trait that contains a filter's datetime `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeMatch {
+    /// Every range with this begin ends at `end` (> t): equality on the whole
+    /// `ix_dist_trait_timerange` key, so the walk comes in stream_id order.
+    Exact { begin: i64, end: i64 },
+    /// Ranges with this begin end at different times: those ending after `t`.
+    EndsAfter { begin: i64, t: i64 },
+}
+
+/// The distinct range starts of distinguishing trait `name` at or before `t`,
+/// newest first, each with the least and the greatest end among its rows.
+/// A loose index scan of `ix_dist_trait_timerange`: one index probe per distinct
+/// start (a few per day of data), instead of reading every range that starts
+/// before `t` (all of them, for a recent `t`). Rows: (begin, min end, max end).
+pub fn range_starts(name: &str, t: i64) -> Sql {
+    let probe = |agg: &str, col: &str, cmp: &str| {
+        format!("(SELECT {agg}(d.{col}) FROM dist_trait d WHERE d.name = ? AND d.dt_timerange_begin {cmp} starts.b)")
+    };
+    Sql {
+        text: format!(
+            "WITH RECURSIVE starts(b) AS (\
+             SELECT MAX(dt_timerange_begin) FROM dist_trait WHERE name = ? AND dt_timerange_begin <= ? \
+             UNION ALL SELECT {} FROM starts WHERE starts.b IS NOT NULL) \
+             SELECT starts.b, {}, {} FROM starts WHERE starts.b IS NOT NULL",
+            probe("MAX", "dt_timerange_begin", "<"),
+            probe("MIN", "dt_timerange_end", "="),
+            probe("MAX", "dt_timerange_end", "="),
+        ),
+        binds: vec![
+            Bind::S(name.to_string()),
+            Bind::I(t),
+            Bind::S(name.to_string()),
+            Bind::S(name.to_string()),
+            Bind::S(name.to_string()),
+        ],
+    }
+}
+
+/// The ranges containing `t`, from the rows of [`range_starts`].
+pub fn ranges_containing(starts: &[(i64, Option<i64>, Option<i64>)], t: i64) -> Vec<RangeMatch> {
+    starts
+        .iter()
+        .filter_map(|&(begin, lo, hi)| match (lo, hi) {
+            (Some(lo), Some(hi)) if hi > t => Some(if lo == hi {
+                RangeMatch::Exact { begin, end: hi }
+            } else {
+                RangeMatch::EndsAfter { begin, t }
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A page of streams with at least one trait filter, driven from `dist_trait`
+/// by the first one. Each typed alternative of its value (text, int, float,
+/// datetime, and every time range in `ranges`) is one branch that walks a
+/// `(name, value)` index in stream_id order, joins the stream for the other
+/// filters and stops at LIMIT; the page is the newest of their union. Walking
+/// `stream` instead visits every newer stream first: 40 ms for a day of 100 k
+/// streams a month old, against ~1 ms.
+pub fn streams_page(
+    q: &StreamQuery,
+    style: FilterStyle,
+    ranges: &[RangeMatch],
+    dialect: Dialect,
+) -> Sql {
+    let Some((first, rest)) = q.traits.split_first() else {
+        return streams(q, false, style);
+    };
+    let mut alternatives: Vec<(String, Vec<Bind>)> =
+        vec![("d.dt_string = ?".into(), vec![Bind::S(first.text.clone())])];
+    alternatives.extend(first.int.map(|i| ("d.dt_int = ?".into(), vec![Bind::I(i)])));
+    alternatives.extend(
+        first
+            .float
+            .map(|x| ("d.dt_float = ?".into(), vec![Bind::F(x)])),
+    );
+    alternatives.extend(
+        first
+            .datetime
+            .map(|t| ("d.dt_datetime = ?".into(), vec![Bind::I(t)])),
+    );
+    for r in ranges {
+        alternatives.push(match *r {
+            RangeMatch::Exact { begin, end } => (
+                "d.dt_timerange_begin = ? AND d.dt_timerange_end = ?".into(),
+                vec![Bind::I(begin), Bind::I(end)],
+            ),
+            RangeMatch::EndsAfter { begin, t } => (
+                "d.dt_timerange_begin = ? AND d.dt_timerange_end > ?".into(),
+                vec![Bind::I(begin), Bind::I(t)],
+            ),
+        });
+    }
+    let mut sql = Sql::default();
+    sql.push(&format!("SELECT {STREAM_COLUMNS} FROM ("));
+    driven_union(
+        &mut sql,
+        &format!(
+            "dist_trait d {} stream s ON s.id = d.stream_id",
+            forced_join(dialect)
+        ),
+        ("d", "stream_id"),
+        &first.name,
+        alternatives,
+        &q.mark,
+        q.limit,
+        |sql| {
+            stream_filters(sql, q);
+            for f in rest {
+                trait_filter(sql, f, style, true, true);
+            }
+        },
+    );
+    sql.push(") page JOIN stream s ON s.id = page.id");
+    order_limit(&mut sql, "s.id", &q.mark, q.limit);
+    sql
+}
+
+/// The conditions on the stream row itself.
+fn stream_filters(sql: &mut Sql, q: &StreamQuery) {
     if let Some(t) = q.older_than {
         sql.push(" AND s.first_event < ?");
         sql.binds.push(Bind::I(t));
@@ -182,14 +319,6 @@ pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
         sql.push(" AND s.name = ?");
         sql.binds.push(Bind::S(name.clone()));
     }
-    for f in &q.traits {
-        trait_filter(&mut sql, f, style, true, true);
-    }
-    mark_bound(&mut sql, "s.id", &q.mark);
-    if !count {
-        order_limit(&mut sql, "s.id", &q.mark, q.limit);
-    }
-    sql
 }
 
 pub fn stream_by_id(id: i64) -> Sql {
@@ -252,6 +381,11 @@ pub fn events(
     indexed: &HashSet<String>,
     dialect: Dialect,
 ) -> Sql {
+    if !count {
+        if let Some(driver) = q.traits.iter().position(|f| indexed.contains(&f.name)) {
+            return events_page(q, driver, style, indexed, dialect);
+        }
+    }
     let mut sql = Sql::default();
     // A bounded time window (both ends) is walked on the `generated` index and
     // its ids sorted, instead of walking the id index backwards from the newest
@@ -273,6 +407,20 @@ pub fn events(
             "SELECT {EVENT_COLUMNS} FROM (SELECT e.id FROM event e{window_hint} WHERE 1=1"
         ));
     }
+    event_filters(&mut sql, q);
+    for f in &q.traits {
+        trait_filter(&mut sql, f, style, false, indexed.contains(&f.name));
+    }
+    mark_bound(&mut sql, "e.id", &q.mark);
+    if !count {
+        order_limit(&mut sql, "e.id", &q.mark, q.limit);
+        page_rows(&mut sql, &q.mark);
+    }
+    sql
+}
+
+/// The conditions on the event row itself.
+fn event_filters(sql: &mut Sql, q: &EventQuery) {
     if let Some(t) = q.from {
         sql.push(" AND e.generated > ?");
         sql.binds.push(Bind::I(t));
@@ -285,17 +433,112 @@ pub fn events(
         sql.push(" AND e.event_type_id = (SELECT et2.id FROM event_type et2 WHERE et2.`desc` = ?)");
         sql.binds.push(Bind::S(name.clone()));
     }
-    for f in &q.traits {
-        trait_filter(&mut sql, f, style, false, indexed.contains(&f.name));
+}
+
+/// Close the ids subquery `page` and fetch the rows of its ids.
+fn page_rows(sql: &mut Sql, mark: &Mark) {
+    sql.push(&format!(
+        ") page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id ORDER BY e.id {}",
+        if mark.ascending { "ASC" } else { "DESC" }
+    ));
+}
+
+/// The join that keeps the driving table outside (the planner would rather
+/// drive from an index of the joined table and sort).
+fn forced_join(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::MySql => "STRAIGHT_JOIN",
+        Dialect::Sqlite => "CROSS JOIN",
     }
-    mark_bound(&mut sql, "e.id", &q.mark);
-    if !count {
-        order_limit(&mut sql, "e.id", &q.mark, q.limit);
+}
+
+/// The UNION of one ids subquery per typed alternative of the driving filter
+/// (`alternatives`: condition and binds). Each walks the driving table's
+/// `(name, value...)` index in owner-id order (`alias.key`), joins the owner
+/// row for the other filters (`rest`) and stops at LIMIT.
+#[allow(clippy::too_many_arguments)]
+fn driven_union(
+    sql: &mut Sql,
+    from: &str,
+    (alias, key): (&str, &str),
+    name: &str,
+    alternatives: Vec<(String, Vec<Bind>)>,
+    mark: &Mark,
+    limit: u32,
+    rest: impl Fn(&mut Sql),
+) {
+    let col = format!("{alias}.{key}");
+    for (i, (cond, binds)) in alternatives.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ");
+        }
         sql.push(&format!(
-            ") page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id ORDER BY e.id {}",
-            if q.mark.ascending { "ASC" } else { "DESC" }
+            "SELECT id FROM (SELECT {col} AS id FROM {from} WHERE {alias}.name = ? AND {cond}"
         ));
+        sql.binds.push(Bind::S(name.to_string()));
+        sql.binds.extend(binds);
+        rest(sql);
+        mark_bound(sql, &col, mark);
+        order_limit(sql, &col, mark, limit);
+        sql.push(&format!(") b{i}"));
     }
+}
+
+/// A page of events with a filter on an indexed trait, driven from its index
+/// rows (`trait`, `ix_trait_value`): one branch per typed alternative, each
+/// with the other value columns `IS NULL` so the whole index prefix is fixed
+/// and the rows come in event-id order. Walking `event` instead probes every
+/// newer event (15 ms for a tenant's newest 50 of 1 M events).
+fn events_page(
+    q: &EventQuery,
+    driver: usize,
+    style: FilterStyle,
+    indexed: &HashSet<String>,
+    dialect: Dialect,
+) -> Sql {
+    let f = &q.traits[driver];
+    let typed = |col: &str| {
+        ["t_string", "t_int", "t_datetime", "t_float"]
+            .iter()
+            .map(|c| {
+                if *c == col {
+                    format!("t.{c} = ?")
+                } else {
+                    format!("t.{c} IS NULL")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let mut alternatives = vec![(typed("t_string"), vec![Bind::S(f.text.clone())])];
+    alternatives.extend(f.int.map(|i| (typed("t_int"), vec![Bind::I(i)])));
+    alternatives.extend(f.float.map(|x| (typed("t_float"), vec![Bind::F(x)])));
+    alternatives.extend(f.datetime.map(|t| (typed("t_datetime"), vec![Bind::I(t)])));
+    let mut sql = Sql::default();
+    sql.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
+    driven_union(
+        &mut sql,
+        &format!(
+            "`trait` t {} event e ON e.id = t.event_id",
+            forced_join(dialect)
+        ),
+        ("t", "event_id"),
+        &f.name,
+        alternatives,
+        &q.mark,
+        q.limit,
+        |sql| {
+            event_filters(sql, q);
+            for (i, other) in q.traits.iter().enumerate() {
+                if i != driver {
+                    trait_filter(sql, other, style, false, indexed.contains(&other.name));
+                }
+            }
+        },
+    );
+    page_rows(&mut sql, &q.mark);
+    sql.push(" LIMIT ?");
+    sql.binds.push(Bind::I(q.limit as i64));
     sql
 }
 
@@ -358,6 +601,94 @@ mod tests {
     }
 
     #[test]
+    fn ranges_containing_a_time() {
+        fn check(starts: &[(i64, Option<i64>, Option<i64>)], t: i64, want: &[RangeMatch]) {
+            assert_eq!(ranges_containing(starts, t), want, "{starts:?} at {t}");
+        }
+        use RangeMatch::{EndsAfter, Exact};
+        check(&[], 5, &[]);
+        // One end per start: exact ranges; those ending at or before t are out.
+        check(
+            &[
+                (5, Some(10), Some(10)),
+                (0, Some(5), Some(5)),
+                (-5, Some(6), Some(6)),
+            ],
+            5,
+            &[Exact { begin: 5, end: 10 }, Exact { begin: -5, end: 6 }],
+        );
+        // Several ends for one start: the rows ending after t, whatever they are.
+        check(&[(0, Some(3), Some(9))], 5, &[EndsAfter { begin: 0, t: 5 }]);
+        check(&[(0, Some(6), Some(9))], 5, &[EndsAfter { begin: 0, t: 5 }]);
+        check(&[(0, Some(2), Some(4))], 5, &[]);
+        // Rows without an end never match.
+        check(&[(0, None, None)], 5, &[]);
+    }
+
+    #[test]
+    fn stream_page_is_driven_from_the_filter() {
+        let q = StreamQuery {
+            trigger_name: Some("usage".into()),
+            traits: vec![
+                tf("timestamp", "2015-03-01T00:00:00"),
+                tf("instance_id", "abc"),
+            ],
+            mark: Mark {
+                ascending: false,
+                bound: Some(10),
+            },
+            limit: 50,
+            ..Default::default()
+        };
+        let ranges = [RangeMatch::Exact { begin: 1, end: 2 }];
+        let sql = streams_page(&q, FilterStyle::Exists, &ranges, Dialect::MySql);
+        let branch = |cond: &str| {
+            format!(
+                "SELECT id FROM (SELECT d.stream_id AS id FROM dist_trait d STRAIGHT_JOIN stream s ON s.id = d.stream_id \
+                 WHERE d.name = ? AND {cond} AND s.name = ? AND EXISTS (SELECT 1 FROM dist_trait d WHERE d.stream_id = s.id \
+                 AND d.name = ? AND d.dt_string = ?) AND d.stream_id < ? ORDER BY d.stream_id DESC LIMIT ?)"
+            )
+        };
+        assert_eq!(
+            sql.text,
+            format!(
+                "SELECT {STREAM_COLUMNS} FROM ({} b0 UNION {} b1 UNION {} b2) page JOIN stream s ON s.id = page.id \
+                 ORDER BY s.id DESC LIMIT ?",
+                branch("d.dt_string = ?"),
+                branch("d.dt_datetime = ?"),
+                branch("d.dt_timerange_begin = ? AND d.dt_timerange_end = ?"),
+            )
+        );
+        let t = q.traits[0].datetime.expect("a datetime value");
+        let tail = |first: Vec<Bind>| {
+            let mut b = vec![Bind::S("timestamp".into())];
+            b.extend(first);
+            b.extend([
+                Bind::S("usage".into()),
+                Bind::S("instance_id".into()),
+                Bind::S("abc".into()),
+                Bind::I(10),
+                Bind::I(50),
+            ]);
+            b
+        };
+        let mut want = tail(vec![Bind::S("2015-03-01T00:00:00".into())]);
+        want.extend(tail(vec![Bind::I(t)]));
+        want.extend(tail(vec![Bind::I(1), Bind::I(2)]));
+        want.push(Bind::I(50));
+        assert_eq!(sql.binds, want);
+        // Without a trait filter it is the plain walk.
+        let plain = StreamQuery {
+            limit: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            streams_page(&plain, FilterStyle::Exists, &[], Dialect::Sqlite),
+            streams(&plain, false, FilterStyle::Exists)
+        );
+    }
+
+    #[test]
     fn typed_event_filter_sql() {
         let q = EventQuery {
             traits: vec![tf("memory_mb", "512")],
@@ -369,16 +700,39 @@ mod tests {
             ..Default::default()
         };
         let indexed = HashSet::from(["memory_mb".to_string()]);
+        // A page is driven from the index rows of the indexed name, one branch per typed form.
         let sql = events(&q, false, FilterStyle::In, &indexed, Dialect::MySql);
-        assert!(
-            sql.text.ends_with(
-                "AND e.id IN (SELECT t.event_id FROM `trait` t WHERE t.name = ? AND (t.t_string = ? OR t.t_string IS NULL AND t.t_int = ? \
-                 OR t.t_string IS NULL AND t.t_int IS NULL AND t.t_datetime IS NULL AND t.t_float = ?)) \
-                 ORDER BY e.id ASC LIMIT ?) page JOIN event e ON e.id = page.id JOIN event_type et ON et.id = e.event_type_id \
-                 ORDER BY e.id ASC"
-            ),
-            "{}",
-            sql.text
+        let branch = |i: usize, cond: &str| {
+            format!(
+                "SELECT id FROM (SELECT t.event_id AS id FROM `trait` t STRAIGHT_JOIN event e ON e.id = t.event_id \
+                 WHERE t.name = ? AND {cond} ORDER BY t.event_id ASC LIMIT ?) b{i}"
+            )
+        };
+        assert_eq!(
+            sql.text,
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM ({} UNION {} UNION {}) page JOIN event e ON e.id = page.id \
+                 JOIN event_type et ON et.id = e.event_type_id ORDER BY e.id ASC LIMIT ?",
+                branch(0, "t.t_string = ? AND t.t_int IS NULL AND t.t_datetime IS NULL AND t.t_float IS NULL"),
+                branch(1, "t.t_string IS NULL AND t.t_int = ? AND t.t_datetime IS NULL AND t.t_float IS NULL"),
+                branch(2, "t.t_string IS NULL AND t.t_int IS NULL AND t.t_datetime IS NULL AND t.t_float = ?"),
+            )
+        );
+        let name = || Bind::S("memory_mb".into());
+        assert_eq!(
+            sql.binds,
+            vec![
+                name(),
+                Bind::S("512".into()),
+                Bind::I(3),
+                name(),
+                Bind::I(512),
+                Bind::I(3),
+                name(),
+                Bind::F(512.0),
+                Bind::I(3),
+                Bind::I(3)
+            ]
         );
         let count = events(&q, true, FilterStyle::In, &indexed, Dialect::MySql);
         assert!(
