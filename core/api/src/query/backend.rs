@@ -219,7 +219,11 @@ macro_rules! api_store {
                     Some(f) => {
                         let ranges = match f.datetime {
                             Some(t) => {
+                                // Not a cached prepared statement: MariaDB picks the loose index
+                                // scan when a statement first runs, and on re-executions of a
+                                // prepared one reads every range instead (measured: 0.9 ms → 85 ms).
                                 let starts = Self::query(&sql::range_starts(&f.name, t))
+                                    .persistent(false)
                                     .fetch_all(&self.pool)
                                     .await?
                                     .iter()
