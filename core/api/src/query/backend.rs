@@ -103,10 +103,10 @@ macro_rules! api_store {
                 &self.pool
             }
 
-            /// A query of the shared SQL, prepared for this run only on MySQL/MariaDB
-            /// ([`Self::REUSE_PREPARED`]).
+            /// A query of the shared SQL. Only key lookups keep their prepared
+            /// statement on MySQL/MariaDB ([`Self::REUSE_PREPARED`]).
             fn query<'q>(s: &'q Sql) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
-                let mut q = sqlx::query(&s.text).persistent(Self::REUSE_PREPARED);
+                let mut q = sqlx::query(&s.text).persistent(Self::REUSE_PREPARED || s.by_key);
                 for b in &s.binds {
                     q = match b {
                         Bind::I(v) => q.bind(*v),
@@ -396,7 +396,9 @@ impl MySqlApiStore {
     /// MariaDB plans a prepared statement well when it first runs and, for the
     /// API's derived-table pages and the loose-scan range lookup, worse on every
     /// re-execution (measured on 1 M events: a tenant's page 1.7 ms, then 20 ms;
-    /// the range lookup 0.9 ms, then 85 ms). So each read is prepared afresh.
+    /// the range lookup 0.9 ms, then 85 ms). So each read is prepared afresh,
+    /// except key lookups (`Sql::by_key`: one plan whatever the values), which
+    /// the latency prober and the page fills repeat thousands of times.
     const REUSE_PREPARED: bool = false;
 }
 

@@ -27,6 +27,9 @@ pub enum Bind {
 pub struct Sql {
     pub text: String,
     pub binds: Vec<Bind>,
+    /// A lookup by key (primary or unique): one plan whatever the values, so
+    /// its prepared statement is worth keeping on every backend.
+    pub by_key: bool,
 }
 
 impl Sql {
@@ -204,6 +207,7 @@ pub fn range_starts(name: &str, t: i64) -> Sql {
                WHERE name = ? AND dt_timerange_begin <= ? GROUP BY name, dt_timerange_begin"
             .into(),
         binds: vec![Bind::S(name.to_string()), Bind::I(t)],
+        by_key: false,
     }
 }
 
@@ -312,6 +316,7 @@ pub fn stream_by_id(id: i64) -> Sql {
     Sql {
         text: format!("SELECT {STREAM_COLUMNS} FROM stream s WHERE s.id = ?"),
         binds: vec![Bind::I(id)],
+        by_key: true,
     }
 }
 
@@ -336,6 +341,7 @@ pub fn dist_traits_for(ids: &[i64]) -> Sql {
             in_list(ids.len())
         ),
         binds: ids.iter().map(|i| Bind::I(*i)).collect(),
+        by_key: true,
     }
 }
 
@@ -346,6 +352,7 @@ pub fn traits_for(ids: &[i64]) -> Sql {
             in_list(ids.len())
         ),
         binds: ids.iter().map(|i| Bind::I(*i)).collect(),
+        by_key: true,
     }
 }
 
@@ -535,6 +542,7 @@ pub fn event_by_message_id(message_id: &str) -> Sql {
             "SELECT {EVENT_COLUMNS} FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE e.message_id = ?"
         ),
         binds: vec![Bind::S(message_id.to_string())],
+        by_key: true,
     }
 }
 
@@ -546,6 +554,7 @@ pub fn stream_events(stream_id: i64) -> Sql {
              JOIN event_type et ON et.id = e.event_type_id WHERE se.stream_id = ? ORDER BY e.generated ASC, e.id ASC"
         ),
         binds: vec![Bind::I(stream_id)],
+        by_key: true,
     }
 }
 
