@@ -122,8 +122,7 @@ impl HealthComponent {
 }
 
 /// Install the global Prometheus recorder (once) and return its handle. Also
-/// starts the upkeep thread: it drains histograms and releases free heap pages
-/// ([`release_free_memory`]) every [`UPKEEP_EVERY`].
+/// starts the upkeep thread, which drains histograms every [`UPKEEP_EVERY`].
 pub fn install_metrics() -> PrometheusHandle {
     use std::sync::OnceLock;
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -141,7 +140,6 @@ pub fn install_metrics() -> PrometheusHandle {
                 .spawn(move || loop {
                     std::thread::sleep(UPKEEP_EVERY);
                     upkeep.run_upkeep();
-                    release_free_memory();
                 });
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are drained only by scrapes");
@@ -149,20 +147,6 @@ pub fn install_metrics() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Hand the allocator's free pages back to the kernel. glibc keeps the pages of
-/// freed chunks that are not at the top of a heap, so without this a process's
-/// RSS stays at the highest point any burst (a backlog of full batches) ever
-/// took it, in steps (found by the 30-minute soak: yagi-event +12 % after
-/// warm-up, flat between bursts). Live memory, and so a leak, still shows.
-/// Runs on the upkeep thread of [`install_metrics`].
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only returns unused pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Name of the thread that drains histogram samples ([`install_metrics`]).
