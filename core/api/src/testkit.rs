@@ -84,7 +84,13 @@ impl ScratchDb {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await?;
+        // One connection: the schema is applied as one sequence of DDL, never
+        // with a statement on a second connection that has not yet seen the last
+        // change (seen once in CI: "index ix_trait_datetime already exists").
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
         for stmt in split_statements(SQLITE_SCHEMA) {
             pool.execute(stmt.as_str()).await?;
         }
