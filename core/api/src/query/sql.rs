@@ -242,19 +242,7 @@ pub fn streams_page(
     let Some((first, rest)) = q.traits.split_first() else {
         return streams(q, false, style);
     };
-    let mut alternatives: Vec<(String, Vec<Bind>)> =
-        vec![("d.dt_string = ?".into(), vec![Bind::S(first.text.clone())])];
-    alternatives.extend(first.int.map(|i| ("d.dt_int = ?".into(), vec![Bind::I(i)])));
-    alternatives.extend(
-        first
-            .float
-            .map(|x| ("d.dt_float = ?".into(), vec![Bind::F(x)])),
-    );
-    alternatives.extend(
-        first
-            .datetime
-            .map(|t| ("d.dt_datetime = ?".into(), vec![Bind::I(t)])),
-    );
+    let mut alternatives = typed_alternatives(first, |col| format!("d.dt_{col} = ?"));
     for r in ranges {
         alternatives.push(match *r {
             RangeMatch::Exact { begin, end } => (
@@ -437,6 +425,17 @@ fn page_rows(sql: &mut Sql, mark: &Mark) {
     ));
 }
 
+/// One (condition, binds) per typed form of a filter's value: text, then int,
+/// float and datetime when the value parses as one. `cond` writes the condition
+/// for a value column suffix (`string`, `int`, `float`, `datetime`).
+fn typed_alternatives(f: &TraitFilter, cond: impl Fn(&str) -> String) -> Vec<(String, Vec<Bind>)> {
+    let mut out = vec![(cond("string"), vec![Bind::S(f.text.clone())])];
+    out.extend(f.int.map(|i| (cond("int"), vec![Bind::I(i)])));
+    out.extend(f.float.map(|x| (cond("float"), vec![Bind::F(x)])));
+    out.extend(f.datetime.map(|t| (cond("datetime"), vec![Bind::I(t)])));
+    out
+}
+
 /// The join that keeps the driving table outside (the planner would rather
 /// drive from an index of the joined table and sort).
 fn forced_join(dialect: Dialect) -> &'static str {
@@ -504,10 +503,7 @@ fn events_page(
             .collect::<Vec<_>>()
             .join(" AND ")
     };
-    let mut alternatives = vec![(typed("t_string"), vec![Bind::S(f.text.clone())])];
-    alternatives.extend(f.int.map(|i| (typed("t_int"), vec![Bind::I(i)])));
-    alternatives.extend(f.float.map(|x| (typed("t_float"), vec![Bind::F(x)])));
-    alternatives.extend(f.datetime.map(|t| (typed("t_datetime"), vec![Bind::I(t)])));
+    let alternatives = typed_alternatives(f, |col| typed(&format!("t_{col}")));
     let mut sql = Sql::default();
     sql.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
     driven_union(
