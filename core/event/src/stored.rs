@@ -23,45 +23,48 @@ use crate::{from_micros, to_micros, Datatype, TraitValue, Traits};
 #[error("stored traits: {0}")]
 pub struct StoredTraitsError(String);
 
-fn value_json(v: &TraitValue) -> String {
-    match v {
-        TraitValue::Text(s) => serde_json::to_string(s.as_str()).unwrap_or_else(|_| "\"\"".into()),
-        TraitValue::Int(i) => i.to_string(),
-        TraitValue::Float(f) if f.is_nan() => "\"NaN\"".into(),
-        TraitValue::Float(f) if f.is_infinite() => {
-            if *f > 0.0 {
-                "\"inf\"".into()
-            } else {
-                "\"-inf\"".into()
-            }
-        }
-        TraitValue::Float(f) => serde_json::to_string(f).unwrap_or_else(|_| "null".into()),
-        TraitValue::Datetime(t) => to_micros(t).to_string(),
-    }
+/// Append the JSON of a trait value (see the module docs for the format).
+/// Writing into a `Vec<u8>` cannot fail.
+fn push_value(out: &mut Vec<u8>, v: &TraitValue) {
+    use std::io::Write;
+    let _ = match v {
+        TraitValue::Text(s) => serde_json::to_writer(&mut *out, s.as_str()).map_err(|_| ()),
+        TraitValue::Int(i) => write!(out, "{i}").map_err(|_| ()),
+        TraitValue::Float(f) if f.is_nan() => out.write_all(b"\"NaN\"").map_err(|_| ()),
+        TraitValue::Float(f) if f.is_infinite() => out
+            .write_all(if *f > 0.0 { b"\"inf\"" } else { b"\"-inf\"" })
+            .map_err(|_| ()),
+        TraitValue::Float(f) => serde_json::to_writer(&mut *out, f).map_err(|_| ()),
+        TraitValue::Datetime(t) => write!(out, "{}", to_micros(t)).map_err(|_| ()),
+    };
 }
 
-/// `"name":[code,value]` — the member text of one trait.
-fn member(name: &str, v: &TraitValue) -> String {
-    format!(
-        "{}:[{},{}]",
-        serde_json::to_string(name).unwrap_or_else(|_| "\"\"".into()),
-        v.datatype().code(),
-        value_json(v)
-    )
+/// Append `"name":[code,value]`, the member text of one trait.
+fn push_member(out: &mut Vec<u8>, name: &str, v: &TraitValue) {
+    use std::io::Write;
+    let _ = serde_json::to_writer(&mut *out, name);
+    let _ = write!(out, ":[{},", v.datatype().code());
+    push_value(out, v);
+    out.push(b']');
+}
+
+/// The text of bytes written by the functions above (JSON of `str`s: UTF-8).
+fn into_text(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Encode an event's traits (sorted by name, as the map is).
 pub fn encode_traits(traits: &Traits) -> String {
-    let mut out = String::with_capacity(24 * traits.len() + 2);
-    out.push('{');
+    let mut out = Vec::with_capacity(48 * traits.len() + 2);
+    out.push(b'{');
     for (i, (name, v)) in traits.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&member(name, v));
+        push_member(&mut out, name, v);
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    into_text(out)
 }
 
 /// Decode a document written by [`encode_traits`]. Members with an unknown
@@ -95,7 +98,9 @@ pub fn decode_traits(doc: &str) -> Result<Traits, StoredTraitsError> {
 /// The substring that occurs in a stored document exactly when trait `name`
 /// has value `v` (same type, same value). Use with `INSTR(traits, ?) > 0`.
 pub fn match_fragment(name: &str, v: &TraitValue) -> String {
-    member(name, v)
+    let mut out = Vec::new();
+    push_member(&mut out, name, v);
+    into_text(out)
 }
 
 #[cfg(test)]

@@ -149,7 +149,8 @@ async fn health_is_unhealthy_while_the_broker_is_unreachable() {
 async fn file_source_survives_repeated_kill_9_at_random_moments() {
     let mut env = Env::new("ingkills", Db::Sqlite, None, 100, "").await;
     let input = env.dir.path().join("notifications.jsonl");
-    let n = 8000;
+    // Enough input that a run outlasts the latest kill moment (900 ms).
+    let n = 40000;
     write_lines(&input, &env.name, 0..n, None);
     let src = format!("file:{}", input.display());
     let mut kills = 0;

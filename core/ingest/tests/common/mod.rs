@@ -196,6 +196,20 @@ impl Env {
         }
     }
 
+    /// Poll until the logs contain `needle` or the timeout; returns whether they do.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Every message_id in the archive (working + finished files), with duplicates.
     pub fn archived_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();

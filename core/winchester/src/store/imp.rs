@@ -94,7 +94,7 @@ fn stream_from_row(r: &DbRow) -> Result<Stream, StoreError> {
 
 /// (type, t_string, t_float, t_int, t_datetime) of a trait value. Strings are
 /// capped at 255 characters (the column width).
-fn trait_columns(v: &TraitValue) -> (i64, Option<String>, Option<f64>, Option<i64>, Option<i64>) {
+fn trait_columns(v: &TraitValue) -> (i64, Option<&str>, Option<f64>, Option<i64>, Option<i64>) {
     let ty = v.datatype().code() as i64;
     match v {
         TraitValue::Text(s) => (ty, Some(cap_255(s)), None, None, None),
@@ -104,10 +104,10 @@ fn trait_columns(v: &TraitValue) -> (i64, Option<String>, Option<f64>, Option<i6
     }
 }
 
-fn cap_255(s: &str) -> String {
+fn cap_255(s: &str) -> &str {
     match s.char_indices().nth(255) {
-        Some((i, _)) => s[..i].to_string(),
-        None => s.to_string(),
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -131,7 +131,7 @@ fn push_dist_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &DistValue
     match value {
         DistValue::Trait(TraitValue::Text(s)) => {
             qb.push(" AND d.dt_string = ");
-            qb.push_bind(cap_255(s));
+            qb.push_bind(cap_255(s).to_string());
         }
         DistValue::Trait(TraitValue::Int(i)) => {
             qb.push(" AND d.dt_int = ");
@@ -169,7 +169,7 @@ fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitVal
     // Along the MySQL value index (name, t_string, t_int, t_datetime, t_float):
     // a row sets one value column, the ones before it are NULL.
     if let Some(s) = s {
-        qb.push(" AND t.t_string = ").push_bind(s);
+        qb.push(" AND t.t_string = ").push_bind(s.to_string());
     } else if let Some(i) = i {
         qb.push(" AND t.t_string IS NULL AND t.t_int = ").push_bind(i);
     } else if let Some(d) = d {
@@ -436,6 +436,7 @@ impl ThisStore {
     /// Lock (MySQL: `FOR UPDATE`) the stream_key rows of `keys`, creating missing
     /// ones. Returns key -> current stream id.
     async fn lock_keys(
+        &self,
         tx: &mut Transaction<'static, Db>,
         keys: &[String],
     ) -> Result<HashMap<String, Option<i64>>, StoreError> {
@@ -445,15 +446,10 @@ impl ThisStore {
         if missing.is_empty() {
             return Ok(out);
         }
-        let mut inserted = 0u64;
-        for chunk in shaped_chunks(&missing, CHUNK) {
-            let mut qb: QueryBuilder<'_, Db> =
-                QueryBuilder::new(format!("{} INTO stream_key (stream_key, stream_id) ", DIALECT.insert_ignore()));
-            qb.push_values(chunk, |mut b, k| {
-                b.push_bind(k.clone()).push_bind(None::<i64>);
-            });
-            inserted += qb.build().execute(&mut **tx).await?.rows_affected();
-        }
+        let vals: Vec<Val<'_>> = missing.iter().flat_map(|k| [Val::S(k), Val::Null]).collect();
+        let head = format!("{} INTO stream_key (stream_key, stream_id)", DIALECT.insert_ignore());
+        let inserted = self.insert_rows(tx, &head, 2, &vals).await?.affected;
+        drop(vals);
         if inserted == missing.len() as u64 {
             for k in missing {
                 out.insert(k, None);
@@ -529,50 +525,46 @@ impl ThisStore {
         }
 
         // 2. Events (ids from the insert, or re-read by message_id).
+        let docs: Vec<String> = fresh.iter().map(|e| encode_traits(&e.traits)).collect();
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(fresh.len() * 4);
+        for (e, doc) in fresh.iter().zip(&docs) {
+            vals.extend([
+                Val::S(&e.message_id),
+                Val::I(to_micros(&e.generated)),
+                Val::I(type_ids.get(&e.event_type).copied().unwrap_or(0)),
+                Val::S(doc),
+            ]);
+        }
+        let head = format!("{} INTO event (message_id, generated, event_type_id, traits)", DIALECT.insert_ignore());
+        let inserted = self.insert_rows(&mut tx, &head, 4, &vals).await?;
+        drop(vals);
+        if inserted.affected != fresh.len() as u64 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
-        let mut reread: Vec<&Event> = Vec::new();
-        for chunk in shaped_chunks(&fresh, CHUNK) {
-            let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
-                "{} INTO event (message_id, generated, event_type_id, traits) ",
-                DIALECT.insert_ignore()
-            ));
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.message_id.clone())
-                    .push_bind(to_micros(&e.generated))
-                    .push_bind(type_ids.get(&e.event_type).copied().unwrap_or(0))
-                    .push_bind(encode_traits(&e.traits));
-            });
-            let res = qb.build().execute(&mut *tx).await?;
-            if res.rows_affected() != chunk.len() as u64 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            match self.first_inserted_id(&res, chunk.len()) {
-                Some(first) => {
-                    for (i, e) in chunk.iter().enumerate() {
-                        event_ids.insert(e.message_id.as_str(), first + i as i64);
+        match inserted.ids {
+            Some(ids) => event_ids.extend(fresh.iter().map(|e| e.message_id.as_str()).zip(ids)),
+            None => {
+                for chunk in shaped_chunks(&fresh, CHUNK) {
+                    let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        q = q.bind(e.message_id.clone());
+                    }
+                    let rows = q.fetch_all(&mut *tx).await?;
+                    let mut by_mid: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+                    for r in rows {
+                        by_mid.insert(text_col(&r, 1)?, r.try_get(0)?);
+                    }
+                    for e in chunk {
+                        let id = by_mid
+                            .get(&e.message_id)
+                            .copied()
+                            .ok_or_else(|| StoreError::Corrupt(format!("event {} vanished after insert", e.message_id)))?;
+                        event_ids.insert(e.message_id.as_str(), id);
                     }
                 }
-                None => reread.extend_from_slice(chunk),
-            }
-        }
-        for chunk in shaped_chunks(&reread, CHUNK) {
-            let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q.bind(e.message_id.clone());
-            }
-            let rows = q.fetch_all(&mut *tx).await?;
-            let mut by_mid: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-            for r in rows {
-                by_mid.insert(text_col(&r, 1)?, r.try_get(0)?);
-            }
-            for e in chunk {
-                let id = by_mid
-                    .get(&e.message_id)
-                    .copied()
-                    .ok_or_else(|| StoreError::Corrupt(format!("event {} vanished after insert", e.message_id)))?;
-                event_ids.insert(e.message_id.as_str(), id);
             }
         }
         report.saved = fresh.len();
@@ -586,15 +578,14 @@ impl ThisStore {
                 e.traits.iter().filter(move |(n, _)| indexed.contains(n.as_str())).map(move |(n, v)| (id, n.as_str(), v))
             })
             .collect();
-        for chunk in shaped_chunks(&trait_rows, CHUNK) {
-            let mut qb: QueryBuilder<'_, Db> =
-                QueryBuilder::new("INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ");
-            qb.push_values(chunk, |mut b, (id, name, v)| {
-                let (ty, s, f, i, d) = trait_columns(v);
-                b.push_bind(*id).push_bind(name.to_string()).push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
-            });
-            qb.build().execute(&mut *tx).await?;
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(trait_rows.len() * 7);
+        for (id, name, v) in &trait_rows {
+            let (ty, s, f, i, d) = trait_columns(v);
+            vals.extend([Val::I(*id), Val::S(name), Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d)]);
         }
+        self.insert_rows(&mut tx, "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime)", 7, &vals)
+            .await?;
+        drop(vals);
 
         // 4. Streams.
         let plans: Vec<(&Event, Vec<StreamJoin>)> =
@@ -602,7 +593,7 @@ impl ThisStore {
         if !plans.is_empty() {
             let keys: Vec<String> =
                 plans.iter().flat_map(|(_, js)| js.iter().map(|j| j.key.clone())).collect::<BTreeSet<_>>().into_iter().collect();
-            let key_rows = Self::lock_keys(&mut tx, &keys).await?;
+            let key_rows = self.lock_keys(&mut tx, &keys).await?;
             // Load the streams the keys point at.
             let ids: Vec<i64> = key_rows.values().flatten().copied().collect();
             let mut current: HashMap<i64, Stream> = HashMap::new();
@@ -740,32 +731,34 @@ impl ThisStore {
                 .filter(|w| w.is_new)
                 .flat_map(|w| w.dist.iter().map(move |(n, v)| (w.id.unwrap_or(0), n.as_str(), v)))
                 .collect();
-            for chunk in shaped_chunks(&dist_rows, CHUNK) {
-                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(
-                    "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, \
-                     dt_timerange_begin, dt_timerange_end) ",
-                );
-                qb.push_values(chunk, |mut b, (sid, name, v)| {
-                    b.push_bind(*sid).push_bind(name.to_string());
-                    match v {
-                        DistValue::Trait(tv) => {
-                            let (ty, s, f, i, d) = trait_columns(tv);
-                            b.push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
-                            b.push_bind(None::<i64>).push_bind(None::<i64>);
-                        }
-                        DistValue::Range { begin, end } => {
-                            b.push_bind(Datatype::Timerange.code() as i64)
-                                .push_bind(None::<String>)
-                                .push_bind(None::<f64>)
-                                .push_bind(None::<i64>)
-                                .push_bind(None::<i64>)
-                                .push_bind(to_micros(begin))
-                                .push_bind(to_micros(end));
-                        }
+            let mut vals: Vec<Val<'_>> = Vec::with_capacity(dist_rows.len() * 9);
+            for (sid, name, v) in &dist_rows {
+                vals.extend([Val::I(*sid), Val::S(name)]);
+                match v {
+                    DistValue::Trait(tv) => {
+                        let (ty, s, f, i, d) = trait_columns(tv);
+                        vals.extend([Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d), Val::Null, Val::Null]);
                     }
-                });
-                qb.build().execute(&mut *tx).await?;
+                    DistValue::Range { begin, end } => vals.extend([
+                        Val::I(Datatype::Timerange.code() as i64),
+                        Val::Null,
+                        Val::Null,
+                        Val::Null,
+                        Val::Null,
+                        Val::I(to_micros(begin)),
+                        Val::I(to_micros(end)),
+                    ]),
+                }
             }
+            self.insert_rows(
+                &mut tx,
+                "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, \
+                 dt_timerange_begin, dt_timerange_end)",
+                9,
+                &vals,
+            )
+            .await?;
+            drop(vals);
             // Point each key at its newest stream.
             let pointers: Vec<(&str, i64)> = by_key
                 .iter()
@@ -822,14 +815,10 @@ impl ThisStore {
             report.ready_to_fire = works.iter().filter(|w| w.became_ready).count();
             // Links.
             report.stream_events = links.len();
-            for chunk in shaped_chunks(&links, CHUNK) {
-                let mut qb: QueryBuilder<'_, Db> =
-                    QueryBuilder::new(format!("{} INTO streamevent (stream_id, event_id) ", DIALECT.insert_ignore()));
-                qb.push_values(chunk, |mut b, (idx, eid)| {
-                    b.push_bind(works[*idx].id.unwrap_or(0)).push_bind(*eid);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
+            let vals: Vec<Val<'_>> =
+                links.iter().flat_map(|(idx, eid)| [Val::I(works[*idx].id.unwrap_or(0)), Val::I(*eid)]).collect();
+            let head = format!("{} INTO streamevent (stream_id, event_id)", DIALECT.insert_ignore());
+            self.insert_rows(&mut tx, &head, 2, &vals).await?;
         }
         tx.commit().await?;
         Ok(Some(report))
@@ -1434,17 +1423,15 @@ impl Store for ThisStore {
                     values.push((id, v));
                 }
             }
-            for chunk in shaped_chunks(&values, CHUNK) {
-                let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!(
-                    "{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) ",
-                    DIALECT.insert_ignore()
-                ));
-                qb.push_values(chunk, |mut b, (id, v)| {
-                    let (ty, s, f, i, d) = trait_columns(v);
-                    b.push_bind(*id).push_bind(name.to_string()).push_bind(ty).push_bind(s).push_bind(f).push_bind(i).push_bind(d);
-                });
-                added += qb.build().execute(&self.pool).await?.rows_affected();
+            let mut vals: Vec<Val<'_>> = Vec::with_capacity(values.len() * 7);
+            for (id, v) in &values {
+                let (ty, s, f, i, d) = trait_columns(v);
+                vals.extend([Val::I(*id), Val::S(name), Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d)]);
             }
+            let head = format!("{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime)", DIALECT.insert_ignore());
+            let mut tx = self.begin_write().await?;
+            added += self.insert_rows(&mut tx, &head, 7, &vals).await?.affected;
+            tx.commit().await?;
         }
         // 3. Ready: filters on it use the index alone.
         sqlx::query("UPDATE indexed_trait SET ready = 1 WHERE name = ?").bind(name.to_string()).execute(&self.pool).await?;

@@ -20,10 +20,12 @@ use crate::stream::{DistTraits, DistValue, Stream, StreamState};
 mod mysql;
 mod sql;
 mod sqlite;
+mod sqlite_rows;
 pub mod url;
 
 pub use mysql::MySqlStore;
 pub use sqlite::SqliteStore;
+pub use sqlite_rows::SqliteRowError;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub enum StoreError {
     BadMark(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// An error of the SQLite bulk-insert path (see `sqlite_rows`).
+    #[error(transparent)]
+    Sqlite(#[from] sqlite_rows::SqliteRowError),
 }
 
 /// An event read back from the store, with its row id (for `_mark` paging).

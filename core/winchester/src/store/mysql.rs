@@ -12,7 +12,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlQueryResult};
 use sqlx::{Executor, MySql, MySqlPool};
 use stv3_event::{Event, Timestamp};
 
-use super::sql::Dialect;
+use super::sql::{Dialect, Inserted, Val};
 use super::{
     EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError,
     StoredEvent, StreamJoin, StreamQuery,
@@ -111,6 +111,47 @@ impl MySqlStore {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    /// Insert rows (`ncols` values each, flattened) with `head` (`INSERT
+    /// [IGNORE] INTO t (cols)`) in the caller's transaction, as multi-row
+    /// statements of [`shaped_chunks`] sizes. The ids are known only when
+    /// every row went in and the server hands out consecutive ids.
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        head: &str,
+        ncols: usize,
+        rows: &[Val<'_>],
+    ) -> Result<Inserted, StoreError> {
+        let ncols = ncols.max(1);
+        let all: Vec<&[Val<'_>]> = rows.chunks(ncols).collect();
+        let mut out = Inserted {
+            affected: 0,
+            ids: Some(Vec::with_capacity(all.len())),
+        };
+        for chunk in shaped_chunks(&all, CHUNK) {
+            let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new(format!("{head} "));
+            qb.push_values(chunk, |mut b, row| {
+                for v in row.iter() {
+                    match *v {
+                        Val::Null => b.push_bind(None::<i64>),
+                        Val::I(x) => b.push_bind(x),
+                        Val::F(x) => b.push_bind(x),
+                        Val::S(s) => b.push_bind(s.to_string()),
+                    };
+                }
+            });
+            let res = qb.build().execute(&mut **tx).await?;
+            out.affected += res.rows_affected();
+            match (&mut out.ids, self.first_inserted_id(&res, chunk.len())) {
+                (Some(ids), Some(first)) if res.rows_affected() == chunk.len() as u64 => {
+                    ids.extend((0..chunk.len() as i64).map(|i| first + i));
+                }
+                _ => out.ids = None,
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -32,6 +32,36 @@ impl Dialect {
     }
 }
 
+/// One value of a row handed to a backend's `insert_rows`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Val<'a> {
+    Null,
+    I(i64),
+    F(f64),
+    S(&'a str),
+}
+
+impl<'a> Val<'a> {
+    pub(crate) fn opt_i(v: Option<i64>) -> Self {
+        v.map_or(Val::Null, Val::I)
+    }
+    pub(crate) fn opt_f(v: Option<f64>) -> Self {
+        v.map_or(Val::Null, Val::F)
+    }
+    pub(crate) fn opt_s(v: Option<&'a str>) -> Self {
+        v.map_or(Val::Null, Val::S)
+    }
+}
+
+/// What a backend's `insert_rows` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Inserted {
+    /// Rows actually inserted (an ignored conflict inserts none).
+    pub affected: u64,
+    /// The id of each row, in order, when every row went in and the ids are known.
+    pub ids: Option<Vec<i64>>,
+}
+
 /// `?, ?, ?` with `n` placeholders.
 pub(crate) fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqlitePool};
 use stv3_event::{Event, Timestamp};
 
-use super::sql::Dialect;
+use super::sql::{Dialect, Inserted, Val};
 use super::{
     EventQuery, IndexedTrait, IngestReport, IngestRules, Marked, ReadyKind, Store, StoreError,
     StoredEvent, StreamJoin, StreamQuery,
@@ -127,6 +127,38 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Insert rows (`ncols` values each, flattened) with `head` (`INSERT
+    /// [OR IGNORE] INTO t (cols)`) in the caller's transaction, one prepared
+    /// statement stepped per row on the connection's handle ([`super::sqlite_rows`]).
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        head: &str,
+        ncols: usize,
+        rows: &[Val<'_>],
+    ) -> Result<Inserted, StoreError> {
+        if rows.is_empty() {
+            return Ok(Inserted {
+                affected: 0,
+                ids: Some(Vec::new()),
+            });
+        }
+        let mut handle = tx.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        // SAFETY: the locked handle gives this thread the connection until it drops.
+        let run = || unsafe { super::sqlite_rows::insert_rows(db, head, ncols, rows) };
+        // The rows are written on this thread, not on the connection's worker:
+        // on a multi-threaded runtime tell the scheduler this task blocks.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let res = if multi {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        };
+        Ok(res?)
     }
 }
 

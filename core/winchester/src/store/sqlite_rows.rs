@@ -1,0 +1,260 @@
+//! Bulk row inserts on SQLite through one prepared single-row statement:
+//! bind, step, reset, row after row, on the connection's own handle.
+//!
+//! This is the ingest's hot path on the embedded store. A multi-row
+//! `INSERT ... VALUES (?,...),(?,...)` through sqlx builds a large SQL text and
+//! an argument vector per statement, copies every text argument into the
+//! worker command and hands each statement to the connection's worker thread;
+//! for thousands of small rows that costs as much as SQLite's own work. Here
+//! the statement is prepared once per call, text is bound without a copy
+//! (`SQLITE_STATIC`: the values outlive each step), and each row reports its
+//! own change count and rowid.
+//!
+//! The only `unsafe` is the FFI; [`Statement`] finalizes on drop and every
+//! return code is checked.
+
+use std::ffi::{c_int, CStr, CString};
+use std::ptr::{null_mut, NonNull};
+
+use libsqlite3_sys as ffi;
+
+use super::sql::{Inserted, Val};
+
+/// A SQLite error on the bulk path: the engine's code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("sqlite error {code}: {message} (in {sql})")]
+pub struct SqliteRowError {
+    pub code: i32,
+    pub message: String,
+    pub sql: String,
+}
+
+struct Statement {
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    sql: String,
+}
+
+impl Statement {
+    /// # Safety
+    /// `db` must be an open connection that nothing else uses meanwhile.
+    unsafe fn prepare(db: *mut ffi::sqlite3, sql: &str) -> Result<Self, SqliteRowError> {
+        let text = CString::new(sql).map_err(|_| SqliteRowError {
+            code: ffi::SQLITE_MISUSE,
+            message: "NUL in statement".into(),
+            sql: sql.into(),
+        })?;
+        let mut stmt = null_mut();
+        let rc = ffi::sqlite3_prepare_v2(db, text.as_ptr(), -1, &mut stmt, null_mut());
+        let s = Statement {
+            db,
+            stmt,
+            sql: sql.into(),
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(s.error(rc));
+        }
+        Ok(s)
+    }
+
+    fn error(&self, rc: c_int) -> SqliteRowError {
+        // SAFETY: `db` is open for the life of the statement.
+        let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }
+            .to_string_lossy()
+            .into_owned();
+        SqliteRowError {
+            code: rc,
+            message,
+            sql: self.sql.clone(),
+        }
+    }
+
+    fn check(&self, rc: c_int) -> Result<(), SqliteRowError> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.error(rc))
+        }
+    }
+
+    /// Bind one row, step it, reset. The bound text must live until this
+    /// returns (it is bound `SQLITE_STATIC` and unbound before returning).
+    fn run_row(&mut self, row: &[Val<'_>]) -> Result<(u64, i64), SqliteRowError> {
+        for (i, v) in row.iter().enumerate() {
+            let at = (i + 1) as c_int;
+            // SAFETY: `stmt` is a live prepared statement; text pointers stay
+            // valid until the clear_bindings below.
+            let rc = unsafe {
+                match v {
+                    Val::Null => ffi::sqlite3_bind_null(self.stmt, at),
+                    Val::I(x) => ffi::sqlite3_bind_int64(self.stmt, at, *x),
+                    Val::F(x) => ffi::sqlite3_bind_double(self.stmt, at, *x),
+                    Val::S(s) => ffi::sqlite3_bind_text64(
+                        self.stmt,
+                        at,
+                        s.as_ptr().cast(),
+                        s.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                }
+            };
+            self.check(rc)?;
+        }
+        // SAFETY: as above.
+        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
+        let out = if rc == ffi::SQLITE_DONE {
+            // SAFETY: `db` is open.
+            unsafe {
+                (
+                    ffi::sqlite3_changes(self.db).max(0) as u64,
+                    ffi::sqlite3_last_insert_rowid(self.db),
+                )
+            }
+        } else {
+            let e = self.error(rc);
+            // SAFETY: as above.
+            unsafe {
+                ffi::sqlite3_reset(self.stmt);
+                ffi::sqlite3_clear_bindings(self.stmt);
+            }
+            return Err(e);
+        };
+        // SAFETY: as above.
+        unsafe {
+            ffi::sqlite3_reset(self.stmt);
+            ffi::sqlite3_clear_bindings(self.stmt);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: finalizing a null pointer is a no-op; else `stmt` is ours.
+        unsafe {
+            ffi::sqlite3_finalize(self.stmt);
+        }
+    }
+}
+
+/// Insert `rows` (each `ncols` values, flattened) with the single-row
+/// statement `head VALUES (?, ...)` on connection `db`, inside the caller's
+/// transaction.
+///
+/// # Safety
+/// `db` must be an open connection held exclusively for the call (sqlx's
+/// `LockedSqliteHandle`).
+pub(crate) unsafe fn insert_rows(
+    db: NonNull<ffi::sqlite3>,
+    head: &str,
+    ncols: usize,
+    rows: &[Val<'_>],
+) -> Result<Inserted, SqliteRowError> {
+    let mut out = Inserted {
+        affected: 0,
+        ids: Some(Vec::with_capacity(rows.len() / ncols.max(1))),
+    };
+    if rows.is_empty() || ncols == 0 {
+        return Ok(out);
+    }
+    let sql = format!("{head} VALUES ({})", super::sql::placeholders(ncols));
+    let mut stmt = Statement::prepare(db.as_ptr(), &sql)?;
+    for row in rows.chunks(ncols) {
+        let (changed, id) = stmt.run_row(row)?;
+        out.affected += changed;
+        match (&mut out.ids, changed) {
+            (Some(ids), 1) => ids.push(id),
+            _ => out.ids = None,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, SqliteConnection};
+
+    /// Run `insert_rows` on a fresh in-memory database with `schema`.
+    async fn run(
+        schema: &str,
+        head: &str,
+        ncols: usize,
+        rows: &[Val<'_>],
+    ) -> (Result<Inserted, SqliteRowError>, Vec<String>) {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::raw_sql(schema).execute(&mut conn).await.unwrap();
+        let res = {
+            let mut h = conn.lock_handle().await.unwrap();
+            // SAFETY: the locked handle is held for the call.
+            unsafe { insert_rows(h.as_raw_handle(), head, ncols, rows) }
+        };
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT quote(a) || '|' || quote(b) FROM t ORDER BY rowid")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        (res, stored)
+    }
+
+    const SCHEMA: &str =
+        "CREATE TABLE t (a TEXT UNIQUE, b ANY NOT NULL); PRAGMA foreign_keys = ON;";
+
+    fn check(
+        head: &str,
+        rows: &[Val<'_>],
+        expected: Result<(u64, Option<Vec<i64>>), &str>,
+        stored: &[&str],
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (res, got) = rt.block_on(run(SCHEMA, head, 2, rows));
+        match (res, expected) {
+            (Ok(r), Ok((affected, ids))) => assert_eq!((r.affected, r.ids), (affected, ids)),
+            (Err(e), Err(part)) => {
+                let text = e.to_string();
+                assert!(text.contains(part) && text.contains(head), "{text}");
+            }
+            (r, e) => panic!("got {r:?}, expected {e:?}"),
+        }
+        assert_eq!(got, stored);
+    }
+
+    #[test]
+    fn rows_values_and_ids() {
+        // Every value kind round-trips; ids are the rowids in order.
+        const IGNORE: &str = "INSERT OR IGNORE INTO t (a, b)";
+        check(
+            IGNORE,
+            &[
+                Val::S("x"),
+                Val::I(7),
+                Val::S("y"),
+                Val::F(1.5),
+                Val::Null,
+                Val::S("it's"),
+            ],
+            Ok((3, Some(vec![1, 2, 3]))),
+            &["'x'|7", "'y'|1.5", "NULL|'it''s'"],
+        );
+        // Nothing to do.
+        check(IGNORE, &[], Ok((0, Some(vec![]))), &[]);
+        // An ignored conflict: fewer rows, and no ids (the caller re-reads or retries).
+        check(
+            IGNORE,
+            &[Val::S("x"), Val::I(1), Val::S("x"), Val::I(2)],
+            Ok((1, None)),
+            &["'x'|1"],
+        );
+        // A constraint error (no OR IGNORE) names the engine's message and the statement; rows
+        // written before it stay for the caller's transaction to roll back.
+        check(
+            "INSERT INTO t (a, b)",
+            &[Val::S("a"), Val::I(1), Val::S("b"), Val::Null],
+            Err("NOT NULL constraint failed: t.b"),
+            &["'a'|1"],
+        );
+    }
+}
