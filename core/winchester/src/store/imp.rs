@@ -441,7 +441,7 @@ impl ThisStore {
         keys: &[String],
     ) -> Result<HashMap<String, Option<i64>>, StoreError> {
         let mut out: HashMap<String, Option<i64>> = HashMap::with_capacity(keys.len());
-        Self::select_keys(tx, keys, &mut out).await?;
+        self.select_keys(tx, keys, &mut out).await?;
         let missing: Vec<String> = keys.iter().filter(|k| !out.contains_key(*k)).cloned().collect();
         if missing.is_empty() {
             return Ok(out);
@@ -456,34 +456,12 @@ impl ThisStore {
             }
         } else {
             // Another ingester created some of them meanwhile: lock and read them.
-            Self::select_keys(tx, &missing, &mut out).await?;
+            self.select_keys(tx, &missing, &mut out).await?;
             for k in missing {
                 out.entry(k).or_insert(None);
             }
         }
         Ok(out)
-    }
-
-    async fn select_keys(
-        tx: &mut Transaction<'static, Db>,
-        keys: &[String],
-        out: &mut HashMap<String, Option<i64>>,
-    ) -> Result<(), StoreError> {
-        for chunk in shaped_chunks(keys, CHUNK) {
-            let sql = format!(
-                "SELECT stream_key, stream_id FROM stream_key WHERE stream_key IN ({}) ORDER BY stream_key{}",
-                placeholders(chunk.len()),
-                DIALECT.for_update()
-            );
-            let mut q = sqlx::query(&sql);
-            for k in chunk {
-                q = q.bind(k.clone());
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                out.insert(text_col(&r, 0)?, r.try_get(1)?);
-            }
-        }
-        Ok(())
     }
 
     /// One attempt of an ingest transaction. `Ok(None)`: retry (one of our

@@ -113,6 +113,30 @@ impl MySqlStore {
         self.pool.begin().await
     }
 
+    /// Lock (`FOR UPDATE`) and read the stream_key rows of `keys` into `out`.
+    async fn select_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        keys: &[String],
+        out: &mut HashMap<String, Option<i64>>,
+    ) -> Result<(), StoreError> {
+        for chunk in shaped_chunks(keys, CHUNK) {
+            let sql = format!(
+                "SELECT stream_key, stream_id FROM stream_key WHERE stream_key IN ({}) ORDER BY stream_key{}",
+                placeholders(chunk.len()),
+                DIALECT.for_update()
+            );
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q.bind(k.clone());
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                out.insert(text_col(&r, 0)?, r.try_get(1)?);
+            }
+        }
+        Ok(())
+    }
+
     /// Insert rows (`ncols` values each, flattened) with `head` (`INSERT
     /// [IGNORE] INTO t (cols)`) in the caller's transaction, as multi-row
     /// statements of [`shaped_chunks`] sizes. The ids are known only when

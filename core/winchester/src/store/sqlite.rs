@@ -35,6 +35,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connection of write transactions ([`Self::begin_write`]): always the
+    /// same one, so its page cache stays warm (in WAL mode a connection drops
+    /// its cache when another connection wrote since it last read).
+    writer: SqlitePool,
+    /// Held by every clone; the background checkpointer stops when the last one drops.
+    alive: Arc<()>,
     types: Arc<Mutex<HashMap<String, i64>>>,
     index: Arc<Mutex<super::IndexCache>>,
 }
@@ -75,6 +81,37 @@ impl SqliteStore {
     }
 }
 
+/// WAL pages after which a commit checkpoints by itself (SQLite's default is
+/// 1,000). The background checkpointer keeps the WAL far below this; the
+/// limit bounds the WAL should it fall behind.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
+/// How often the background checkpointer copies committed WAL frames into
+/// the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoint the WAL (PASSIVE: never blocks the writer or readers) on a pool
+/// connection every [`CHECKPOINT_EVERY`], off the writer's commit path: with
+/// SQLite's automatic checkpoints the committing ingest paid for copying the
+/// WAL into the database file and syncing it.
+fn spawn_checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "background WAL checkpoint failed; retried next tick");
+            }
+        }
+    });
+}
+
 impl SqliteStore {
     /// Connect to an sqlx-form SQLite URL (see [`super::url`]). Creates the file
     /// if missing; does not migrate (except an in-memory database).
@@ -95,28 +132,37 @@ impl SqliteStore {
         } else {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
         };
-        let pool = if memory {
+        let one = || {
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .connect_with(opts)
-                .await?
+        };
+        let (pool, writer) = if memory {
+            let pool = one().connect_with(opts).await?;
+            (pool.clone(), pool)
         } else {
-            SqlitePoolOptions::new()
+            let writer = one().connect_with(opts.clone()).await?;
+            let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(opts)
-                .await?
+                .await?;
+            (pool, writer)
         };
         let store = SqliteStore {
             pool,
+            writer,
             types: Arc::default(),
             index: Arc::default(),
+            alive: Arc::new(()),
         };
         if memory {
             store.migrate().await?;
+        } else {
+            spawn_checkpointer(store.pool.clone(), Arc::downgrade(&store.alive));
         }
         Ok(store)
     }
@@ -126,7 +172,54 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Read the stream_key rows of `keys` into `out` (one indexed lookup per
+    /// key on the connection's handle; the writer lock of `BEGIN IMMEDIATE`
+    /// already keeps other writers out).
+    async fn select_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        keys: &[String],
+        out: &mut HashMap<String, Option<i64>>,
+    ) -> Result<(), StoreError> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = Self::on_handle(tx, |db| {
+            // SAFETY: `db` is the locked handle of `on_handle`.
+            unsafe {
+                super::sqlite_rows::lookup_ids(
+                    db,
+                    "SELECT stream_id FROM stream_key WHERE stream_key = ?",
+                    &refs,
+                )
+            }
+        })
+        .await?;
+        for (k, f) in keys.iter().zip(found) {
+            if let Some(id) = f {
+                out.insert(k.clone(), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `f` on the raw handle of the transaction's connection, on this
+    /// thread (telling a multi-threaded runtime that the task blocks).
+    async fn on_handle<T>(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        f: impl FnOnce(std::ptr::NonNull<libsqlite3_sys::sqlite3>) -> Result<T, super::SqliteRowError>,
+    ) -> Result<T, StoreError> {
+        let mut handle = tx.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let res = if multi {
+            tokio::task::block_in_place(|| f(db))
+        } else {
+            f(db)
+        };
+        Ok(res?)
     }
 
     /// Insert rows (`ncols` values each, flattened) with `head` (`INSERT

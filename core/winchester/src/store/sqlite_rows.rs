@@ -77,13 +77,13 @@ impl Statement {
         }
     }
 
-    /// Bind one row, step it, reset. The bound text must live until this
-    /// returns (it is bound `SQLITE_STATIC` and unbound before returning).
-    fn run_row(&mut self, row: &[Val<'_>]) -> Result<(u64, i64), SqliteRowError> {
+    /// Bind one row's values. Text is bound `SQLITE_STATIC`: the caller keeps
+    /// it alive until [`Self::reset`].
+    fn bind(&mut self, row: &[Val<'_>]) -> Result<(), SqliteRowError> {
         for (i, v) in row.iter().enumerate() {
             let at = (i + 1) as c_int;
             // SAFETY: `stmt` is a live prepared statement; text pointers stay
-            // valid until the clear_bindings below.
+            // valid until `reset` clears the bindings.
             let rc = unsafe {
                 match v {
                     Val::Null => ffi::sqlite3_bind_null(self.stmt, at),
@@ -101,9 +101,43 @@ impl Statement {
             };
             self.check(rc)?;
         }
-        // SAFETY: as above.
-        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
-        let out = if rc == ffi::SQLITE_DONE {
+        Ok(())
+    }
+
+    /// Step once: `Ok(true)` a row is available, `Ok(false)` done.
+    fn step(&mut self) -> Result<bool, SqliteRowError> {
+        // SAFETY: `stmt` is a live prepared statement.
+        match unsafe { ffi::sqlite3_step(self.stmt) } {
+            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_DONE => Ok(false),
+            rc => Err(self.error(rc)),
+        }
+    }
+
+    /// Column `i` of the current row as an integer, or None for NULL.
+    fn opt_i64(&self, i: c_int) -> Option<i64> {
+        // SAFETY: called only after `step` returned a row.
+        unsafe {
+            (ffi::sqlite3_column_type(self.stmt, i) != ffi::SQLITE_NULL)
+                .then(|| ffi::sqlite3_column_int64(self.stmt, i))
+        }
+    }
+
+    /// Ready the statement for the next row and drop the bindings.
+    fn reset(&mut self) {
+        // SAFETY: `stmt` is a live prepared statement (its reset code repeats
+        // the last step's error, already reported).
+        unsafe {
+            ffi::sqlite3_reset(self.stmt);
+            ffi::sqlite3_clear_bindings(self.stmt);
+        }
+    }
+
+    /// Bind, step and reset one row of a statement that returns no rows:
+    /// (rows changed, last insert rowid).
+    fn run_row(&mut self, row: &[Val<'_>]) -> Result<(u64, i64), SqliteRowError> {
+        let res = self.bind(row).and_then(|()| self.step());
+        let out = res.map(|_| {
             // SAFETY: `db` is open.
             unsafe {
                 (
@@ -111,21 +145,9 @@ impl Statement {
                     ffi::sqlite3_last_insert_rowid(self.db),
                 )
             }
-        } else {
-            let e = self.error(rc);
-            // SAFETY: as above.
-            unsafe {
-                ffi::sqlite3_reset(self.stmt);
-                ffi::sqlite3_clear_bindings(self.stmt);
-            }
-            return Err(e);
-        };
-        // SAFETY: as above.
-        unsafe {
-            ffi::sqlite3_reset(self.stmt);
-            ffi::sqlite3_clear_bindings(self.stmt);
-        }
-        Ok(out)
+        });
+        self.reset();
+        out
     }
 }
 
@@ -167,6 +189,31 @@ pub(crate) unsafe fn insert_rows(
             (Some(ids), 1) => ids.push(id),
             _ => out.ids = None,
         }
+    }
+    Ok(out)
+}
+
+/// Run the one-parameter query `sql` (first column: an integer or NULL) once
+/// per key: for each key, None when it returns no row, else the first row's
+/// value.
+///
+/// # Safety
+/// As [`insert_rows`].
+pub(crate) unsafe fn lookup_ids(
+    db: NonNull<ffi::sqlite3>,
+    sql: &str,
+    keys: &[&str],
+) -> Result<Vec<Option<Option<i64>>>, SqliteRowError> {
+    let mut out = Vec::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut stmt = Statement::prepare(db.as_ptr(), sql)?;
+    for key in keys {
+        let res = stmt.bind(&[Val::S(key)]).and_then(|()| stmt.step());
+        let found = res.map(|row| row.then(|| stmt.opt_i64(0)));
+        stmt.reset();
+        out.push(found?);
     }
     Ok(out)
 }
@@ -256,5 +303,27 @@ mod tests {
             Err("NOT NULL constraint failed: t.b"),
             &["'a'|1"],
         );
+    }
+
+    #[test]
+    fn lookups_tell_missing_null_and_found_apart() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+            sqlx::raw_sql("CREATE TABLE k (key TEXT PRIMARY KEY, id INTEGER); INSERT INTO k VALUES ('a', 1), ('n', NULL);")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let mut h = conn.lock_handle().await.unwrap();
+            // SAFETY: the locked handle is held for the call.
+            let ok = unsafe { lookup_ids(h.as_raw_handle(), "SELECT id FROM k WHERE key = ?", &["a", "missing", "n", "a"]) };
+            // SAFETY: as above.
+            let bad = unsafe { lookup_ids(h.as_raw_handle(), "SELECT id FROM nope WHERE key = ?", &["a"]) };
+            (ok.unwrap(), bad.unwrap_err().to_string())
+        });
+        assert_eq!(got.0, vec![Some(Some(1)), None, Some(None), Some(Some(1))]);
+        assert!(got.1.contains("no such table: nope"), "{}", got.1);
     }
 }
