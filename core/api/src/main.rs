@@ -68,6 +68,7 @@ fn effective_config(cli: &Cli) -> anyhow::Result<ApiConfig> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    stv3_telemetry::tune_allocator();
     stv3_telemetry::init_logging(&cli.log);
     let cfg = effective_config(&cli)?;
     let Some(url) = cfg.database_url.clone() else {

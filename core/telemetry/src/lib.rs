@@ -5,6 +5,8 @@
 //! * [`serve_ops`]: a small axum server with `/health` and Prometheus `/metrics`.
 //! * [`version_string`]: the version and git sha stamped by the root `build.rs`
 //!   through `STV3_GIT_SHA` (set at compile time, when available).
+//! * [`tune_allocator`]: glibc malloc settings that keep a long-running
+//!   process's RSS flat (called first thing by every daemon's `main`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,52 @@ pub fn init_logging(args: &LogArgs) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Environment variables through which an operator sets glibc malloc
+/// directly; when any is set, [`tune_allocator`] leaves malloc alone.
+pub const MALLOC_ENV: [&str; 3] = [
+    "MALLOC_ARENA_MAX",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+];
+/// Arenas glibc may create ([`tune_allocator`]); its default is 8 per core.
+pub const ARENA_MAX: i32 = 2;
+/// Allocations of at least this many bytes are mmapped and unmapped on free
+/// ([`tune_allocator`]).
+pub const MMAP_THRESHOLD: i32 = 256 * 1024;
+
+/// Make glibc malloc hand memory back steadily in a daemon that runs for
+/// months. Two defaults make RSS climb in steps at every burst and never come
+/// down (the 30-minute soak saw yagi-event +12 % at its first backlog):
+/// - the mmap threshold is dynamic: once a large buffer (a batch) is freed,
+///   the threshold rises to its size, so later batches come from the heap and
+///   their pages stay with the process once the heap is fragmented;
+/// - up to 8 arenas per core, each keeping its own high-water mark.
+///
+/// Fixing the threshold ([`MMAP_THRESHOLD`]; this also fixes the trim
+/// threshold at its default) and capping arenas ([`ARENA_MAX`]) keeps batch
+/// buffers out of the heaps. Returns whether it changed anything: not when an
+/// operator set one of [`MALLOC_ENV`], nor on a libc other than glibc.
+pub fn tune_allocator() -> bool {
+    if MALLOC_ENV.iter().any(|k| std::env::var_os(k).is_some()) {
+        return false;
+    }
+    glibc_tune()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_tune() -> bool {
+    // SAFETY: mallopt only sets malloc parameters; it is thread-safe in glibc.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn glibc_tune() -> bool {
+    false
 }
 
 /// `<crate version> (<git sha>)`.

@@ -49,6 +49,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    stv3_telemetry::tune_allocator();
     init_logging(&args.log);
     let cfg = setup::load_config(&args.config)?;
     let registry = Registry::builtin();
