@@ -11,9 +11,11 @@
 //!    and the worker carries on (the original crashed, §9.2 item 12);
 //! 3. run the pipeline ([`crate::pipeline::run`]: panic-safe, timeout-bounded);
 //!    failure: stream to error/expire_error with the reason logged;
-//! 4. save the new events through the [`TriggerManager`] (saved + re-matched);
-//!    a DB error here leaves the stream claimed, so it is retried after the
-//!    lease (the deterministic UsageHandler ids make the retry dedupe);
+//! 4. save the new events of the whole chunk's pipelines through the
+//!    [`TriggerManager`] in one `add_events` (saved + re-matched; one
+//!    transaction instead of one per stream), outages waited out with backoff;
+//!    if it still fails, the streams that made events are released for a retry
+//!    (the deterministic UsageHandler ids make the retry dedupe);
 //! 5. complete (purge, or state `completed`), "Streams fired"/"Streams expired".
 //!
 //! Everything takes `now` explicitly: the wall clock in the worker, event time in replay.
@@ -234,10 +236,22 @@ impl<S: Store + 'static> PipelineManager<S> {
         // the broker's confirms and the database, not on this CPU); results keep
         // the chunk's order.
         let runs: Vec<Result<Outcome, StoreError>> = futures::stream::iter(&claimed_streams)
-            .map(|(_, claimed)| self.run_claimed(claimed, kind, now))
+            .map(|(_, claimed)| self.run_claimed(claimed, kind))
             .buffered(self.settings.concurrency.max(1) * 4)
             .collect()
             .await;
+        // The chunk's new events are saved in one transaction, before any of its
+        // streams is finished; if that fails for good, the streams that made them
+        // are given back (the save is idempotent on message_id, so a re-run is safe).
+        let new_events: Vec<Event> = runs
+            .iter()
+            .filter_map(|r| match r {
+                Ok(Outcome::Done { new_events }) => Some(new_events.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let saved = self.save_new_events(&new_events, now).await;
         let mut finishes: Vec<(Stream, Finish)> = Vec::new();
         let mut pending: Vec<(String, Outcome)> = Vec::new();
         for ((stream, claimed), run) in claimed_streams.into_iter().zip(runs) {
@@ -253,6 +267,14 @@ impl<S: Store + 'static> PipelineManager<S> {
                     continue;
                 }
             };
+            if let (Outcome::Done { new_events }, Err(e)) = (&outcome, &saved) {
+                if !new_events.is_empty() {
+                    tracing::warn!(stream_id = claimed.id, error = %e, "the pipeline's new events were not saved; released for a retry");
+                    finishes.push((claimed, Finish::Release { to: stream.state }));
+                    pending.push((trigger, Outcome::Locked));
+                    continue;
+                }
+            }
             let fin = match &outcome {
                 Outcome::Failed { reason } => {
                     tracing::error!(stream_id = claimed.id, "{reason}");
@@ -287,6 +309,30 @@ impl<S: Store + 'static> PipelineManager<S> {
         Ok(outcomes)
     }
 
+    /// Save the new events of a chunk's pipelines (and feed them to the
+    /// triggers). The pipelines have committed their side effects, so a store
+    /// outage is waited out (with backoff, up to 12 attempts) rather than
+    /// giving the streams back to be run again at once.
+    async fn save_new_events(&self, new_events: &[Event], now: Timestamp) -> Result<(), String> {
+        if new_events.is_empty() {
+            return Ok(());
+        }
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.tm.add_events(new_events, now).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 12 => {
+                    tracing::warn!(events = new_events.len(), error = %e, "saving the pipelines' new events; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
     fn trigger_label(&self, name: &str) -> String {
         if self.tm.triggers().get(name).is_some() {
             name.to_string()
@@ -295,13 +341,9 @@ impl<S: Store + 'static> PipelineManager<S> {
         }
     }
 
-    /// Run the pipeline of a claimed stream (no state change here).
-    async fn run_claimed(
-        &self,
-        stream: &Stream,
-        kind: ReadyKind,
-        now: Timestamp,
-    ) -> Result<Outcome, StoreError> {
+    /// Run the pipeline of a claimed stream (no state change here; its new
+    /// events are saved by the caller, for the whole chunk at once).
+    async fn run_claimed(&self, stream: &Stream, kind: ReadyKind) -> Result<Outcome, StoreError> {
         let verb = match kind {
             ReadyKind::Fire => "fire",
             ReadyKind::Expire => "expire",
@@ -384,25 +426,6 @@ impl<S: Store + 'static> PipelineManager<S> {
                 })
             }
         };
-        if !new_events.is_empty() {
-            // Saved before the stream is finished. The pipeline has committed its
-            // side effects, so wait out a store outage (the save is idempotent on
-            // message_id) rather than give the stream back to be run again.
-            let mut delay = Duration::from_millis(200);
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.tm.add_events(&new_events, now).await {
-                    Ok(_) => break,
-                    Err(e) if attempt < 12 => {
-                        tracing::warn!(stream_id = stream.id, error = %e, "saving the pipeline's new events; retrying in {delay:?}");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
         Ok(Outcome::Done { new_events })
     }
 
