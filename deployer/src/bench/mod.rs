@@ -489,7 +489,7 @@ async fn drive(
         publish_rate: report::rate(published, publish_s),
         ingest_rate: report::rate(published, ingest_s),
         end_to_end_rate: report::rate(published, drained_s),
-        peak_10s_rate: report::peak_rate(&timeline, 10.0),
+        peak_10s_rate: report::peak_rate(&timeline, 10.0, window_start),
         latency: report::latency(&latencies, missing),
         processes: report::process_summaries(&timeline, &hwm),
         db_bytes,

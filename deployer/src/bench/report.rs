@@ -177,15 +177,25 @@ pub fn rate(n: u64, secs: f64) -> f64 {
     }
 }
 
-/// Highest increase of `acked` per second over any window of `window_s` seconds.
-pub fn peak_rate(timeline: &[Sample], window_s: f64) -> f64 {
+/// Highest increase of `acked` per second over any window of `window_s` seconds
+/// that starts at or after `from_s` (the measured window: in a prefill run the
+/// consumers are frozen before it, and a window across the freeze understates the
+/// peak). When less than `window_s` was measured, the whole measured span counts.
+pub fn peak_rate(timeline: &[Sample], window_s: f64, from_s: f64) -> f64 {
+    // The last sample at or before `from_s` is where the measured window begins.
+    let first = timeline.iter().rposition(|s| s.t <= from_s).unwrap_or(0);
+    let measured = &timeline[first..];
+    let per_s = |a: &Sample, b: &Sample| (b.acked - a.acked.min(b.acked)) as f64 / (b.t - a.t);
     let mut best = 0.0f64;
-    for (i, a) in timeline.iter().enumerate() {
-        if let Some(b) = timeline[i..].iter().find(|b| b.t - a.t >= window_s) {
-            best = best.max((b.acked - a.acked.min(b.acked)) as f64 / (b.t - a.t));
+    for (i, a) in measured.iter().enumerate() {
+        if let Some(b) = measured[i..].iter().find(|b| b.t - a.t >= window_s) {
+            best = best.max(per_s(a, b));
         }
     }
-    best
+    match (measured.first(), measured.last()) {
+        (Some(a), Some(b)) if best == 0.0 && b.t > a.t => per_s(a, b),
+        _ => best,
+    }
 }
 
 /// Per-process CPU and peak RSS from the first and last samples (and the highest RSS seen).
@@ -305,8 +315,18 @@ mod tests {
             at(15.0, 2100, &[]),
             at(20.0, 2200, &[]),
         ];
-        assert_eq!(peak_rate(&tl, 10.0), 200.0);
-        assert_eq!(peak_rate(&tl[..1], 10.0), 0.0);
+        check_peak(&tl, 0.0, 200.0);
+        check_peak(&tl[..1], 0.0, 0.0);
+        // Prefill: frozen until t = 10; from there only 10 s measured (1,100 acked).
+        check_peak(&tl, 10.0, 110.0);
+        // Less than a window measured: the whole measured span (100 acked in 5 s).
+        check_peak(&tl, 15.0, 20.0);
+        // The freeze itself never counts: acked 0 -> 100 before t = 5 is not a window here.
+        check_peak(&tl, 5.0, 200.0);
+    }
+
+    fn check_peak(tl: &[Sample], from_s: f64, expected: f64) {
+        assert_eq!(peak_rate(tl, 10.0, from_s), expected, "from {from_s}");
     }
 
     fn check_soak(rss: &[u64], warmup: f64, pass: bool, growth: f64) {
