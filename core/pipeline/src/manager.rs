@@ -52,6 +52,9 @@ pub struct ManagerSettings {
     pub shuffle: bool,
     /// Most streams claimed (and finished) per transaction.
     pub claim_batch: usize,
+    /// Attempts at saving a chunk's new events (200 ms backoff, doubling up to
+    /// 10 s) before the streams that made them are released for a retry.
+    pub save_attempts: u32,
 }
 
 impl Default for ManagerSettings {
@@ -64,6 +67,7 @@ impl Default for ManagerSettings {
             concurrency: 1,
             shuffle: true,
             claim_batch: 64,
+            save_attempts: 12,
         }
     }
 }
@@ -311,7 +315,7 @@ impl<S: Store + 'static> PipelineManager<S> {
 
     /// Save the new events of a chunk's pipelines (and feed them to the
     /// triggers). The pipelines have committed their side effects, so a store
-    /// outage is waited out (with backoff, up to 12 attempts) rather than
+    /// outage is waited out (with backoff, `save_attempts` times) rather than
     /// giving the streams back to be run again at once.
     async fn save_new_events(&self, new_events: &[Event], now: Timestamp) -> Result<(), String> {
         if new_events.is_empty() {
@@ -323,7 +327,7 @@ impl<S: Store + 'static> PipelineManager<S> {
             attempt += 1;
             match self.tm.add_events(new_events, now).await {
                 Ok(_) => return Ok(()),
-                Err(e) if attempt < 12 => {
+                Err(e) if attempt < self.settings.save_attempts.max(1) => {
                     tracing::warn!(events = new_events.len(), error = %e, "saving the pipelines' new events; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));

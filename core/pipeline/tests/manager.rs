@@ -103,6 +103,15 @@ fn trigger_yaml(name: &str, fire: Option<&str>, expire: Option<&str>) -> String 
 }
 
 async fn manager(store: AnyStore, triggers: &str, purge: bool) -> PipelineManager<AnyStore> {
+    manager_with(store, triggers, purge, ManagerSettings::default()).await
+}
+
+async fn manager_with(
+    store: AnyStore,
+    triggers: &str,
+    purge: bool,
+    base: ManagerSettings,
+) -> PipelineManager<AnyStore> {
     let defs = stv3_winchester::config::parse_triggers(triggers, Path::new("triggers.yaml"))
         .expect("triggers");
     let (reg, map) = registry();
@@ -112,7 +121,7 @@ async fn manager(store: AnyStore, triggers: &str, purge: bool) -> PipelineManage
     let settings = ManagerSettings {
         purge_completed_streams: purge,
         pipeline_timeout: Duration::from_secs(3),
-        ..ManagerSettings::default()
+        ..base
     };
     PipelineManager::new(
         Arc::new(TriggerManager::new(store, defs)),
@@ -446,6 +455,84 @@ async fn new_events_are_saved_and_fed_back() {
         .await
         .unwrap();
     assert_eq!(rep.duplicates, ["out-1"]);
+}
+
+/// The database refuses the pipeline's new events (a real SQLite trigger
+/// aborting their insert): the stream is not finished but released, ready to
+/// fire again; once the database takes them, the retry completes it and saves
+/// the events once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsaved_new_events_release_the_stream_for_a_retry() {
+    let store = AnyStore::connect("sqlite::memory:").await.unwrap();
+    let yaml = format!(
+        "{}{}",
+        trigger_yaml("t", Some("adds"), None),
+        trigger_yaml("out", None, Some("ok")).replace("test.*", "out.*")
+    );
+    let settings = ManagerSettings {
+        save_attempts: 2,
+        ..ManagerSettings::default()
+    };
+    let pm = manager_with(store.clone(), &yaml, false, settings).await;
+    ingest(&pm, "a", &["test.fire"]).await;
+    let AnyStore::Sqlite(sq) = &store else {
+        unreachable!()
+    };
+    sqlx::query(
+        "CREATE TRIGGER refuse_out BEFORE INSERT ON event WHEN NEW.message_id LIKE 'out-%' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(sq.pool())
+    .await
+    .unwrap();
+    let never = || false;
+    let now = t0() + chrono::Duration::seconds(10);
+    let r = pm
+        .process_ready_streams(ReadyKind::Fire, now, &never)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.done, r.locked, r.failed),
+        (0, 1, 0),
+        "released, not done"
+    );
+    assert!(store
+        .get_event_by_message_id("out-1")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(stream_states(&store).await, [("a".into(), "active".into())]);
+    assert_eq!(
+        store
+            .ready_streams(ReadyKind::Fire, now, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "ready to fire again"
+    );
+
+    sqlx::query("DROP TRIGGER refuse_out")
+        .execute(sq.pool())
+        .await
+        .unwrap();
+    let r = pm
+        .process_ready_streams(ReadyKind::Fire, now, &never)
+        .await
+        .unwrap();
+    assert_eq!((r.done, r.locked, r.failed), (1, 0, 0));
+    assert!(store
+        .get_event_by_message_id("out-1")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        stream_states(&store).await,
+        [
+            ("a".into(), "completed".into()),
+            ("out-1".into(), "active".into())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         shuffle: true,
         claim_batch: args.claim_batch.max(1),
+        ..ManagerSettings::default()
     };
     let trim = cfg.trim_events.then(|| {
         let c = cfg.clone();
