@@ -28,6 +28,7 @@
 //! archive; a producer that re-publishes an old message_id beyond the window gets a
 //! second archive line (the DB still stores one event).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,7 +147,6 @@ pub struct Prepared {
     pub consumed: usize,
     quarantined_done: bool,
     archived_done: bool,
-    stored_done: bool,
 }
 
 /// One consumer's chain.
@@ -163,6 +163,10 @@ pub struct Chain {
     pub max_payload_bytes: usize,
     pub recent: RecentIds,
     pub counters: Arc<Counters>,
+    /// Batches whose store transaction may be in flight at once (at least 1). Acks
+    /// stay in delivery order: a batch is acked only when it and every batch before
+    /// it are durable.
+    pub store_inflight: usize,
 }
 
 /// The pure step of a [`Chain`]: parse, filter, distill, shape archive lines.
@@ -278,11 +282,11 @@ impl Chain {
         }
     }
 
-    /// The durable stages not yet done. Ok means everything in `p` is durable.
-    /// Quarantine first; then the archive and the store run concurrently
-    /// (independent files and DB); each stage is marked done on its own, so a
-    /// retry redoes only what failed.
-    pub async fn commit(&mut self, p: &mut Prepared) -> anyhow::Result<()> {
+    /// The local durable stages not yet done: quarantine, then the archive. Ok means
+    /// both are durable; each is marked done on its own, so a retry redoes only
+    /// what failed. The store stage runs in its own task ([`store_until_durable`]),
+    /// concurrently with these and with the stages of the batches around it.
+    pub async fn commit_local(&mut self, p: &mut Prepared) -> anyhow::Result<()> {
         if !p.quarantined_done {
             self.quarantine
                 .put(&p.quarantine)
@@ -293,49 +297,25 @@ impl Chain {
                 .quarantined
                 .fetch_add(p.quarantine.len() as u64, Ordering::Relaxed);
         }
-        let Chain {
-            archive,
-            recent,
-            store,
-            counters,
-            consumer,
-            ..
-        } = self;
-        let archive_stage = async {
-            match archive.as_mut() {
-                Some(a) if !p.archived_done => {
-                    archive_batch(a.as_mut(), recent, counters, consumer, &p.archive).await
-                }
-                _ => Ok(()),
+        if !p.archived_done {
+            if let Some(a) = self.archive.as_mut() {
+                let (archived, archive_s) = timed(archive_batch(
+                    a.as_mut(),
+                    &mut self.recent,
+                    &self.counters,
+                    &self.consumer,
+                    &p.archive,
+                ))
+                .await;
+                tracing::debug!(consumer = %self.consumer, archive_ms = archive_s * 1e3, "batch archived");
+                archived?;
             }
-        };
-        let store_stage = async {
-            match store {
-                Some(st) if !p.stored_done => {
-                    store_batch(st.as_ref(), counters, consumer, &p.events).await
-                }
-                _ => Ok(()),
-            }
-        };
-        let ((archived, archive_s), (stored, store_s)) =
-            tokio::join!(timed(archive_stage), timed(store_stage));
-        tracing::debug!(consumer = %self.consumer, archive_ms = archive_s * 1e3, store_ms = store_s * 1e3, "batch durable stages");
-        if archived.is_ok() {
             p.archived_done = true;
         }
-        if stored.is_ok() && !p.stored_done {
-            self.counters
-                .dropped
-                .fetch_add(p.dropped as u64, Ordering::Relaxed);
-            p.stored_done = true;
-        }
-        archived?;
-        stored?;
         Ok(())
     }
 }
 
-/// The archive stage: append the lines not archived recently (durable on Ok).
 /// A future's output and how long it took, in seconds.
 async fn timed<T>(f: impl Future<Output = T>) -> (T, f64) {
     let t = Instant::now();
@@ -343,6 +323,7 @@ async fn timed<T>(f: impl Future<Output = T>) -> (T, f64) {
     (r, t.elapsed().as_secs_f64())
 }
 
+/// The archive stage: append the lines not archived recently (durable on Ok).
 async fn archive_batch(
     archive: &mut dyn RawArchive,
     recent: &mut RecentIds,
@@ -439,6 +420,14 @@ pub enum Stopped {
 /// Run one consumer until the source is exhausted or `shutdown` becomes true.
 /// Never returns an error for a batch failure (it retries); only a source that cannot
 /// be read at all (e.g. a file source whose checkpoint is invalid) ends it with Err.
+///
+/// Each batch's store transaction runs in its own task while the loop archives it
+/// and goes on to the next batch already delivered, so up to `store_inflight`
+/// transactions overlap (the database does their work on several cores; concurrent
+/// ingests of the same stream serialize on its stream-key lock). Acks stay in
+/// delivery order: the oldest batch is acked once it is durable, and only then the
+/// next. Before waiting on the source for a new batch, every batch in flight is
+/// finished and acked, so nothing durable waits for traffic to be acknowledged.
 pub async fn run(
     chain: &mut Chain,
     source: &mut dyn Source,
@@ -448,13 +437,16 @@ pub async fn run(
 ) -> anyhow::Result<Stopped> {
     let consumer = chain.consumer.clone();
     let preparer = Arc::new(chain.preparer());
+    let window = chain.store_inflight.max(1);
     // The next batch, taken while the current one was made durable, and its prepare
     // running on a blocking thread meanwhile.
     let mut ahead: Option<Ahead> = None;
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let stopping = *shutdown.borrow();
         if stopping {
             // a batch taken ahead was never acked: the broker requeues it on close
+            settle(chain, source, &mut inflight, 0, &health).await;
             return Ok(Stopped::Shutdown);
         }
         let (token, n, mut prepared, started, wait_s, prepare_s) = match ahead.take() {
@@ -469,6 +461,10 @@ pub async fn run(
                 (a.token, a.n, prepared, started, 0.0, prepare_s)
             }
             None => {
+                // Nothing delivered ahead: finish what is in flight before waiting.
+                if !settle(chain, source, &mut inflight, 0, &health).await {
+                    return Ok(Stopped::Shutdown);
+                }
                 let waited = Instant::now();
                 let next = tokio::select! {
                     biased;
@@ -497,67 +493,223 @@ pub async fn run(
                 prepared: tokio::task::spawn_blocking(move || p.prepare(&next.messages)),
             });
         }
+        let store = match &chain.store {
+            Some(st) if !prepared.events.is_empty() => Some(tokio::spawn(store_until_durable(
+                st.clone(),
+                chain.counters.clone(),
+                consumer.clone(),
+                std::mem::take(&mut prepared.events),
+                prepared.dropped,
+                retry.clone(),
+                shutdown.clone(),
+                health.clone(),
+            ))),
+            _ => {
+                chain
+                    .counters
+                    .dropped
+                    .fetch_add(prepared.dropped as u64, Ordering::Relaxed);
+                None
+            }
+        };
+        inflight.push_back(InFlight {
+            token,
+            n,
+            started,
+            wait_s,
+            prepare_s,
+            store,
+            local_done: false,
+        });
         let mut backoff = Backoff::new(retry.initial, retry.max);
         loop {
-            match chain.commit(&mut prepared).await {
+            match chain.commit_local(&mut prepared).await {
                 Ok(()) => break,
                 Err(e) => {
-                    chain.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.clone()).increment(1);
-                    if let Some(h) = &health {
-                        h.fail(format!("batch not durable: {e:#}"));
-                    }
                     let delay = backoff.next_delay();
-                    tracing::error!(consumer = %consumer, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
-                        "batch not durable; not acking, will retry");
-                    let stop = tokio::select! {
-                        _ = tokio::time::sleep(delay) => false,
-                        _ = shutdown.changed() => true,
-                    };
-                    let stopping = stop || *shutdown.borrow();
-                    if stopping {
+                    let stop = batch_failed(&chain.counters, &consumer, &health, &e, delay, &mut shutdown).await;
+                    if stop {
                         tracing::warn!(consumer = %consumer, "shutdown during retry: returning the batch to the queue");
-                        source.abort(token).await;
+                        // The batches before this one may still become durable and
+                        // be acked; this one and any left are given back.
+                        inflight.pop_back();
+                        if settle(chain, source, &mut inflight, 0, &health).await {
+                            source.abort(token).await;
+                        }
                         return Ok(Stopped::Shutdown);
                     }
                 }
             }
         }
-        if let Some(h) = &health {
-            h.ok();
+        if let Some(b) = inflight.back_mut() {
+            b.local_done = true;
         }
-        let durable_s = started.elapsed().as_secs_f64() - prepare_s;
-        let acking = Instant::now();
-        if let Err(e) = source.commit(token).await {
-            // The batch is durable; the source will see it again and the chain dedupes it.
-            tracing::warn!(consumer = %consumer, error = %format!("{e:#}"), "ack failed after the batch was durable (it will be redelivered and deduplicated)");
-        } else {
-            chain.counters.acked.fetch_add(n, Ordering::Relaxed);
-            metrics::counter!("stv3_ingest_acked_total", "consumer" => consumer.clone())
-                .increment(n);
+        if !settle(chain, source, &mut inflight, window - 1, &health).await {
+            return Ok(Stopped::Shutdown);
         }
-        chain.counters.batches.fetch_add(1, Ordering::Relaxed);
-        chain
-            .counters
-            .reconnects
-            .store(source.reconnects(), Ordering::Relaxed);
-        let ack_s = acking.elapsed().as_secs_f64();
-        metrics::histogram!("stv3_ingest_batch_seconds", "consumer" => consumer.clone())
-            .record(started.elapsed().as_secs_f64());
-        for (stage, secs) in [
-            ("wait", wait_s),
-            ("prepare", prepare_s),
-            ("durable", durable_s),
-            ("ack", ack_s),
-        ] {
-            metrics::histogram!("stv3_ingest_stage_seconds", "consumer" => consumer.clone(), "stage" => stage)
-                .record(secs);
-        }
-        tracing::debug!(consumer = %consumer, messages = n, wait_ms = wait_s * 1e3, prepare_ms = prepare_s * 1e3,
-            durable_ms = durable_s * 1e3, ack_ms = ack_s * 1e3, "batch done");
-        metrics::gauge!("stv3_ingest_reconnects", "consumer" => consumer.clone())
-            .set(source.reconnects() as f64);
     }
+}
+
+/// A batch whose local stages are done (or running) and whose store may be in flight.
+struct InFlight {
+    token: CommitToken,
+    n: u64,
+    started: Instant,
+    wait_s: f64,
+    prepare_s: f64,
+    store: Option<tokio::task::JoinHandle<bool>>,
+    local_done: bool,
+}
+
+/// Count, report and wait out one failed attempt of a durable stage. Returns true
+/// when shutdown was requested meanwhile (the caller gives the batch back).
+async fn batch_failed(
+    counters: &Counters,
+    consumer: &str,
+    health: &Option<stv3_telemetry::HealthComponent>,
+    e: &anyhow::Error,
+    delay: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    note_failure(counters, consumer, health, e, delay);
+    let stop = tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = shutdown.changed() => true,
+    };
+    stop || *shutdown.borrow()
+}
+
+fn note_failure(
+    counters: &Counters,
+    consumer: &str,
+    health: &Option<stv3_telemetry::HealthComponent>,
+    e: &anyhow::Error,
+    delay: Duration,
+) {
+    counters.retries.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.to_string()).increment(1);
+    if let Some(h) = health {
+        h.fail(format!("batch not durable: {e:#}"));
+    }
+    tracing::error!(consumer = %consumer, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64,
+        "batch not durable; not acking, will retry");
+}
+
+/// The store stage of one batch, retried with backoff until it is durable (true) or
+/// shutdown is requested during a retry (false).
+#[allow(clippy::too_many_arguments)]
+async fn store_until_durable(
+    store: Arc<dyn EventSink>,
+    counters: Arc<Counters>,
+    consumer: String,
+    events: Vec<Event>,
+    dropped: usize,
+    retry: RetryPolicy,
+    mut shutdown: watch::Receiver<bool>,
+    health: Option<stv3_telemetry::HealthComponent>,
+) -> bool {
+    let mut backoff = Backoff::new(retry.initial, retry.max);
+    loop {
+        let (stored, store_s) = timed(store_batch(store.as_ref(), &counters, &consumer, &events)).await;
+        tracing::debug!(consumer = %consumer, store_ms = store_s * 1e3, "batch stored");
+        match stored {
+            Ok(()) => {
+                counters.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                return true;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                note_failure(&counters, &consumer, &health, &e, delay);
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(delay) => false,
+                    _ = shutdown.changed() => true,
+                };
+                if stop || *shutdown.borrow() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Finish the oldest batches in flight, in order, until at most `keep` are left:
+/// wait for each one's store, then ack it. Returns false when a store gave up
+/// (shutdown during its retry): that batch and every one after it are given back
+/// (nack with requeue up to the newest), and nothing after it is acked.
+async fn settle(
+    chain: &mut Chain,
+    source: &mut dyn Source,
+    inflight: &mut VecDeque<InFlight>,
+    keep: usize,
+    health: &Option<stv3_telemetry::HealthComponent>,
+) -> bool {
+    while inflight.len() > keep {
+        let Some(mut b) = inflight.pop_front() else { break };
+        let durable = b.local_done
+            && match b.store.take() {
+                None => true,
+                Some(task) => task.await.unwrap_or_else(|e| {
+                    tracing::error!(consumer = %chain.consumer, error = %e, "store task failed");
+                    false
+                }),
+            };
+        if !durable {
+            tracing::warn!(consumer = %chain.consumer, "shutdown during retry: returning the batch to the queue");
+            let last = inflight.back().map(|l| l.token).unwrap_or(b.token);
+            for rest in inflight.drain(..) {
+                if let Some(t) = rest.store {
+                    let _ = t.await;
+                }
+            }
+            source.abort(last).await;
+            return false;
+        }
+        ack(chain, source, &b, health).await;
+    }
+    true
+}
+
+/// Acknowledge one durable batch and record its timings.
+async fn ack(
+    chain: &mut Chain,
+    source: &mut dyn Source,
+    b: &InFlight,
+    health: &Option<stv3_telemetry::HealthComponent>,
+) {
+    let consumer = &chain.consumer;
+    if let Some(h) = health {
+        h.ok();
+    }
+    let durable_s = b.started.elapsed().as_secs_f64() - b.prepare_s;
+    let acking = Instant::now();
+    if let Err(e) = source.commit(b.token).await {
+        // The batch is durable; the source will see it again and the chain dedupes it.
+        tracing::warn!(consumer = %consumer, error = %format!("{e:#}"), "ack failed after the batch was durable (it will be redelivered and deduplicated)");
+    } else {
+        chain.counters.acked.fetch_add(b.n, Ordering::Relaxed);
+        metrics::counter!("stv3_ingest_acked_total", "consumer" => consumer.clone()).increment(b.n);
+    }
+    chain.counters.batches.fetch_add(1, Ordering::Relaxed);
+    chain
+        .counters
+        .reconnects
+        .store(source.reconnects(), Ordering::Relaxed);
+    let ack_s = acking.elapsed().as_secs_f64();
+    metrics::histogram!("stv3_ingest_batch_seconds", "consumer" => consumer.clone())
+        .record(b.started.elapsed().as_secs_f64());
+    for (stage, secs) in [
+        ("wait", b.wait_s),
+        ("prepare", b.prepare_s),
+        ("durable", durable_s),
+        ("ack", ack_s),
+    ] {
+        metrics::histogram!("stv3_ingest_stage_seconds", "consumer" => consumer.clone(), "stage" => stage)
+            .record(secs);
+    }
+    tracing::debug!(consumer = %consumer, messages = b.n, wait_ms = b.wait_s * 1e3, prepare_ms = b.prepare_s * 1e3,
+        durable_ms = durable_s * 1e3, ack_ms = ack_s * 1e3, "batch done");
+    metrics::gauge!("stv3_ingest_reconnects", "consumer" => consumer.clone())
+        .set(source.reconnects() as f64);
 }
 
 /// A batch taken ahead (see [`Source::ready_batch`]) and its prepare in flight.
@@ -579,6 +731,7 @@ pub struct VecSource {
     pub committed: Vec<CommitToken>,
     pub aborted: Vec<CommitToken>,
     next_tag: u64,
+    read_ahead: bool,
 }
 
 impl VecSource {
@@ -593,28 +746,45 @@ impl VecSource {
             committed: Vec::new(),
             aborted: Vec::new(),
             next_tag: 0,
+            read_ahead: false,
         }
+    }
+
+    /// Offer the next batch as already delivered ([`Source::ready_batch`]), as a
+    /// broker with a backlog does, so the chain keeps several batches in flight.
+    pub fn read_ahead(mut self) -> Self {
+        self.read_ahead = true;
+        self
+    }
+
+    fn take(&mut self) -> Option<SourceBatch> {
+        let mut messages = self.batches.pop_front()?;
+        for m in &mut messages {
+            self.next_tag += 1;
+            m.tag = self.next_tag;
+        }
+        Some(SourceBatch {
+            messages,
+            token: CommitToken {
+                generation: 0,
+                last_tag: self.next_tag,
+            },
+        })
     }
 }
 
 impl Source for VecSource {
     fn next_batch(&mut self) -> BoxFut<'_, anyhow::Result<Option<SourceBatch>>> {
-        Box::pin(async move {
-            let Some(mut messages) = self.batches.pop_front() else {
-                return Ok(None);
-            };
-            for m in &mut messages {
-                self.next_tag += 1;
-                m.tag = self.next_tag;
-            }
-            Ok(Some(SourceBatch {
-                messages,
-                token: CommitToken {
-                    generation: 0,
-                    last_tag: self.next_tag,
-                },
-            }))
-        })
+        let b = self.take();
+        Box::pin(async move { Ok(b) })
+    }
+
+    fn ready_batch(&mut self) -> Option<SourceBatch> {
+        if self.read_ahead {
+            self.take()
+        } else {
+            None
+        }
     }
 
     fn commit(&mut self, token: CommitToken) -> BoxFut<'_, anyhow::Result<()>> {

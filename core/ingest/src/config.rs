@@ -23,7 +23,8 @@
 //! `amqp_url` (instead of the `[rabbit_broker]` parts), `state_dir` (file-source
 //! checkpoints; default `.`), `quarantine_dir` (default `<state_dir>/quarantine`),
 //! `ops_address` (host:port for `/health` and `/metrics`; none = off), `prefetch`
-//! (default 3 × max_messages), `linger_ms` (default 50: how long a partial batch
+//! (default (store_inflight + 2) × max_messages), `store_inflight` (default 2: batches
+//! whose store transaction may run at once; acks stay in order), `linger_ms` (default 50: how long a partial batch
 //! waits for more), `max_payload_bytes` (default 4194304: larger bodies are quarantined),
 //! `dedupe_window` (default 65536: how many recently archived message_ids are remembered).
 //!
@@ -190,6 +191,8 @@ pub struct ConsumerConfig {
     pub exchange_auto_delete: bool,
     pub max_messages: u16,
     pub prefetch: u16,
+    /// Batches whose store transaction may be in flight at once (acks stay in order).
+    pub store_inflight: usize,
     pub filters: Vec<PayloadFilterConfig>,
     pub event_filters: BTreeMap<App, EventTypeFilter>,
     pub broker: BrokerConfig,
@@ -800,8 +803,21 @@ impl Reader<'_> {
                 event_filters.insert(app, f);
             }
         }
-        // one batch being made durable, one prepared ahead, one arriving
-        let prefetch_default = max_messages.unwrap_or(100).saturating_mul(3).max(1);
+        let store_inflight = self
+            .parsed::<u8>(
+                "stv3",
+                Some(name),
+                "store_inflight",
+                "a whole number 1-255",
+                false,
+            )
+            .unwrap_or(2)
+            .max(1);
+        // the batches being made durable, one prepared ahead, one arriving
+        let prefetch_default = max_messages
+            .unwrap_or(100)
+            .saturating_mul(u16::from(store_inflight).saturating_add(2))
+            .max(1);
         let prefetch = self
             .parsed::<u16>(
                 "stv3",
@@ -838,6 +854,7 @@ impl Reader<'_> {
             exchange_auto_delete,
             max_messages: max_messages.unwrap_or(1),
             prefetch: prefetch.max(1),
+            store_inflight: usize::from(store_inflight),
             filters,
             event_filters,
             broker,

@@ -117,6 +117,7 @@ pub async fn build_chain(
         max_payload_bytes: cfg.stv3.max_payload_bytes,
         recent: RecentIds::new(cfg.stv3.dedupe_window),
         counters: Arc::new(Counters::default()),
+        store_inflight: c.store_inflight,
     };
     if chain.archive.is_some() {
         let seeded = chain.seed_recent()?;

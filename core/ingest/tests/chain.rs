@@ -117,6 +117,7 @@ fn make_chain(world: &Arc<Mutex<World>>, qdir: &std::path::Path, seed: Vec<Strin
         max_payload_bytes: 10_000,
         recent: RecentIds::new(1000),
         counters: Arc::new(Counters::default()),
+        store_inflight: 2,
     }
 }
 
@@ -344,4 +345,91 @@ async fn event_type_filters_per_handler() {
         src.committed[0].last_tag, 4,
         "filtered messages are still acked"
     );
+}
+
+/// A source that logs its acks into the world, next to the stores.
+struct LoggedSource(VecSource, Arc<Mutex<World>>);
+impl chain::Source for LoggedSource {
+    fn next_batch(&mut self) -> BoxFut<'_, anyhow::Result<Option<chain::SourceBatch>>> {
+        self.0.next_batch()
+    }
+    fn ready_batch(&mut self) -> Option<chain::SourceBatch> {
+        self.0.ready_batch()
+    }
+    fn commit(&mut self, token: chain::CommitToken) -> BoxFut<'_, anyhow::Result<()>> {
+        self.1
+            .lock()
+            .unwrap()
+            .ops
+            .push(format!("ack {}", token.last_tag));
+        self.0.commit(token)
+    }
+    fn abort(&mut self, token: chain::CommitToken) -> BoxFut<'_, ()> {
+        self.0.abort(token)
+    }
+}
+
+/// A store whose first batch waits (up to 500 ms) until the second batch's
+/// transaction has begun, so it finishes after it: the second batch is durable
+/// first only when the two were in flight at once.
+struct GatedSink(Arc<Mutex<World>>, Arc<tokio::sync::Notify>);
+impl EventSink for GatedSink {
+    fn distill(&self, n: &Value) -> Result<Option<Event>, String> {
+        FakeSink(self.0.clone()).distill(n)
+    }
+    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>> {
+        let (w, gate) = (self.0.clone(), self.1.clone());
+        Box::pin(async move {
+            let first = events[0].message_id.clone();
+            w.lock().unwrap().ops.push(format!("begin {first}"));
+            if first == "m0" {
+                let _ = tokio::time::timeout(Duration::from_millis(500), gate.notified()).await;
+            } else {
+                gate.notify_one();
+            }
+            let mut w = w.lock().unwrap();
+            w.ops.push(format!("end {first}"));
+            w.stored.extend(events.into_iter().map(|e| e.message_id));
+            Ok(StoreOutcome::default())
+        })
+    }
+}
+
+#[tokio::test]
+async fn stores_overlap_within_the_window_and_acks_stay_in_order() {
+    async fn check(window: usize, expected: &[&str]) {
+        let world = Arc::new(Mutex::new(World::default()));
+        let q = tempfile::tempdir().unwrap();
+        let mut chain = make_chain(&world, q.path(), vec![]);
+        chain.archive = None;
+        chain.store = Some(Arc::new(GatedSink(
+            world.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )));
+        chain.store_inflight = window;
+        let msgs: Vec<_> = (0..4).map(|i| msg(&format!("m{i}"), "x.y")).collect();
+        let mut src = LoggedSource(VecSource::new(msgs, 2).read_ahead(), world.clone());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let stopped = chain::run(&mut chain, &mut src, rx, fast(), None)
+            .await
+            .unwrap();
+        assert_eq!(stopped, Stopped::Exhausted);
+        let w = world.lock().unwrap();
+        assert_eq!(w.ops, expected, "window {window}");
+        assert_eq!(w.stored.len(), 4);
+        assert_eq!(Counters::get(&chain.counters.acked), 4);
+    }
+    // One in flight: the first batch waits out its gate alone, then the second runs.
+    check(
+        1,
+        &["begin m0", "end m0", "ack 2", "begin m2", "end m2", "ack 4"],
+    )
+    .await;
+    // Two in flight: the second begins (and ends) while the first is open, but is
+    // acked only after the first.
+    check(
+        2,
+        &["begin m0", "begin m2", "end m2", "end m0", "ack 2", "ack 4"],
+    )
+    .await;
 }

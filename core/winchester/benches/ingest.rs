@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
 use sqlx::Executor;
 use stv3_event::{parse_timestamp, Event, TraitValue};
 use stv3_winchester::config::load_triggers;
@@ -39,6 +40,10 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Batches in flight at once (each its own transaction and connection;
+    /// SQLite serializes writers, so this helps only a server database).
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
     /// Use only the first N events.
     #[arg(long)]
     limit: Option<usize>,
@@ -99,10 +104,15 @@ async fn run_once(args: &Args, backend: &str, events: &[Event]) -> anyhow::Resul
     store.migrate().await?;
     let tm = TriggerManager::new(store.clone(), load_triggers(&args.triggers)?);
     let start = Instant::now();
-    for chunk in events.chunks(args.batch) {
-        let now = chunk.iter().map(|e| e.generated).min().unwrap_or_default();
-        tm.add_events(chunk, now).await?;
-    }
+    let tm = &tm;
+    futures::stream::iter(events.chunks(args.batch))
+        .map(|chunk| async move {
+            let now = chunk.iter().map(|e| e.generated).min().unwrap_or_default();
+            tm.add_events(chunk, now).await
+        })
+        .buffered(args.inflight.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
     let secs = start.elapsed().as_secs_f64();
     let streams = store.count_streams(&StreamQuery::default()).await?;
     if let Some(name) = scratch {
