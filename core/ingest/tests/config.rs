@@ -81,7 +81,11 @@ fn the_sandbox_config_loads_unchanged() {
     );
     assert_eq!(c.routing_keys, vec!["monitor.info"]);
     assert!(c.durable && c.exchange_durable && !c.auto_delete);
-    assert_eq!((c.max_messages, c.prefetch), (100, 300));
+    assert_eq!(
+        (c.max_messages, c.prefetch, c.store_inflight),
+        (100, 400, 2),
+        "prefetch covers 2 batches in flight, one ahead, one arriving"
+    );
     assert_eq!(
         c.broker.amqp.uri(),
         "amqp://guest:guest@localhost:5672/%2F?heartbeat=30"
@@ -139,6 +143,7 @@ ops_address = 127.0.0.1:9464
 linger_ms = 20
 [stv3:cell2]
 prefetch = 7
+store_inflight = 1
 [shoebox:cell1]
 working_directory = events1
 "#;
@@ -158,7 +163,8 @@ working_directory = events1
         vec!["monitor.info"],
         "default binding key = queue name"
     );
-    assert_eq!((a.prefetch, b.prefetch), (1500, 7));
+    assert_eq!((a.prefetch, b.prefetch), (2000, 7));
+    assert_eq!((a.store_inflight, b.store_inflight), (2, 1));
     assert_eq!(
         a.shoebox.as_ref().unwrap().working_directory,
         Path::new("/etc/yagi/events1")

@@ -213,7 +213,7 @@ pub struct Queue {
     pub routing_key: String,
     pub durable: bool,
     /// yagi-event batch size for this queue (one archive fsync, one DB transaction and
-    /// one multiple-ack per batch; prefetch is three times this).
+    /// one multiple-ack per batch; prefetch is (store_inflight + 2) times this, 4 by default).
     pub max_messages: u16,
 }
 
@@ -839,7 +839,7 @@ fn resolve_region(
                         return Err(r.invalid(
                             m,
                             &format!("{qk}.max_messages"),
-                            "max_messages is 1 to 20000 (prefetch is three times it, at most 65535)",
+                            "max_messages is 1 to 20000 (prefetch is four times it, at most 65535)",
                         ));
                     }
                     if name.is_empty() || name.contains([',', ' ']) {
