@@ -527,7 +527,15 @@ pub async fn run(
                 Ok(()) => break,
                 Err(e) => {
                     let delay = backoff.next_delay();
-                    let stop = batch_failed(&chain.counters, &consumer, &health, &e, delay, &mut shutdown).await;
+                    let stop = batch_failed(
+                        &chain.counters,
+                        &consumer,
+                        &health,
+                        &e,
+                        delay,
+                        &mut shutdown,
+                    )
+                    .await;
                     if stop {
                         tracing::warn!(consumer = %consumer, "shutdown during retry: returning the batch to the queue");
                         // The batches before this one may still become durable and
@@ -587,7 +595,8 @@ fn note_failure(
     delay: Duration,
 ) {
     counters.retries.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.to_string()).increment(1);
+    metrics::counter!("stv3_ingest_batch_failures_total", "consumer" => consumer.to_string())
+        .increment(1);
     if let Some(h) = health {
         h.fail(format!("batch not durable: {e:#}"));
     }
@@ -610,11 +619,14 @@ async fn store_until_durable(
 ) -> bool {
     let mut backoff = Backoff::new(retry.initial, retry.max);
     loop {
-        let (stored, store_s) = timed(store_batch(store.as_ref(), &counters, &consumer, &events)).await;
+        let (stored, store_s) =
+            timed(store_batch(store.as_ref(), &counters, &consumer, &events)).await;
         tracing::debug!(consumer = %consumer, store_ms = store_s * 1e3, "batch stored");
         match stored {
             Ok(()) => {
-                counters.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                counters
+                    .dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
                 return true;
             }
             Err(e) => {
@@ -644,7 +656,9 @@ async fn settle(
     health: &Option<stv3_telemetry::HealthComponent>,
 ) -> bool {
     while inflight.len() > keep {
-        let Some(mut b) = inflight.pop_front() else { break };
+        let Some(mut b) = inflight.pop_front() else {
+            break;
+        };
         let durable = b.local_done
             && match b.store.take() {
                 None => true,
