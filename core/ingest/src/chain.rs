@@ -111,8 +111,9 @@ pub struct StoreOutcome {
 pub trait EventSink: Send + Sync {
     /// Pure: `Ok(None)` = the distiller drops it; `Err` = poison.
     fn distill(&self, notification: &Value) -> Result<Option<Event>, String>;
-    /// Save and add to streams in one transaction; Ok means committed.
-    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>>;
+    /// Save and add to streams in one transaction; Ok means committed. The events
+    /// are borrowed: a retry hands the same batch again, nothing is copied.
+    fn add_events<'a>(&'a self, events: &'a [Event]) -> BoxFut<'a, anyhow::Result<StoreOutcome>>;
 }
 
 /// Counters shared with the stats line and tests.
@@ -373,7 +374,7 @@ async fn store_batch(
         return Ok(());
     }
     let out = store
-        .add_events(events.to_vec())
+        .add_events(events)
         .await
         .map_err(|e| e.context("store"))?;
     for (id, why) in &out.invalid {
@@ -446,7 +447,7 @@ pub async fn run(
         let stopping = *shutdown.borrow();
         if stopping {
             // a batch taken ahead was never acked: the broker requeues it on close
-            settle(chain, source, &mut inflight, 0, &health).await;
+            settle(chain, source, &mut inflight, 0, &health).await?;
             return Ok(Stopped::Shutdown);
         }
         let (token, n, mut prepared, started, wait_s, prepare_s) = match ahead.take() {
@@ -462,7 +463,7 @@ pub async fn run(
             }
             None => {
                 // Nothing delivered ahead: finish what is in flight before waiting.
-                if !settle(chain, source, &mut inflight, 0, &health).await {
+                if !settle(chain, source, &mut inflight, 0, &health).await? {
                     return Ok(Stopped::Shutdown);
                 }
                 let waited = Instant::now();
@@ -541,7 +542,7 @@ pub async fn run(
                         // The batches before this one may still become durable and
                         // be acked; this one and any left are given back.
                         inflight.pop_back();
-                        if settle(chain, source, &mut inflight, 0, &health).await {
+                        if settle(chain, source, &mut inflight, 0, &health).await? {
                             source.abort(token).await;
                         }
                         return Ok(Stopped::Shutdown);
@@ -552,7 +553,9 @@ pub async fn run(
         if let Some(b) = inflight.back_mut() {
             b.local_done = true;
         }
-        if !settle(chain, source, &mut inflight, window - 1, &health).await {
+        metrics::gauge!("stv3_ingest_store_inflight", "consumer" => consumer.clone())
+            .set(inflight.len() as f64);
+        if !settle(chain, source, &mut inflight, window - 1, &health).await? {
             return Ok(Stopped::Shutdown);
         }
     }
@@ -647,14 +650,15 @@ async fn store_until_durable(
 /// Finish the oldest batches in flight, in order, until at most `keep` are left:
 /// wait for each one's store, then ack it. Returns false when a store gave up
 /// (shutdown during its retry): that batch and every one after it are given back
-/// (nack with requeue up to the newest), and nothing after it is acked.
+/// (nack with requeue up to the newest), and nothing after it is acked. A store
+/// task that panicked is an error (nothing after it is acked either).
 async fn settle(
     chain: &mut Chain,
     source: &mut dyn Source,
     inflight: &mut VecDeque<InFlight>,
     keep: usize,
     health: &Option<stv3_telemetry::HealthComponent>,
-) -> bool {
+) -> anyhow::Result<bool> {
     while inflight.len() > keep {
         let Some(mut b) = inflight.pop_front() else {
             break;
@@ -662,10 +666,9 @@ async fn settle(
         let durable = b.local_done
             && match b.store.take() {
                 None => true,
-                Some(task) => task.await.unwrap_or_else(|e| {
-                    tracing::error!(consumer = %chain.consumer, error = %e, "store task failed");
-                    false
-                }),
+                Some(task) => task.await.map_err(|e| {
+                    anyhow::anyhow!("store task of consumer {}: {e}", chain.consumer)
+                })?,
             };
         if !durable {
             tracing::warn!(consumer = %chain.consumer, "shutdown during retry: returning the batch to the queue");
@@ -676,11 +679,11 @@ async fn settle(
                 }
             }
             source.abort(last).await;
-            return false;
+            return Ok(false);
         }
         ack(chain, source, &b, health).await;
     }
-    true
+    Ok(true)
 }
 
 /// Acknowledge one durable batch and record its timings.

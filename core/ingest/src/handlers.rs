@@ -204,10 +204,10 @@ impl EventSink for WinchesterSink {
         self.tm.convert_notification(notification)
     }
 
-    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>> {
+    fn add_events<'a>(&'a self, events: &'a [Event]) -> BoxFut<'a, anyhow::Result<StoreOutcome>> {
         Box::pin(async move {
-            let now = stv3_winchester::ingest_clock(&events, stv3_event::now());
-            let r = self.tm.add_events(&events, now).await?;
+            let now = stv3_winchester::ingest_clock(events, stv3_event::now());
+            let r = self.tm.add_events(events, now).await?;
             Ok(StoreOutcome {
                 saved: r.saved,
                 duplicates: r.duplicates.len(),

@@ -61,7 +61,7 @@ impl EventSink for FakeSink {
             stv3_event::now(),
         )))
     }
-    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>> {
+    fn add_events<'a>(&'a self, events: &'a [Event]) -> BoxFut<'a, anyhow::Result<StoreOutcome>> {
         let w = self.0.clone();
         Box::pin(async move {
             let mut w = w.lock().unwrap();
@@ -377,7 +377,7 @@ impl EventSink for GatedSink {
     fn distill(&self, n: &Value) -> Result<Option<Event>, String> {
         FakeSink(self.0.clone()).distill(n)
     }
-    fn add_events(&self, events: Vec<Event>) -> BoxFut<'_, anyhow::Result<StoreOutcome>> {
+    fn add_events<'a>(&'a self, events: &'a [Event]) -> BoxFut<'a, anyhow::Result<StoreOutcome>> {
         let (w, gate) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
             let first = events[0].message_id.clone();
@@ -389,7 +389,7 @@ impl EventSink for GatedSink {
             }
             let mut w = w.lock().unwrap();
             w.ops.push(format!("end {first}"));
-            w.stored.extend(events.into_iter().map(|e| e.message_id));
+            w.stored.extend(events.iter().map(|e| e.message_id.clone()));
             Ok(StoreOutcome::default())
         })
     }

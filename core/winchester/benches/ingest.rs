@@ -8,6 +8,8 @@
 //! ```
 //! Events are canonical JSON lines (`distill.py` output). The clock is the
 //! replay clock: each batch runs with now = the earliest event time in the batch.
+//! `--inflight N` keeps N batches' transactions in flight at once, as yagi-event
+//! does per consumer (`[stv3] store_inflight`, default 2).
 //! Each run uses a fresh database (SQLite file in a temp dir, or a MariaDB
 //! scratch database that is dropped afterwards).
 
