@@ -69,6 +69,7 @@ fn effective_config(cli: &Cli) -> anyhow::Result<ApiConfig> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     stv3_telemetry::tune_allocator();
+    stv3_telemetry::spawn_heap_trimmer();
     stv3_telemetry::init_logging(&cli.log);
     let cfg = effective_config(&cli)?;
     let Some(url) = cfg.database_url.clone() else {

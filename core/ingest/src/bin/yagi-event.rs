@@ -208,6 +208,7 @@ async fn replay(
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     stv3_telemetry::tune_allocator();
+    stv3_telemetry::spawn_heap_trimmer();
     stv3_telemetry::init_logging(&cli.log);
     match real_main(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

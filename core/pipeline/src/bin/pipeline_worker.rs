@@ -50,6 +50,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     stv3_telemetry::tune_allocator();
+    stv3_telemetry::spawn_heap_trimmer();
     init_logging(&args.log);
     let cfg = setup::load_config(&args.config)?;
     let registry = Registry::builtin();
