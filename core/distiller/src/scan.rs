@@ -679,11 +679,27 @@ impl<'a> Scanner<'a, '_> {
                     match self.b.get(at + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
                         Some(b'u') => {
-                            let hex = self.b.get(at + 2..at + 6);
-                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                            // As serde_json decodes a string: a leading surrogate
+                            // must be followed at once by a `\u` trailing one, and
+                            // a trailing surrogate never stands alone.
+                            let Some(n) = hex4(self.b, at + 2) else {
                                 return self.err("invalid \\u escape");
+                            };
+                            match n {
+                                0xDC00..=0xDFFF => {
+                                    return self.err("lone trailing surrogate in \\u escape")
+                                }
+                                0xD800..=0xDBFF => {
+                                    let pair = self.b.get(at + 6..at + 8) == Some(&b"\\u"[..])
+                                        && hex4(self.b, at + 8)
+                                            .is_some_and(|m| (0xDC00..=0xDFFF).contains(&m));
+                                    if !pair {
+                                        return self.err("lone leading surrogate in \\u escape");
+                                    }
+                                    at += 12;
+                                }
+                                _ => at += 6,
                             }
-                            at += 6;
                         }
                         _ => return self.err("invalid escape"),
                     }
@@ -1261,6 +1277,14 @@ impl<'a> Scanner<'a, '_> {
     }
 }
 
+/// The value of the 4 hex digits at `at`, if there are 4.
+fn hex4(b: &[u8], at: usize) -> Option<u16> {
+    let h = b.get(at..at + 4)?;
+    h.iter().try_fold(0u16, |n, &c| {
+        Some(n << 4 | (c as char).to_digit(16)? as u16)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1314,6 +1338,12 @@ mod tests {
             "{\"keep\":1,\"skip\":\"a long string with a control \u{1f} char\"}",
             r#"{"keep":1,"skip":"\x"}"#,
             r#"{"keep":1,"skip":"\u12"}"#,
+            r#"{"keep":1,"skip":"I\ud800NFO"}"#,
+            r#"{"keep":1,"skip":"\ud83d"}"#,
+            r#"{"keep":1,"skip":"\ud83d\n"}"#,
+            r#"{"keep":1,"skip":"\ud83d\u0041"}"#,
+            r#"{"keep":1,"skip":"\ude00"}"#,
+            r#"{"keep":1,"\udc00":2}"#,
             r#"{"keep":1,"skip":01}"#,
             r#"{"keep":1,"skip":1.}"#,
             r#"{"keep":1,"skip":1e}"#,
