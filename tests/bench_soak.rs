@@ -31,7 +31,16 @@ fn three_minute_soak_loses_nothing_and_keeps_memory_flat() {
     };
     let out = tempfile::tempdir().unwrap();
     let db = scratch_name("soak");
-    let api = format!("127.0.0.1:{}", free_port());
+    // The ops range first, then an API port outside it (neither is held open
+    // meanwhile, so two free ports can coincide).
+    let ops_base = free_port_range();
+    let api_port = loop {
+        let p = free_port();
+        if !(ops_base..ops_base + 10).contains(&p) {
+            break p;
+        }
+    };
+    let api = format!("127.0.0.1:{api_port}");
     let status = Command::new(env!("CARGO_BIN_EXE_stv3ctl"))
         .args(["bench", "--debug", "--duration", "180", "--rate", "200"])
         // 20 % here, 10 % in the 30-minute soak: debug binaries over 3 minutes are noisier
@@ -40,7 +49,7 @@ fn three_minute_soak_loses_nothing_and_keeps_memory_flat() {
         .args(["--raw-baseline", "false", "--drop-databases"])
         .args(["--amqp", &amqp, "--mysql", &mysql, "--database", &db])
         .args(["--api", &api])
-        .args(["--ops-port-base", &free_port_range().to_string()])
+        .args(["--ops-port-base", &ops_base.to_string()])
         .arg("--out")
         .arg(out.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +57,13 @@ fn three_minute_soak_loses_nothing_and_keeps_memory_flat() {
         .unwrap();
     let result_path: PathBuf = out.path().join("result.json");
     let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&result_path).expect("result.json")).unwrap();
+        serde_json::from_slice(&std::fs::read(&result_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (stv3ctl bench exited with {status})",
+                result_path.display()
+            )
+        }))
+        .unwrap();
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
     let published = n("published");
     assert_eq!(published, 36_000, "180 s x 200/s");

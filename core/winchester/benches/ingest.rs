@@ -8,12 +8,15 @@
 //! ```
 //! Events are canonical JSON lines (`distill.py` output). The clock is the
 //! replay clock: each batch runs with now = the earliest event time in the batch.
-//! `--inflight N` keeps N batches' transactions in flight at once, as yagi-event
-//! does per consumer (`[stv3] store_inflight`, default 2).
+//! `--inflight N` keeps N batches in flight at once, each its own task on a
+//! two-thread runtime, as yagi-event does per consumer (`[stv3] store_inflight`,
+//! default 2). On SQLite the writer is one connection, so in-flight batches
+//! overlap only their work outside the write transaction.
 //! Each run uses a fresh database (SQLite file in a temp dir, or a MariaDB
 //! scratch database that is dropped afterwards).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
@@ -42,8 +45,8 @@ struct Args {
     batch: usize,
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Batches in flight at once (each its own transaction and connection;
-    /// SQLite serializes writers, so this helps only a server database).
+    /// Batches in flight at once (each its own task and transaction; SQLite
+    /// serializes writers, so there only the work before the transaction overlaps).
     #[arg(long, default_value_t = 1)]
     inflight: usize,
     /// Use only the first N events.
@@ -83,7 +86,11 @@ fn parse_event(line: &str) -> anyhow::Result<Event> {
     Ok(e)
 }
 
-async fn run_once(args: &Args, backend: &str, events: &[Event]) -> anyhow::Result<(f64, u64)> {
+async fn run_once(
+    args: &Args,
+    backend: &str,
+    events: &Arc<Vec<Event>>,
+) -> anyhow::Result<(f64, u64)> {
     let dir = tempfile::tempdir()?;
     let mut scratch: Option<String> = None;
     let url = match backend {
@@ -104,15 +111,23 @@ async fn run_once(args: &Args, backend: &str, events: &[Event]) -> anyhow::Resul
     };
     let store = AnyStore::connect(&url).await?;
     store.migrate().await?;
-    let tm = TriggerManager::new(store.clone(), load_triggers(&args.triggers)?);
+    let tm = Arc::new(TriggerManager::new(
+        store.clone(),
+        load_triggers(&args.triggers)?,
+    ));
     let start = Instant::now();
-    let tm = &tm;
-    futures::stream::iter(events.chunks(args.batch))
-        .map(|chunk| async move {
-            let now = chunk.iter().map(|e| e.generated).min().unwrap_or_default();
-            tm.add_events(chunk, now).await
+    let batch = args.batch.max(1);
+    futures::stream::iter((0..events.len()).step_by(batch))
+        .map(|from| {
+            let (tm, events) = (tm.clone(), events.clone());
+            tokio::spawn(async move {
+                let chunk = &events[from..(from + batch).min(events.len())];
+                let now = chunk.iter().map(|e| e.generated).min().unwrap_or_default();
+                tm.add_events(chunk, now).await.map(|_| ())
+            })
         })
         .buffered(args.inflight.max(1))
+        .map(|joined| -> anyhow::Result<()> { Ok(joined??) })
         .try_collect::<Vec<_>>()
         .await?;
     let secs = start.elapsed().as_secs_f64();
@@ -125,7 +140,7 @@ async fn run_once(args: &Args, backend: &str, events: &[Event]) -> anyhow::Resul
     Ok((secs, streams))
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.events)
@@ -139,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = args.limit {
         events.truncate(n);
     }
+    let events = Arc::new(events);
     for backend in &args.backend {
         let mut rates = Vec::new();
         for run in 1..=args.runs {

@@ -210,9 +210,14 @@ impl Work {
     }
 }
 
-/// One validated event of a batch.
+/// One validated event of a batch, with the pure work done before the
+/// transaction opens: its traits document and the streams it joins. (With
+/// several batches in flight, this overlaps another batch's transaction
+/// instead of extending the writer's critical section; a retry reuses it.)
 struct Valid<'a> {
     event: &'a Event,
+    doc: String,
+    joins: Vec<StreamJoin>,
 }
 
 impl ThisStore {
@@ -494,8 +499,7 @@ impl ThisStore {
                 existing.insert(text_col(&r, 0)?);
             }
         }
-        let fresh: Vec<&Event> =
-            valid.iter().map(|v| v.event).filter(|e| !existing.contains(&e.message_id)).collect();
+        let fresh: Vec<&Valid<'_>> = valid.iter().filter(|v| !existing.contains(&v.event.message_id)).collect();
         report.duplicates.extend(valid.iter().filter(|v| existing.contains(&v.event.message_id)).map(|v| v.event.message_id.clone()));
         if fresh.is_empty() {
             tx.commit().await?;
@@ -503,9 +507,8 @@ impl ThisStore {
         }
 
         // 2. Events (ids from the insert, or re-read by message_id).
-        let docs: Vec<String> = fresh.iter().map(|e| encode_traits(&e.traits)).collect();
         let mut vals: Vec<Val<'_>> = Vec::with_capacity(fresh.len() * 4);
-        for (e, doc) in fresh.iter().zip(&docs) {
+        for Valid { event: e, doc, .. } in fresh.iter().copied() {
             vals.extend([
                 Val::S(&e.message_id),
                 Val::I(to_micros(&e.generated)),
@@ -522,20 +525,20 @@ impl ThisStore {
         }
         let mut event_ids: HashMap<&str, i64> = HashMap::with_capacity(fresh.len());
         match inserted.ids {
-            Some(ids) => event_ids.extend(fresh.iter().map(|e| e.message_id.as_str()).zip(ids)),
+            Some(ids) => event_ids.extend(fresh.iter().map(|v| v.event.message_id.as_str()).zip(ids)),
             None => {
                 for chunk in shaped_chunks(&fresh, CHUNK) {
                     let sql = format!("SELECT id, message_id FROM event WHERE message_id IN ({})", placeholders(chunk.len()));
                     let mut q = sqlx::query(&sql);
-                    for e in chunk {
-                        q = q.bind(e.message_id.clone());
+                    for v in chunk {
+                        q = q.bind(v.event.message_id.clone());
                     }
                     let rows = q.fetch_all(&mut *tx).await?;
                     let mut by_mid: HashMap<String, i64> = HashMap::with_capacity(rows.len());
                     for r in rows {
                         by_mid.insert(text_col(&r, 1)?, r.try_get(0)?);
                     }
-                    for e in chunk {
+                    for Valid { event: e, .. } in chunk.iter().copied() {
                         let id = by_mid
                             .get(&e.message_id)
                             .copied()
@@ -550,7 +553,8 @@ impl ThisStore {
         // 3. Index rows of the indexed traits (all traits are in the document).
         let trait_rows: Vec<(i64, &str, &TraitValue)> = fresh
             .iter()
-            .flat_map(|e| {
+            .flat_map(|v| {
+                let e = v.event;
                 let id = event_ids[e.message_id.as_str()];
                 let indexed = &indexed;
                 e.traits.iter().filter(move |(n, _)| indexed.contains(n.as_str())).map(move |(n, v)| (id, n.as_str(), v))
@@ -566,8 +570,8 @@ impl ThisStore {
         drop(vals);
 
         // 4. Streams.
-        let plans: Vec<(&Event, Vec<StreamJoin>)> =
-            fresh.iter().map(|e| (*e, rules.plan(e))).filter(|(_, j)| !j.is_empty()).collect();
+        let plans: Vec<(&Event, &[StreamJoin])> =
+            fresh.iter().map(|v| (v.event, v.joins.as_slice())).filter(|(_, j)| !j.is_empty()).collect();
         if !plans.is_empty() {
             let keys: Vec<String> =
                 plans.iter().flat_map(|(_, js)| js.iter().map(|j| j.key.clone())).collect::<BTreeSet<_>>().into_iter().collect();
@@ -591,7 +595,7 @@ impl ThisStore {
             let mut links: Vec<(usize, i64)> = Vec::new();
             for (event, joins) in &plans {
                 let event_id = event_ids[event.message_id.as_str()];
-                for j in joins {
+                for j in joins.iter() {
                     let idx = match by_key.get(&j.key) {
                         Some(&i) if works[i].usable(now) => Some(i),
                         Some(_) => None,
@@ -1002,7 +1006,11 @@ impl Store for ThisStore {
                 report.duplicates.push(e.message_id.clone());
                 continue;
             }
-            valid.push(Valid { event: e });
+            valid.push(Valid {
+                event: e,
+                doc: encode_traits(&e.traits),
+                joins: rules.plan(e),
+            });
         }
         if valid.is_empty() {
             return Ok(report);
