@@ -1,7 +1,13 @@
-//! `api-load`: a small closed-loop HTTP load generator for stv3-api.
-//! `--concurrency` workers share one keep-alive client and issue requests
+//! `api-load`: a small HTTP load generator for stv3-api.
+//! `--concurrency` clients share one keep-alive pool and issue requests
 //! from weighted scenarios (path templates) for `--duration` seconds; prints
 //! requests/s and p50/p90/p99/max latency per scenario and overall.
+//!
+//! Closed loop by default (each client sends its next request as soon as the
+//! last one returns: the server's saturation). With `--client-rate R` each
+//! client sends R requests/s on a fixed schedule (random phase), and latency is
+//! counted from the scheduled time, so a client that falls behind reports the
+//! queueing too (no coordinated omission).
 //!
 //! Placeholders (matching `api-bulkload`'s data): `{instance}` = random
 //! `inst-%08x` below `--instances`, `{tenant}` = `tenant-%04d` below 1000,
@@ -19,7 +25,7 @@ use rand::Rng;
 #[command(
     name = "api-load",
     version,
-    about = "Closed-loop load generator for stv3-api"
+    about = "Closed-loop or paced load generator for stv3-api"
 )]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8000")]
@@ -41,6 +47,9 @@ struct Args {
     /// Bearer token.
     #[arg(long, env = "STV3_API_TOKEN")]
     token: Option<String>,
+    /// Requests per second per client on a fixed schedule; 0 = closed loop.
+    #[arg(long, default_value_t = 0.0)]
+    client_rate: f64,
 }
 
 const DEFAULT: &[(&str, u32, &str)] = &[
@@ -178,11 +187,21 @@ async fn main() -> anyhow::Result<()> {
         let base = a.url.clone();
         let token = a.token.clone();
         let instances = a.instances;
+        let interval = (a.client_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.client_rate));
         handles.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64_compat(w as u64);
             let mut lat: Vec<Vec<u64>> = vec![Vec::new(); scenarios.len()];
             let mut errors = vec![0u64; scenarios.len()];
+            // Paced: the next scheduled send (a random phase within the first interval).
+            let mut next = start
+                + interval
+                    .map(|i| i.mul_f64(rng.gen::<f64>()))
+                    .unwrap_or_default();
             loop {
+                if let Some(i) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += i;
+                }
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -197,7 +216,11 @@ async fn main() -> anyhow::Result<()> {
                     pick -= s.weight;
                 }
                 let path = expand(&scenarios[idx].template, instances, &mut rng);
-                let t = Instant::now();
+                // Paced: from the scheduled time (a late send counts its wait).
+                let t = match interval {
+                    Some(i) => next - i,
+                    None => Instant::now(),
+                };
                 let mut req = client.get(format!("{base}{path}"));
                 if let Some(tok) = &token {
                     req = req.bearer_auth(tok);
@@ -231,8 +254,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let secs = a.duration as f64;
+    let mode = if a.client_rate > 0.0 {
+        format!("paced {} req/s per client", a.client_rate)
+    } else {
+        "closed loop".to_string()
+    };
     println!(
-        "url={} concurrency={} duration={}s",
+        "url={} concurrency={} duration={}s {mode}",
         a.url, a.concurrency, a.duration
     );
     println!(
