@@ -2,8 +2,10 @@
 //! no servers) shows streams through klugman within 30 s, and some of them are
 //! completed by the usage pipeline; stopping it leaves no process behind.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stv3_testsupport::free_port;
@@ -25,11 +27,11 @@ fn klugman_json(api: &str, args: &[&str]) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-#[test]
-fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", free_port());
-    // Build what the sandbox needs first, so the 30 s clock starts after the build.
+/// The sandboxes of this file share the default ops ports: one at a time.
+static ONE_SANDBOX: Mutex<()> = Mutex::new(());
+
+/// Build what the sandbox needs first, so no clock of a test runs during the build.
+fn build_sandbox_binaries() {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -46,8 +48,11 @@ fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
         .status()
         .unwrap();
     assert!(status.success(), "cargo build failed");
+}
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stv3ctl"))
+/// `stv3ctl sandbox --no-build` on the embedded default, in `dir`.
+fn spawn_sandbox(dir: &Path, api: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_stv3ctl"))
         .args([
             "sandbox",
             "--no-build",
@@ -58,15 +63,24 @@ fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
             "--instances",
             "60",
             "--api",
-            &api,
+            api,
         ])
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
+    let _one = ONE_SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    build_sandbox_binaries();
+    let mut child = spawn_sandbox(dir.path(), &api);
 
     let start = Instant::now();
     let mut seen_streams = 0usize;
@@ -126,6 +140,96 @@ fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
         log.lines().all(|l| l.starts_with("[yagi-cell1] ")),
         "unprefixed line in yagi log"
     );
+}
+
+/// The pid files in `dir/pids` (name -> pid), added to `seen`.
+fn collect_pids(dir: &Path, seen: &mut BTreeMap<String, u32>) {
+    for f in std::fs::read_dir(dir.join("pids"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = f
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".pid")
+            .to_string();
+        if let Some(pid) = std::fs::read_to_string(f.path())
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            seen.insert(name, pid);
+        }
+    }
+}
+
+/// A process that exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Ctrl-C while the region is still starting: the services already started
+/// are stopped, not orphaned (the stop flag is set before anything starts).
+#[test]
+fn sandbox_interrupted_during_start_up_leaves_nothing_behind() {
+    let _one = ONE_SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    build_sandbox_binaries();
+    let mut child = spawn_sandbox(dir.path(), &api);
+    // Wait for the first long-running service (one-shots: migrations, notigen).
+    let mut seen = BTreeMap::new();
+    let start = Instant::now();
+    let one_shot = |n: &str| n.starts_with("winchester-db") || n.starts_with("notigen");
+    while !seen.keys().any(|n: &String| !one_shot(n)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no service started within 60 s: {seen:?}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sandbox exited during start-up"
+        );
+        collect_pids(dir.path(), &mut seen);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe_sigint(child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        collect_pids(dir.path(), &mut seen);
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let left: Vec<(&String, &u32)> = seen.iter().filter(|(_, &pid)| running(pid)).collect();
+    for (_, &pid) in &left {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        status.is_some(),
+        "sandbox did not exit after SIGINT\n{stdout}\n{stderr}"
+    );
+    assert!(
+        left.is_empty(),
+        "left running after SIGINT during start-up: {left:?}\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("stopped."), "{stdout}\n{stderr}");
 }
 
 fn unsafe_sigint(pid: u32) {

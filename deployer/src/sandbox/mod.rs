@@ -370,7 +370,14 @@ pub fn start_region(
 
 /// `sandbox up`: build, render, migrate, start, report until stopped.
 pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Result<i32> {
+    // Before anything starts: a Ctrl-C during the build or start-up stops what
+    // was started instead of killing this process and orphaning its children.
+    let stop = stop_flag();
     let bin_dir = build_binaries(opts)?;
+    if stop.load(Ordering::SeqCst) {
+        println!("interrupted before start-up.");
+        return Ok(130);
+    }
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("create {}", opts.dir.display()))?;
     let dir = opts.dir.canonicalize()?;
     let owner = dir.join(OWNER_PID);
@@ -429,7 +436,6 @@ pub fn up(assets: &crate::deploy::roles::Assets, opts: &SandboxOptions) -> Resul
     }
     println!("Ctrl-C stops everything.");
 
-    let stop = stop_flag();
     let mut last: Option<(Instant, u64)> = None;
     let mut failed = Vec::new();
     wait_loop(&stop, opts.duration, Duration::from_secs(2), || {

@@ -163,6 +163,17 @@ impl Supervisor {
     }
 }
 
+/// Children are never left behind: a supervisor dropped with children still
+/// running (a start-up that failed or was interrupted halfway, an early `?`)
+/// stops them as [`Supervisor::stop_all`] does.
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if !self.procs.is_empty() {
+            self.stop_all(Duration::from_secs(5));
+        }
+    }
+}
+
 fn pump(stream: Box<dyn std::io::Read + Send>, name: &str, log: &Mutex<File>, errors: &Mutex<u64>) {
     for line in BufReader::new(stream).lines().map_while(Result::ok) {
         if line.contains("ERROR") || line.contains("\"level\":\"ERROR\"") {
