@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use stv3_testsupport::free_port;
@@ -74,13 +74,19 @@ fn spawn_sandbox(dir: &Path, api: &str) -> Child {
         .unwrap()
 }
 
-#[test]
-fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
-    let _one = ONE_SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
+/// One sandbox at a time: (its turn, its directory, its API address, the process).
+fn start_sandbox() -> (MutexGuard<'static, ()>, tempfile::TempDir, String, Child) {
+    let one = ONE_SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let api = format!("127.0.0.1:{}", free_port());
     build_sandbox_binaries();
-    let mut child = spawn_sandbox(dir.path(), &api);
+    let child = spawn_sandbox(dir.path(), &api);
+    (one, dir, api, child)
+}
+
+#[test]
+fn sandbox_shows_fired_streams_within_30s_and_stops_cleanly() {
+    let (_one, dir, api, mut child) = start_sandbox();
 
     let start = Instant::now();
     let mut seen_streams = 0usize;
@@ -178,11 +184,7 @@ fn running(pid: u32) -> bool {
 /// are stopped, not orphaned (the stop flag is set before anything starts).
 #[test]
 fn sandbox_interrupted_during_start_up_leaves_nothing_behind() {
-    let _one = ONE_SANDBOX.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", free_port());
-    build_sandbox_binaries();
-    let mut child = spawn_sandbox(dir.path(), &api);
+    let (_one, dir, _api, mut child) = start_sandbox();
     // Wait for the first long-running service (one-shots: migrations, notigen).
     let mut seen = BTreeMap::new();
     let start = Instant::now();
