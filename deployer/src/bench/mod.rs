@@ -121,6 +121,8 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
         .map(|c| sandbox::configs::cell_queue(&sb, c))
         .collect();
     rt.block_on(original::delete_queues(&settings, &cell_queues))?;
+    // Ctrl-C from here on stops the region and reports (see `drive`), never orphans it.
+    sandbox::stop_flag();
     let mut sup = Supervisor::new(&dir)?;
     let region = sandbox::start_region(assets, &sb, &bin_dir, &dir, &mut sup)?;
     let judged: Vec<String> = sup.pids().into_iter().map(|(name, _)| name).collect();

@@ -24,7 +24,7 @@ pub mod supervisor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -209,33 +209,28 @@ pub fn reset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Install a Ctrl-C / SIGTERM flag.
+/// The process's Ctrl-C / SIGTERM flag. The first call installs the handlers;
+/// every call returns the same flag, so a caller may install it early (before
+/// starting children, so an interrupt cannot orphan them) and look it up later.
 pub fn stop_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    #[cfg(unix)]
-    {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            let _ = signal_hook_register(sig, Arc::clone(&flag));
-        }
-    }
-    flag
-}
-
-#[cfg(unix)]
-fn signal_hook_register(sig: libc::c_int, flag: Arc<AtomicBool>) -> Result<()> {
-    use std::sync::OnceLock;
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    let _ = FLAG.set(flag);
-    extern "C" fn on_signal(_: libc::c_int) {
-        if let Some(f) = FLAG.get() {
-            f.store(true, Ordering::SeqCst);
+    Arc::clone(FLAG.get_or_init(|| {
+        #[cfg(unix)]
+        {
+            extern "C" fn on_signal(_: libc::c_int) {
+                if let Some(f) = FLAG.get() {
+                    f.store(true, Ordering::SeqCst);
+                }
+            }
+            for sig in [libc::SIGINT, libc::SIGTERM] {
+                // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+                unsafe {
+                    libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+                }
+            }
         }
-    }
-    // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
-    unsafe {
-        libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-    }
-    Ok(())
+        Arc::new(AtomicBool::new(false))
+    }))
 }
 
 /// Wait until `stop` is set or `duration` elapses, calling `tick` every interval.
