@@ -49,15 +49,15 @@ fn encode(s: &str) -> String {
 
 /// A list response. When the page is full, a `Link: <...>; rel="next"` header
 /// and `X-Next-Mark` carry the mark of the next page (the body stays a bare list).
-fn page(
-    items: Vec<Value>,
+fn page<T: serde::Serialize>(
+    items: Vec<T>,
     limit: u32,
     next_mark: Option<String>,
     uri: &axum::http::Uri,
     pairs: &[(String, String)],
 ) -> Response {
     let full = limit > 0 && items.len() as u32 >= limit;
-    let mut resp = Json(Value::Array(items)).into_response();
+    let mut resp = Json(items).into_response();
     if let (true, Some(mark)) = (full, next_mark) {
         let mut query: Vec<String> = pairs
             .iter()
@@ -99,8 +99,12 @@ pub async fn list_streams(
     let next = rows.last().map(|r| query.mark.for_row(r.id));
     let items = rows
         .iter()
-        .map(|r| wire::stream(r, &query.mark, None))
-        .collect();
+        .map(|row| wire::StreamJson {
+            row,
+            mark: &query.mark,
+            events: None,
+        })
+        .collect::<Vec<_>>();
     Ok(page(items, query.limit, next, &uri, &pairs))
 }
 
@@ -209,8 +213,11 @@ pub async fn list_events(
     let next = rows.last().map(|r| query.mark.for_row(r.id));
     let items = rows
         .iter()
-        .map(|r| wire::event(r, Some(&query.mark)))
-        .collect();
+        .map(|row| wire::EventJson {
+            row,
+            mark: Some(&query.mark),
+        })
+        .collect::<Vec<_>>();
     Ok(page(items, query.limit, next, &uri, &pairs))
 }
 

@@ -106,6 +106,18 @@ impl ScratchDb {
         })
     }
 
+    /// `s` as a string literal of this database's SQL: quotes doubled, and
+    /// on MySQL/MariaDB (whose default `sql_mode` reads `\` as an escape)
+    /// backslashes doubled too.
+    pub fn literal(&self, s: &str) -> String {
+        let s = s.replace('\'', "''");
+        if self.server_url.is_some() {
+            format!("'{}'", s.replace('\\', "\\\\"))
+        } else {
+            format!("'{s}'")
+        }
+    }
+
     /// Run statements (the fixture inserts) against the database.
     pub async fn exec_all(&self, stmts: &[String]) -> anyhow::Result<()> {
         if self.server_url.is_some() {

@@ -1,9 +1,13 @@
 //! The original quincy wire format: `{"__type__":"datetime","datetime":iso}`
 //! for datetimes, `{"__type__":"timex.TimeRange",...}` for time ranges,
 //! `_mark` hex row ids, streams and events as flat JSON objects with sorted keys.
-//! Pure functions from rows to `serde_json::Value`.
+//! Pure functions from rows to JSON: [`EventJson`] and [`StreamJson`] serialize
+//! a row straight to the response body (no `serde_json::Value` tree per row,
+//! the list routes' main cost); [`event`] and [`stream`] give the same JSON as
+//! a `Value`.
 
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
 use stv3_event::{Timestamp, TraitValue};
 
 use crate::model::{DistValue, EventRow, Mark, StreamRow, StreamState};
@@ -11,12 +15,30 @@ use crate::model::{DistValue, EventRow, Mark, StreamRow, StreamState};
 /// Python's `datetime.isoformat()` for a naive datetime: microseconds are
 /// omitted when they are zero.
 pub fn isoformat(t: &Timestamp) -> String {
-    use chrono::Timelike;
-    if t.nanosecond() / 1000 == 0 {
-        t.format("%Y-%m-%dT%H:%M:%S").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    use chrono::{Datelike, Timelike};
+    let micros = t.nanosecond() / 1000;
+    if !(0..=9999).contains(&t.year()) || micros >= 1_000_000 {
+        // Outside what four digits and six fractional digits hold: chrono's own form.
+        return if micros == 0 {
+            t.format("%Y-%m-%dT%H:%M:%S").to_string()
+        } else {
+            t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+        };
     }
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if micros != 0 {
+        use std::fmt::Write;
+        let _ = write!(out, ".{micros:06}");
+    }
+    out
 }
 
 /// `{"__type__":"datetime","datetime":"2015-02-27T15:27:18.603932"}`.
@@ -24,57 +46,129 @@ pub fn datetime(t: &Timestamp) -> Value {
     json!({"__type__": "datetime", "datetime": isoformat(t)})
 }
 
-fn opt_datetime(t: &Option<Timestamp>) -> Value {
-    t.as_ref().map(datetime).unwrap_or(Value::Null)
+/// A datetime in the `__type__` convention, serialized in place.
+struct DatetimeJson<'a>(&'a Timestamp);
+
+impl Serialize for DatetimeJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("__type__", "datetime")?;
+        m.serialize_entry("datetime", &isoformat(self.0))?;
+        m.end()
+    }
+}
+
+/// A trait value: text, number (a non-finite float is `null`, as
+/// `serde_json::Number` has it) or datetime.
+struct TraitJson<'a>(&'a TraitValue);
+
+impl Serialize for TraitJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            TraitValue::Text(t) => s.serialize_str(t),
+            TraitValue::Int(i) => s.serialize_i64(*i),
+            TraitValue::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            TraitValue::Float(_) => s.serialize_unit(),
+            TraitValue::Datetime(t) => DatetimeJson(t).serialize(s),
+        }
+    }
 }
 
 pub fn trait_value(v: &TraitValue) -> Value {
-    match v {
-        TraitValue::Text(s) => Value::String(s.to_string()),
-        TraitValue::Int(i) => Value::from(*i),
-        TraitValue::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        TraitValue::Datetime(t) => datetime(t),
+    to_value(&TraitJson(v))
+}
+
+/// A distinguishing trait's value: a trait value, a time range or `null`.
+struct DistJson<'a>(&'a DistValue);
+
+impl Serialize for DistJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            DistValue::Value(v) => TraitJson(v).serialize(s),
+            DistValue::Range { begin, end } => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("__type__", "timex.TimeRange")?;
+                m.serialize_entry("begin", &begin.as_ref().map(isoformat))?;
+                m.serialize_entry("end", &end.as_ref().map(isoformat))?;
+                m.end()
+            }
+            DistValue::Null => s.serialize_unit(),
+        }
     }
 }
 
 pub fn dist_value(v: &DistValue) -> Value {
-    match v {
-        DistValue::Value(v) => trait_value(v),
-        DistValue::Range { begin, end } => json!({
-            "__type__": "timex.TimeRange",
-            "begin": begin.as_ref().map(isoformat),
-            "end": end.as_ref().map(isoformat),
-        }),
-        DistValue::Null => Value::Null,
-    }
+    to_value(&DistJson(v))
 }
 
-fn sorted(m: Map<String, Value>) -> Value {
-    let mut entries: Vec<(String, Value)> = m.into_iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    Value::Object(entries.into_iter().collect())
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).expect("wire JSON has string keys only")
+}
+
+/// Entries serialized in key order; of equal keys the last one given wins
+/// (as repeated inserts into a map would have it).
+fn serialize_sorted<S: Serializer, V: Serialize>(
+    s: S,
+    mut entries: Vec<(&str, V)>,
+) -> Result<S::Ok, S::Error> {
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut m = s.serialize_map(None)?;
+    let mut it = entries.iter().peekable();
+    while let Some((k, v)) = it.next() {
+        if it.peek().is_some_and(|(next, _)| next == k) {
+            continue;
+        }
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
+/// One value of an event object.
+enum EventField<'a> {
+    Trait(Option<&'a TraitValue>),
+    Text(&'a str),
+    Time(&'a Timestamp),
+}
+
+impl Serialize for EventField<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EventField::Trait(Some(v)) => TraitJson(v).serialize(s),
+            EventField::Trait(None) => s.serialize_unit(),
+            EventField::Text(t) => s.serialize_str(t),
+            EventField::Time(t) => DatetimeJson(t).serialize(s),
+        }
+    }
 }
 
 /// An event as `Event.as_dict` rendered it: traits, then the reserved keys
 /// `message_id`, `event_type` and `timestamp`, which win over same-named traits.
 /// `mark` adds `_mark` (list endpoints only).
+pub struct EventJson<'a> {
+    pub row: &'a EventRow,
+    pub mark: Option<&'a Mark>,
+}
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let row = self.row;
+        let mark = self.mark.map(|m| m.for_row(row.id));
+        let mut entries: Vec<(&str, EventField)> = Vec::with_capacity(row.traits.len() + 4);
+        for (name, v) in &row.traits {
+            entries.push((name, EventField::Trait(v.as_ref())));
+        }
+        entries.push(("message_id", EventField::Text(&row.message_id)));
+        entries.push(("event_type", EventField::Text(&row.event_type)));
+        entries.push(("timestamp", EventField::Time(&row.generated)));
+        if let Some(mark) = &mark {
+            entries.push(("_mark", EventField::Text(mark)));
+        }
+        serialize_sorted(s, entries)
+    }
+}
+
 pub fn event(row: &EventRow, mark: Option<&Mark>) -> Value {
-    let mut m = Map::new();
-    for (name, v) in &row.traits {
-        m.insert(
-            name.clone(),
-            v.as_ref().map(trait_value).unwrap_or(Value::Null),
-        );
-    }
-    m.insert("message_id".into(), Value::String(row.message_id.clone()));
-    m.insert("event_type".into(), Value::String(row.event_type.clone()));
-    m.insert("timestamp".into(), datetime(&row.generated));
-    if let Some(mark) = mark {
-        m.insert("_mark".into(), Value::String(mark.for_row(row.id)));
-    }
-    sorted(m)
+    to_value(&EventJson { row, mark })
 }
 
 /// Wire name of a state code (unknown codes render as their number, as text).
@@ -84,32 +178,61 @@ pub fn state_name(code: i64) -> String {
         .unwrap_or_else(|| code.to_string())
 }
 
-/// A stream with `_mark`; `events` adds the `events` list (details).
+/// A stream's distinguishing traits, by name.
+struct DistTraitsJson<'a>(&'a [(String, DistValue)]);
+
+impl Serialize for DistTraitsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_sorted(
+            s,
+            self.0
+                .iter()
+                .map(|(n, v)| (n.as_str(), DistJson(v)))
+                .collect(),
+        )
+    }
+}
+
+/// A stream with `_mark`; `events` adds the `events` list (details). Keys in
+/// sorted order.
+pub struct StreamJson<'a> {
+    pub row: &'a StreamRow,
+    pub mark: &'a Mark,
+    pub events: Option<&'a [EventRow]>,
+}
+
+impl Serialize for StreamJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let row = self.row;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("_mark", &self.mark.for_row(row.id))?;
+        m.serialize_entry("distinguishing_traits", &DistTraitsJson(&row.dist_traits))?;
+        if let Some(events) = self.events {
+            let events: Vec<EventJson> = events
+                .iter()
+                .map(|row| EventJson { row, mark: None })
+                .collect();
+            m.serialize_entry("events", &events)?;
+        }
+        m.serialize_entry(
+            "expire_timestamp",
+            &row.expire_timestamp.as_ref().map(DatetimeJson),
+        )?;
+        m.serialize_entry(
+            "fire_timestamp",
+            &row.fire_timestamp.as_ref().map(DatetimeJson),
+        )?;
+        m.serialize_entry("first_event", &DatetimeJson(&row.first_event))?;
+        m.serialize_entry("id", &row.id)?;
+        m.serialize_entry("last_event", &DatetimeJson(&row.last_event))?;
+        m.serialize_entry("name", &row.name)?;
+        m.serialize_entry("state", &state_name(row.state))?;
+        m.end()
+    }
+}
+
 pub fn stream(row: &StreamRow, mark: &Mark, events: Option<&[EventRow]>) -> Value {
-    let mut dt = Map::new();
-    for (name, v) in &row.dist_traits {
-        dt.insert(name.clone(), dist_value(v));
-    }
-    let mut m = Map::new();
-    m.insert("_mark".into(), Value::String(mark.for_row(row.id)));
-    m.insert("distinguishing_traits".into(), sorted(dt));
-    m.insert(
-        "expire_timestamp".into(),
-        opt_datetime(&row.expire_timestamp),
-    );
-    m.insert("fire_timestamp".into(), opt_datetime(&row.fire_timestamp));
-    m.insert("first_event".into(), datetime(&row.first_event));
-    m.insert("id".into(), Value::from(row.id));
-    m.insert("last_event".into(), datetime(&row.last_event));
-    m.insert("name".into(), Value::String(row.name.clone()));
-    m.insert("state".into(), Value::String(state_name(row.state)));
-    if let Some(events) = events {
-        m.insert(
-            "events".into(),
-            Value::Array(events.iter().map(|e| event(e, None)).collect()),
-        );
-    }
-    sorted(m)
+    to_value(&StreamJson { row, mark, events })
 }
 
 /// `[{"count": n}]`.

@@ -683,6 +683,90 @@ async fn full_suite(db: ScratchDb) {
     );
 
     overlapping_range_cases(&c, &db).await;
+    hostile_value_cases(&c, &db).await;
+}
+
+/// Every byte of a query value percent-encoded, so the server sees it verbatim.
+fn percent(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Filter values holding quotes, backslashes, comment starts and non-ASCII
+/// reach the database as data, whether it is matched through index rows
+/// (`request_id`), traits documents (`note`) or distinguishing traits: each
+/// finds exactly its own event or stream, never more, and never an error.
+/// (Values are trimmed by the filter parser, so none ends in a space.)
+async fn hostile_value_cases(c: &Client, db: &ScratchDb) {
+    use stv3_event::TraitValue;
+    const H1: &str = "it's \\ \"quoted\" é";
+    const H2: &str = "x\\' OR 1=1 --";
+    const H3: &str = "\\";
+    let generated = stv3_api::testkit::DAY0;
+    let mut sql = Vec::new();
+    for (id, request_id, note) in [(25, H1, H2), (26, H2, H1), (27, H3, H3)] {
+        let mut doc = stv3_event::Traits::new();
+        doc.insert("request_id".into(), TraitValue::Text(request_id.into()));
+        doc.insert("note".into(), TraitValue::Text(note.into()));
+        let doc = stv3_event::stored::encode_traits(&doc);
+        sql.push(format!(
+            "INSERT INTO event (id, message_id, generated, event_type_id, traits) \
+             VALUES ({id}, 'msg-00{id}', {generated}, 3, {})",
+            db.literal(&doc)
+        ));
+        sql.push(format!(
+            "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) \
+             VALUES ({id}, 'request_id', 1, {}, NULL, NULL, NULL)",
+            db.literal(request_id)
+        ));
+    }
+    sql.push(
+        "INSERT INTO stream (id, first_event, last_event, expire_timestamp, fire_timestamp, name, state, state_serial_no) \
+         VALUES (10, 1, 2, 3, NULL, 'hostile', 1, 0)"
+            .to_string(),
+    );
+    sql.push(format!(
+        "INSERT INTO dist_trait (stream_id, name, type, dt_string, dt_float, dt_int, dt_datetime, dt_timerange_begin, dt_timerange_end) \
+         VALUES (10, 'instance_id', 1, {}, NULL, NULL, NULL, NULL, NULL)",
+        db.literal(H2)
+    ));
+    db.exec_all(&sql).await.unwrap();
+    let events: &[(&str, &str, &[&str])] = &[
+        ("request_id", H1, &["msg-0025"]),
+        ("request_id", H2, &["msg-0026"]),
+        ("request_id", H3, &["msg-0027"]),
+        ("request_id", "it's", &[]),
+        ("request_id", "x\\", &[]),
+        ("note", H2, &["msg-0025"]),
+        ("note", H1, &["msg-0026"]),
+        ("note", H3, &["msg-0027"]),
+        ("note", "x\\' OR 1=1 -", &[]),
+    ];
+    for (name, value, want) in events {
+        let q = format!("traits={name}:{}", percent(value));
+        assert_eq!(
+            c.keys(&format!("/v1/events?{q}")).await,
+            strs(want),
+            "{name}={value:?}"
+        );
+        assert_eq!(
+            c.count(&format!("/v1/events/count?{q}")).await,
+            want.len() as u64,
+            "count {name}={value:?}"
+        );
+    }
+    for (value, want) in [(H2, &["10"][..]), (H1, &[]), ("x", &[])] {
+        let q = format!("distinguishing_traits=instance_id:{}", percent(value));
+        assert_eq!(
+            c.keys(&format!("/v1/streams?{q}")).await,
+            strs(want),
+            "{value:?}"
+        );
+        assert_eq!(
+            c.count(&format!("/v1/streams/count?{q}")).await,
+            want.len() as u64,
+            "count {value:?}"
+        );
+    }
 }
 
 /// Time ranges of other lengths beside the fixture's days: one that starts

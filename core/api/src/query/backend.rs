@@ -117,21 +117,43 @@ macro_rules! api_store {
                 q
             }
 
-            /// Text columns: MySQL reports `utf8mb4_bin` columns as VARBINARY, so accept bytes too.
-            fn text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<String, sqlx::Error> {
-                match r.try_get::<String, _>(idx) {
-                    Ok(s) => Ok(s),
-                    Err(_) => r.try_get::<Vec<u8>, _>(idx).map(|b| String::from_utf8_lossy(&b).into_owned()),
+            /// The rows of a read. On MySQL/MariaDB a read that is not a key
+            /// lookup goes as one text-protocol query with its values written
+            /// in ([`Sql::inlined_mysql`]); everything else is a prepared
+            /// statement ([`Self::query`]).
+            async fn rows(&self, s: &Sql) -> Result<Vec<<$db as sqlx::Database>::Row>, sqlx::Error> {
+                if Self::INLINE_READS && !s.by_key {
+                    if let Some(text) = s.inlined_mysql() {
+                        return sqlx::raw_sql(&text).fetch_all(&self.pool).await;
+                    }
+                }
+                Self::query(s).fetch_all(&self.pool).await
+            }
+
+            /// The single number a count query returns.
+            async fn count(&self, s: &Sql) -> StoreResult<u64> {
+                let row = self.rows(s).await?.into_iter().next().ok_or(sqlx::Error::RowNotFound)?;
+                let n: i64 = row.try_get(0)?;
+                Ok(n.max(0) as u64)
+            }
+
+            /// Text columns: MySQL reports `utf8mb4_bin` columns as VARBINARY, so
+            /// the column type is not checked; the bytes are read in place and
+            /// must be UTF-8 (anything else is decoded lossily, never an error).
+            fn opt_text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<Option<String>, sqlx::Error> {
+                match r.try_get_unchecked::<Option<&str>, _>(idx) {
+                    Ok(s) => Ok(s.map(str::to_owned)),
+                    Err(_) => r
+                        .try_get_unchecked::<Option<&[u8]>, _>(idx)
+                        .map(|b| b.map(|b| String::from_utf8_lossy(b).into_owned())),
                 }
             }
 
-            fn opt_text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<Option<String>, sqlx::Error> {
-                match r.try_get::<Option<String>, _>(idx) {
-                    Ok(s) => Ok(s),
-                    Err(_) => r
-                        .try_get::<Option<Vec<u8>>, _>(idx)
-                        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned())),
-                }
+            fn text(r: &<$db as sqlx::Database>::Row, idx: usize) -> Result<String, sqlx::Error> {
+                Self::opt_text(r, idx)?.ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: idx.to_string(),
+                    source: "unexpected NULL in a text column".into(),
+                })
             }
 
             fn stream_row(r: &<$db as sqlx::Database>::Row) -> Result<StreamRow, sqlx::Error> {
@@ -173,7 +195,7 @@ macro_rules! api_store {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 let s = sql::dist_traits_for(&ids);
                 let mut by_id: HashMap<i64, Vec<(String, DistValue)>> = HashMap::new();
-                for r in Self::query(&s).fetch_all(&self.pool).await? {
+                for r in self.rows(&s).await? {
                     let v = dist_value(
                         r.try_get(2)?,
                         Self::opt_text(&r, 3)?,
@@ -199,7 +221,7 @@ macro_rules! api_store {
                 let mut by_id: HashMap<i64, Vec<(String, Option<TraitValue>)>> = HashMap::new();
                 for ids in legacy.chunks(1000) {
                     let s = sql::traits_for(ids);
-                    for r in Self::query(&s).fetch_all(&self.pool).await? {
+                    for r in self.rows(&s).await? {
                         let v = trait_value(r.try_get(2)?, Self::opt_text(&r, 3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
                         by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?, v));
                     }
@@ -221,8 +243,8 @@ macro_rules! api_store {
                     Some(f) => {
                         let ranges = match f.datetime {
                             Some(t) => {
-                                let starts = Self::query(&sql::range_starts(&f.name, t))
-                                    .fetch_all(&self.pool)
+                                let starts = self
+                                    .rows(&sql::range_starts(&f.name, t))
                                     .await?
                                     .iter()
                                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -234,8 +256,8 @@ macro_rules! api_store {
                         sql::streams_page(q, self.style, &ranges, Self::DIALECT)
                     }
                 };
-                let mut rows = Self::query(&s)
-                    .fetch_all(&self.pool)
+                let mut rows = self
+                    .rows(&s)
                     .await?
                     .iter()
                     .map(Self::stream_row)
@@ -245,14 +267,12 @@ macro_rules! api_store {
             }
 
             async fn count_streams_impl(&self, q: &StreamQuery) -> StoreResult<u64> {
-                let s = sql::streams(q, true, self.style);
-                let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
-                Ok(n.max(0) as u64)
+                self.count(&sql::streams(q, true, self.style)).await
             }
 
             async fn get_stream_impl(&self, id: i64) -> StoreResult<Option<StreamRow>> {
                 let s = sql::stream_by_id(id);
-                let Some(r) = Self::query(&s).fetch_optional(&self.pool).await? else { return Ok(None) };
+                let Some(r) = self.rows(&s).await?.into_iter().next() else { return Ok(None) };
                 let mut rows = vec![Self::stream_row(&r)?];
                 self.fill_dist_traits(&mut rows).await?;
                 Ok(rows.pop())
@@ -261,7 +281,7 @@ macro_rules! api_store {
             async fn events_from(&self, s: &Sql) -> StoreResult<Vec<EventRow>> {
                 let mut rows = Vec::new();
                 let mut legacy = Vec::new();
-                for r in Self::query(s).fetch_all(&self.pool).await? {
+                for r in self.rows(s).await? {
                     let (row, has_doc) = Self::event_row(&r)?;
                     if !has_doc {
                         legacy.push(row.id);
@@ -282,9 +302,7 @@ macro_rules! api_store {
 
             async fn count_events_impl(&self, q: &EventQuery) -> StoreResult<u64> {
                 let ready = self.ready_index().await?;
-                let s = sql::events(q, true, self.style, &ready, Self::DIALECT);
-                let n: i64 = Self::query(&s).fetch_one(&self.pool).await?.try_get(0)?;
-                Ok(n.max(0) as u64)
+                self.count(&sql::events(q, true, self.style, &ready, Self::DIALECT)).await
             }
 
             async fn get_event_impl(&self, message_id: &str) -> StoreResult<Option<EventRow>> {
@@ -396,15 +414,23 @@ impl MySqlApiStore {
     /// MariaDB plans a prepared statement well when it first runs and, for the
     /// API's derived-table pages and the loose-scan range lookup, worse on every
     /// re-execution (measured on 1 M events: a tenant's page 1.7 ms, then 20 ms;
-    /// the range lookup 0.9 ms, then 85 ms). So each read is prepared afresh,
-    /// except key lookups (`Sql::by_key`: one plan whatever the values), which
-    /// the latency prober and the page fills repeat thousands of times.
+    /// the range lookup 0.9 ms, then 85 ms). So no read reuses a plan: reads
+    /// go inlined ([`Self::INLINE_READS`]; a prepared statement is made and
+    /// closed only when a value has no literal), except key lookups
+    /// (`Sql::by_key`: one plan whatever the values), which the latency
+    /// prober and the page fills repeat thousands of times.
     const REUSE_PREPARED: bool = false;
+    /// Reads other than key lookups go as text-protocol queries with their
+    /// values inlined: one round trip, no statement to prepare and close
+    /// (see [`Sql::inlined_mysql`]).
+    const INLINE_READS: bool = true;
 }
 
 impl SqliteApiStore {
     const DIALECT: sql::Dialect = sql::Dialect::Sqlite;
     const REUSE_PREPARED: bool = true;
+    /// SQLite runs in process: prepared statements cost no round trip.
+    const INLINE_READS: bool = false;
 }
 
 impl MySqlApiStore {

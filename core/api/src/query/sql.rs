@@ -36,6 +36,39 @@ impl Sql {
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
+
+    /// The statement with each `?` replaced by its parameter as a MySQL
+    /// literal, for the text protocol: one round trip instead of prepare,
+    /// execute and close, and a plan made for these values. Strings become
+    /// `_utf8mb4 X'…'` hex literals, which no `sql_mode` reads differently
+    /// and nothing in them can end; floats use exponent form (a DOUBLE, not
+    /// a DECIMAL). `None` when a float has no literal (NaN, ±inf): run the
+    /// prepared form instead. The SQL of this module has no string literals
+    /// or quoted identifiers holding a `?`, so every `?` is a placeholder.
+    pub fn inlined_mysql(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.text.len() + 24 * self.binds.len());
+        let mut binds = self.binds.iter();
+        for (i, part) in self.text.split('?').enumerate() {
+            if i > 0 {
+                match binds.next()? {
+                    Bind::I(v) => write!(out, "{v}").ok()?,
+                    Bind::F(v) if v.is_finite() => write!(out, "{v:e}").ok()?,
+                    Bind::F(_) => return None,
+                    Bind::S(v) => {
+                        out.push_str("_utf8mb4 X'");
+                        for b in v.bytes() {
+                            write!(out, "{b:02X}").ok()?;
+                        }
+                        out.push('\'');
+                    }
+                }
+            }
+            out.push_str(part);
+        }
+        // As many placeholders as parameters, or the prepared form's error.
+        binds.next().is_none().then_some(out)
+    }
 }
 
 /// How trait filters are written. `Exists` walks the main table in id order and
@@ -558,6 +591,46 @@ pub fn stream_events(stream_id: i64) -> Sql {
 mod tests {
     use super::*;
     use crate::params::trait_filter as tf;
+
+    fn check_inlined(text: &str, binds: Vec<Bind>, expected: Option<&str>) {
+        let s = Sql {
+            text: text.into(),
+            binds,
+            by_key: false,
+        };
+        assert_eq!(s.inlined_mysql().as_deref(), expected, "{text}");
+    }
+
+    #[test]
+    fn parameters_inlined_as_mysql_literals() {
+        use Bind::*;
+        check_inlined("SELECT 1", vec![], Some("SELECT 1"));
+        check_inlined(
+            "a = ? AND b < ?",
+            vec![I(-7), I(i64::MAX)],
+            Some("a = -7 AND b < 9223372036854775807"),
+        );
+        check_inlined("f = ?", vec![F(2048.0)], Some("f = 2.048e3"));
+        check_inlined("f = ?", vec![F(-0.1)], Some("f = -1e-1"));
+        check_inlined("f = ?", vec![F(1e-300)], Some("f = 1e-300"));
+        check_inlined("f = ?", vec![F(f64::NAN)], None);
+        check_inlined("f = ?", vec![F(f64::INFINITY)], None);
+        // Quotes, backslashes, comment starts and non-ASCII cannot escape a hex literal.
+        check_inlined(
+            "s = ?",
+            vec![S("a'b\\".into())],
+            Some("s = _utf8mb4 X'6127625C'"),
+        );
+        check_inlined(
+            "s = ?",
+            vec![S("x' OR 1=1 -- é".into())],
+            Some("s = _utf8mb4 X'7827204F5220313D31202D2D20C3A9'"),
+        );
+        check_inlined("s = ?", vec![S(String::new())], Some("s = _utf8mb4 X''"));
+        // A count mismatch is left to the prepared form to report.
+        check_inlined("a = ? AND b = ?", vec![I(1)], None);
+        check_inlined("a = ?", vec![I(1), I(2)], None);
+    }
 
     #[test]
     fn stream_list_sql() {
