@@ -2,7 +2,7 @@
 //! ([`StreamQuery`], [`EventQuery`], [`Mark`], [`TraitFilter`]) and the rows
 //! the store hands back ([`StreamRow`], [`EventRow`]). No I/O, no SQL.
 
-use stv3_event::{Timestamp, TraitValue};
+use stv3_event::{SmolStr, Timestamp, TraitValue};
 
 pub use stv3_event::StreamState;
 
@@ -95,7 +95,7 @@ pub struct EventRow {
     pub event_type: String,
     pub generated: Timestamp,
     /// `None` for a trait stored with datatype none (rendered as null).
-    pub traits: Vec<(String, Option<TraitValue>)>,
+    pub traits: Vec<(SmolStr, Option<TraitValue>)>,
 }
 
 /// Result of a reset request.

@@ -14,9 +14,7 @@
 //! document exactly when the trait has that typed value: a quote inside a text
 //! value is always escaped, so no value can forge a `"name":[` boundary.
 
-use std::collections::BTreeMap;
-
-use crate::{from_micros, to_micros, Datatype, TraitValue, Traits};
+use crate::{to_micros, TraitValue, Traits};
 
 /// An undecodable stored traits document.
 #[derive(Debug, thiserror::Error)]
@@ -68,31 +66,155 @@ pub fn encode_traits(traits: &Traits) -> String {
 }
 
 /// Decode a document written by [`encode_traits`]. Members with an unknown
-/// type code are skipped (a newer writer); a malformed document is an error.
+/// type code are skipped (a newer writer); a malformed document is an error
+/// that names the trait. The document is read in one pass straight into the
+/// sorted entries (no intermediate JSON values); names are kept in the order
+/// written, and only a document not in name order (another writer) is sorted,
+/// the last of repeated names winning.
 pub fn decode_traits(doc: &str) -> Result<Traits, StoredTraitsError> {
-    let raw: BTreeMap<String, (i32, serde_json::Value)> =
-        serde_json::from_str(doc).map_err(|e| StoredTraitsError(e.to_string()))?;
-    let mut out = Vec::with_capacity(raw.len());
-    for (name, (code, v)) in raw {
-        let bad = || StoredTraitsError(format!("trait {name:?}: bad value {v} for type {code}"));
-        let value = match Datatype::from_code(code) {
-            Some(Datatype::Text) => TraitValue::Text(v.as_str().ok_or_else(bad)?.into()),
-            Some(Datatype::Int) => TraitValue::Int(v.as_i64().ok_or_else(bad)?),
-            Some(Datatype::Float) => TraitValue::Float(match &v {
-                serde_json::Value::String(s) if s == "NaN" => f64::NAN,
-                serde_json::Value::String(s) if s == "inf" => f64::INFINITY,
-                serde_json::Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-                _ => v.as_f64().ok_or_else(bad)?,
-            }),
-            Some(Datatype::Datetime) => {
-                TraitValue::Datetime(from_micros(v.as_i64().ok_or_else(bad)?))
-            }
-            _ => continue,
-        };
-        out.push((name.into(), value));
+    let mut de = serde_json::Deserializer::from_str(doc);
+    let mut out = serde::Deserializer::deserialize_map(&mut de, decode::DocVisitor)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| StoredTraitsError(e.to_string()))?;
+    if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+        out.reverse();
+        out.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of equal names the last written comes first
+        out.dedup_by(|later, first| later.0 == first.0);
     }
-    // the keys came out of a BTreeMap: sorted and unique
     Ok(Traits::from_sorted_vec(out))
+}
+
+/// The serde visitors of [`decode_traits`].
+mod decode {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use crate::{from_micros, Datatype, SmolStr, TraitValue};
+
+    pub(super) struct DocVisitor;
+
+    impl<'de> Visitor<'de> for DocVisitor {
+        type Value = Vec<(SmolStr, TraitValue)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a traits document (a JSON object)")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(Text(name)) = map.next_key()? {
+                if let Some(v) = map.next_value_seed(Member(&name))? {
+                    out.push((name, v));
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// A JSON string as a `SmolStr` (short ones inline, no allocation).
+    struct Text(SmolStr);
+
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
+                    Ok(Text(SmolStr::new(s)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// A float: a JSON number, or `"NaN"`, `"inf"`, `"-inf"`.
+    struct Float(f64);
+
+    impl<'de> serde::Deserialize<'de> for Float {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Float;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str(r#"a number, "NaN", "inf" or "-inf""#)
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Float, E> {
+                    Ok(Float(v))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Float, E> {
+                    Ok(Float(v as f64))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Float, E> {
+                    Ok(Float(v as f64))
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Float, E> {
+                    match s {
+                        "NaN" => Ok(Float(f64::NAN)),
+                        "inf" => Ok(Float(f64::INFINITY)),
+                        "-inf" => Ok(Float(f64::NEG_INFINITY)),
+                        _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+                    }
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// One member's `[code, value]`; `None` for an unknown type code.
+    struct Member<'a>(&'a str);
+
+    impl<'de> DeserializeSeed<'de> for Member<'_> {
+        type Value = Option<TraitValue>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<TraitValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "trait {:?} as [type code, value]", self.0)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let name = self.0;
+            let bad = |e: A::Error| de::Error::custom(format_args!("trait {name:?}: {e}"));
+            let missing = |i| de::Error::invalid_length(i, &self);
+            let code: i32 = seq.next_element()?.ok_or_else(|| missing(0))?;
+            let value = match Datatype::from_code(code) {
+                Some(Datatype::Text) => seq
+                    .next_element::<Text>()
+                    .map_err(bad)?
+                    .map(|t| TraitValue::Text(t.0)),
+                Some(Datatype::Int) => seq.next_element::<i64>().map_err(bad)?.map(TraitValue::Int),
+                Some(Datatype::Float) => seq
+                    .next_element::<Float>()
+                    .map_err(bad)?
+                    .map(|f| TraitValue::Float(f.0)),
+                Some(Datatype::Datetime) => seq
+                    .next_element::<i64>()
+                    .map_err(bad)?
+                    .map(|us| TraitValue::Datetime(from_micros(us))),
+                _ => {
+                    seq.next_element::<IgnoredAny>()?
+                        .ok_or_else(|| missing(1))?;
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(None);
+                }
+            };
+            let value = value.ok_or_else(|| missing(1))?;
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(de::Error::invalid_length(3, &self));
+            }
+            Ok(Some(value))
+        }
+    }
 }
 
 /// The substring that occurs in a stored document exactly when trait `name`
@@ -180,5 +302,43 @@ mod tests {
             decode_traits(r#"{"a":[9,1],"b":[2,3]}"#).unwrap(),
             traits(&[("b", TraitValue::Int(3))])
         );
+    }
+
+    fn check_decode(doc: &str, expected: Result<&[(&str, TraitValue)], &str>) {
+        match (decode_traits(doc), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, traits(want), "{doc}"),
+            (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{doc}: {e}"),
+            (got, want) => panic!("{doc}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_every_shape_and_names_the_bad_trait() {
+        use TraitValue::*;
+        let ts = parse_timestamp("2015-03-01T18:01:00Z").unwrap();
+        check_decode(r#"{"f":[3,2048]}"#, Ok(&[("f", Float(2048.0))]));
+        check_decode(r#"{"f":[3,-1.5e3]}"#, Ok(&[("f", Float(-1500.0))]));
+        check_decode(r#"{"t":[4,1425232860000000]}"#, Ok(&[("t", Datetime(ts))]));
+        check_decode(
+            r#"{"a\"b":[1,"\u00fc"]}"#,
+            Ok(&[("a\"b", Text("ü".into()))]),
+        );
+        // Another writer's order, and a repeated name (the last wins).
+        check_decode(
+            r#"{"b":[2,1],"a":[2,2],"b":[2,3]}"#,
+            Ok(&[("a", Int(2)), ("b", Int(3))]),
+        );
+        // Unknown type codes are skipped whatever their value.
+        check_decode(r#"{"x":[7,{"y":[1]}],"n":[2,1]}"#, Ok(&[("n", Int(1))]));
+        check_decode(
+            r#"{"n":[2,"x"]}"#,
+            Err(r#"trait "n": invalid type: string"#),
+        );
+        check_decode(r#"{"n":[3,"nan"]}"#, Err(r#"trait "n""#));
+        check_decode(r#"{"n":[2]}"#, Err("invalid length 1"));
+        check_decode(r#"{"n":[2,1,2]}"#, Err("invalid length 3"));
+        check_decode(r#"{"n":[]}"#, Err("invalid length 0"));
+        check_decode(r#"{"n":[2,1]} x"#, Err("trailing characters"));
+        check_decode(r#"[1]"#, Err("a traits document"));
     }
 }

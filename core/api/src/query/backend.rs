@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use sqlx::Row;
 use stv3_event::stored::decode_traits;
-use stv3_event::{from_micros, TraitValue};
+use stv3_event::{from_micros, SmolStr, TraitValue};
 
 use super::sql::{self, Bind, FilterStyle, Sql};
 use super::url::SqliteTarget;
@@ -178,7 +178,7 @@ macro_rules! api_store {
                     Some(d) => decode_traits(d)
                         .map_err(|e| sqlx::Error::Decode(format!("event {message_id}: {e}").into()))?
                         .into_iter()
-                        .map(|(n, v)| (n.to_string(), Some(v)))
+                        .map(|(n, v)| (n, Some(v)))
                         .collect(),
                     None => Vec::new(),
                 };
@@ -218,12 +218,12 @@ macro_rules! api_store {
                 if legacy.is_empty() {
                     return Ok(());
                 }
-                let mut by_id: HashMap<i64, Vec<(String, Option<TraitValue>)>> = HashMap::new();
+                let mut by_id: HashMap<i64, Vec<(SmolStr, Option<TraitValue>)>> = HashMap::new();
                 for ids in legacy.chunks(1000) {
                     let s = sql::traits_for(ids);
                     for r in self.rows(&s).await? {
                         let v = trait_value(r.try_get(2)?, Self::opt_text(&r, 3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
-                        by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?, v));
+                        by_id.entry(r.try_get(0)?).or_default().push((Self::text(&r, 1)?.into(), v));
                     }
                 }
                 for row in rows.iter_mut() {
