@@ -60,6 +60,21 @@ impl Client {
             .collect()
     }
 
+    /// `/v1/{what}?{query}` lists exactly `want` (ids or message_ids, in
+    /// order) and `/v1/{what}/count?{query}` counts as many.
+    async fn check_list_and_count(&self, what: &str, query: &str, want: &[&str]) {
+        assert_eq!(
+            self.keys(&format!("/v1/{what}?{query}")).await,
+            strs(want),
+            "{what}?{query}"
+        );
+        assert_eq!(
+            self.count(&format!("/v1/{what}/count?{query}")).await,
+            want.len() as u64,
+            "{what}/count?{query}"
+        );
+    }
+
     async fn count(&self, path: &str) -> u64 {
         let (status, _, body) = self.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -743,29 +758,11 @@ async fn hostile_value_cases(c: &Client, db: &ScratchDb) {
     ];
     for (name, value, want) in events {
         let q = format!("traits={name}:{}", percent(value));
-        assert_eq!(
-            c.keys(&format!("/v1/events?{q}")).await,
-            strs(want),
-            "{name}={value:?}"
-        );
-        assert_eq!(
-            c.count(&format!("/v1/events/count?{q}")).await,
-            want.len() as u64,
-            "count {name}={value:?}"
-        );
+        c.check_list_and_count("events", &q, want).await;
     }
     for (value, want) in [(H2, &["10"][..]), (H1, &[]), ("x", &[])] {
         let q = format!("distinguishing_traits=instance_id:{}", percent(value));
-        assert_eq!(
-            c.keys(&format!("/v1/streams?{q}")).await,
-            strs(want),
-            "{value:?}"
-        );
-        assert_eq!(
-            c.count(&format!("/v1/streams/count?{q}")).await,
-            want.len() as u64,
-            "count {value:?}"
-        );
+        c.check_list_and_count("streams", &q, want).await;
     }
 }
 
@@ -805,12 +802,7 @@ async fn overlapping_range_cases(c: &Client, db: &ScratchDb) {
     ];
     for (filter, want) in cases {
         let q = format!("distinguishing_traits={filter}&trigger_name=wide");
-        assert_eq!(c.keys(&format!("/v1/streams?{q}")).await, strs(want), "{q}");
-        assert_eq!(
-            c.count(&format!("/v1/streams/count?{q}")).await,
-            want.len() as u64,
-            "count {q}"
-        );
+        c.check_list_and_count("streams", &q, want).await;
     }
     // Paging through the union, both ways.
     let q = "distinguishing_traits=timestamp:2015-03-01T05:00&trigger_name=wide&limit=1";

@@ -103,31 +103,12 @@ mod decode {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-            while let Some(Text(name)) = map.next_key()? {
+            while let Some(name) = map.next_key::<SmolStr>()? {
                 if let Some(v) = map.next_value_seed(Member(&name))? {
                     out.push((name, v));
                 }
             }
             Ok(out)
-        }
-    }
-
-    /// A JSON string as a `SmolStr` (short ones inline, no allocation).
-    struct Text(SmolStr);
-
-    impl<'de> serde::Deserialize<'de> for Text {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = Text;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a string")
-                }
-                fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
-                    Ok(Text(SmolStr::new(s)))
-                }
-            }
-            d.deserialize_str(V)
         }
     }
 
@@ -189,9 +170,9 @@ mod decode {
             let code: i32 = seq.next_element()?.ok_or_else(|| missing(0))?;
             let value = match Datatype::from_code(code) {
                 Some(Datatype::Text) => seq
-                    .next_element::<Text>()
+                    .next_element::<SmolStr>()
                     .map_err(bad)?
-                    .map(|t| TraitValue::Text(t.0)),
+                    .map(TraitValue::Text),
                 Some(Datatype::Int) => seq.next_element::<i64>().map_err(bad)?.map(TraitValue::Int),
                 Some(Datatype::Float) => seq
                     .next_element::<Float>()
