@@ -43,7 +43,7 @@ pub fn isoformat(t: &Timestamp) -> String {
 
 /// `{"__type__":"datetime","datetime":"2015-02-27T15:27:18.603932"}`.
 pub fn datetime(t: &Timestamp) -> Value {
-    json!({"__type__": "datetime", "datetime": isoformat(t)})
+    to_value(&DatetimeJson(t))
 }
 
 /// A datetime in the `__type__` convention, serialized in place.
@@ -74,10 +74,6 @@ impl Serialize for TraitJson<'_> {
     }
 }
 
-pub fn trait_value(v: &TraitValue) -> Value {
-    to_value(&TraitJson(v))
-}
-
 /// A distinguishing trait's value: a trait value, a time range or `null`.
 struct DistJson<'a>(&'a DistValue);
 
@@ -95,10 +91,6 @@ impl Serialize for DistJson<'_> {
             DistValue::Null => s.serialize_unit(),
         }
     }
-}
-
-pub fn dist_value(v: &DistValue) -> Value {
-    to_value(&DistJson(v))
 }
 
 fn to_value(v: &impl Serialize) -> Value {
