@@ -136,6 +136,53 @@ fn glibc_trim() -> bool {
     false
 }
 
+/// What malloc holds, in bytes ([`heap_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUsage {
+    /// Handed out to the program and not yet freed: the live data.
+    pub in_use: u64,
+    /// Free inside malloc's heaps: kept by the process (resident until trimmed).
+    pub free: u64,
+    /// In chunks mmapped on their own (large buffers), part of `in_use`.
+    pub mmapped: u64,
+}
+
+/// malloc's own account of the heap (glibc `mallinfo2`, summed over every
+/// arena); None off glibc. RSS far above `in_use` and climbing while
+/// `in_use` stays flat is fragmentation, not a leak.
+pub fn heap_usage() -> Option<HeapUsage> {
+    glibc_heap_usage()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_heap_usage() -> Option<HeapUsage> {
+    // SAFETY: mallinfo2 only reads malloc's statistics (under each arena's lock).
+    let m = unsafe { libc::mallinfo2() };
+    Some(HeapUsage {
+        in_use: (m.uordblks + m.hblkhd) as u64,
+        free: m.fordblks as u64,
+        mmapped: m.hblkhd as u64,
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn glibc_heap_usage() -> Option<HeapUsage> {
+    None
+}
+
+/// Gauge: bytes malloc has handed out and not had back ([`HeapUsage::in_use`]).
+pub const HEAP_IN_USE_METRIC: &str = "stv3_process_heap_in_use_bytes";
+/// Gauge: bytes free inside malloc's heaps ([`HeapUsage::free`]).
+pub const HEAP_FREE_METRIC: &str = "stv3_process_heap_free_bytes";
+
+/// Set the heap gauges from [`heap_usage`] (every `/metrics` scrape does).
+pub fn record_heap_usage() {
+    if let Some(h) = heap_usage() {
+        metrics::gauge!(HEAP_IN_USE_METRIC).set(h.in_use as f64);
+        metrics::gauge!(HEAP_FREE_METRIC).set(h.free as f64);
+    }
+}
+
 /// `<crate version> (<git sha>)`.
 pub fn version_string(pkg_version: &'static str) -> &'static str {
     let sha = env!("STV3_GIT_SHA");
@@ -265,7 +312,13 @@ pub fn ops_router(process: &'static str, health: Health) -> Router {
                 }
             }),
         )
-        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route(
+            "/metrics",
+            get(move || {
+                record_heap_usage();
+                std::future::ready(handle.render())
+            }),
+        )
 }
 
 /// Serve `/health` and `/metrics` on `addr` in a background task.

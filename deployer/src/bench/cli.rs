@@ -275,18 +275,27 @@ pub fn summary(r: &BenchResult) -> String {
             row(
                 &format!("soak RSS {}", p.name),
                 format!(
-                    "{:.1} MB after {:.0} s warm-up, max {:.1} MB later ({:+.1} %)",
-                    p.rss_after_warmup_kb as f64 / 1024.0,
+                    "{:.1} MB in the first {:.0} s after {:.0} s warm-up, {:.1} MB in the last ({:+.1} %){}",
+                    p.rss_first_window_kb as f64 / 1024.0,
+                    s.window_s,
                     s.warmup_s,
-                    p.rss_max_later_kb as f64 / 1024.0,
-                    p.growth_pct
+                    p.rss_last_window_kb as f64 / 1024.0,
+                    p.growth_pct,
+                    match (p.heap_first_window_kb, p.heap_last_window_kb) {
+                        (Some(a), Some(b)) => format!(
+                            "; heap in use {:.1} -> {:.1} MB",
+                            a as f64 / 1024.0,
+                            b as f64 / 1024.0
+                        ),
+                        _ => String::new(),
+                    }
                 ),
             );
         }
         row(
             "soak verdict",
             format!(
-                "{} (limit {:.0} % growth after warm-up)",
+                "{} (limit {:.0} % growth from the first to the last window after warm-up)",
                 if s.pass { "PASS" } else { "FAIL" },
                 s.max_growth_pct
             ),

@@ -19,7 +19,8 @@
 //!    through the original Python StackTach.v3 on the same broker and server.
 //!
 //! Then `result.json`, `plot.png` and a summary table. With `--duration` the
-//! run is also a soak: RSS after `--warmup` against the highest RSS later.
+//! run is also a soak: each process's RSS level in the first window after
+//! `--warmup` against its level in the last window ([`report::soak`]).
 
 pub mod cli;
 pub mod load;
@@ -354,10 +355,13 @@ async fn drive(
         }
         let mut procs = Vec::new();
         for (name, pid) in &pids {
-            if let Some((p, peak)) = probe::proc_sample(name, *pid) {
+            if let Some((mut p, peak)) = probe::proc_sample(name, *pid) {
                 match hwm.iter_mut().find(|(n, _)| n == name) {
                     Some(h) => h.1 = h.1.max(peak),
                     None => hwm.push((name.clone(), peak)),
+                }
+                if let Some((_, addr)) = region.ops.iter().find(|(n, _)| n == name) {
+                    p.heap_kb = probe::heap_kb(addr);
                 }
                 procs.push(p);
             }

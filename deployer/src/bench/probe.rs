@@ -20,6 +20,7 @@ pub fn proc_sample(name: &str, pid: u32) -> Option<(ProcSample, u64)> {
             name: name.to_string(),
             cpu_s,
             rss_kb,
+            heap_kb: None,
         },
         hwm_kb,
     ))
@@ -83,6 +84,15 @@ pub fn scrape(addrs: &[String], names: &[&str]) -> Vec<u64> {
         .iter()
         .map(|n| bodies.iter().map(|b| metric_sum(b, n)).sum())
         .collect()
+}
+
+/// The live heap of the process serving `/metrics` at `addr`, in kB
+/// ([`stv3_telemetry::HEAP_IN_USE_METRIC`]); None when it does not answer.
+pub fn heap_kb(addr: &str) -> Option<u64> {
+    let (code, body) = http_get(addr, "/metrics").ok()?;
+    let name = stv3_telemetry::HEAP_IN_USE_METRIC;
+    let reported = body.lines().any(|l| l.starts_with(name));
+    (code == 200 && reported).then(|| metric_sum(&body, name) / 1024)
 }
 
 /// Database counts for the result.

@@ -10,6 +10,11 @@ pub struct ProcSample {
     /// user + system CPU seconds since the process started.
     pub cpu_s: f64,
     pub rss_kb: u64,
+    /// What malloc had handed out and not had back (the process's
+    /// `stv3_process_heap_in_use_bytes`), for processes with a `/metrics`.
+    /// RSS climbing while this stays flat is fragmentation, not live data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_kb: Option<u64>,
 }
 
 /// One timeline point (taken every `--interval`).
@@ -55,11 +60,14 @@ pub struct ProcSummary {
     pub peak_rss_kb: u64,
 }
 
-/// Memory flatness of a long run: each process's RSS right after warm-up
-/// against its highest RSS later.
+/// Memory flatness of a long run: each process's memory level in the first
+/// window after warm-up against its level in the last window of the run
+/// ([`soak`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Soak {
     pub warmup_s: f64,
+    /// Length of the two compared windows.
+    pub window_s: f64,
     pub max_growth_pct: f64,
     pub processes: Vec<SoakProc>,
     pub pass: bool,
@@ -68,9 +76,17 @@ pub struct Soak {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SoakProc {
     pub name: String,
-    pub rss_after_warmup_kb: u64,
-    pub rss_max_later_kb: u64,
+    /// Highest RSS in the first window after warm-up.
+    pub rss_first_window_kb: u64,
+    /// Highest RSS in the last window of the run.
+    pub rss_last_window_kb: u64,
     pub growth_pct: f64,
+    /// The same for the live heap (malloc in use), when the process reports it:
+    /// RSS growth with a flat heap is fragmentation, heap growth is live data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_first_window_kb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_last_window_kb: Option<u64>,
 }
 
 /// What the original Python StackTach.v3 did on its share of the workload.
@@ -234,37 +250,66 @@ pub fn process_summaries(timeline: &[Sample], peak_rss: &[(String, u64)]) -> Vec
         .collect()
 }
 
-/// The soak verdict: for each process named in `judged`, RSS at the first sample at or
-/// after `warmup_s` against the highest RSS after it; pass when none grew more than
-/// `max_growth_pct`. (The broker and database servers are sampled but not judged: their
-/// caches are meant to fill.)
+/// Longest window [`soak`] compares: five minutes.
+pub const SOAK_WINDOW_MAX_S: f64 = 300.0;
+
+/// The soak verdict. After `warmup_s`, the run is cut into a first and a last
+/// window, each a quarter of what is left, at most [`SOAK_WINDOW_MAX_S`]. For
+/// each process named in `judged`, its level in a window is its highest RSS
+/// there; the process passes when the last window's level is at most
+/// `max_growth_pct` above the first one's. Levels, not single samples: a
+/// process whose RSS saws between two bounds with every batch (a pipeline
+/// worker at 24-35 MB) is flat, and a single sample taken in a trough would
+/// call its next peak growth. A steady climb still shows as the whole
+/// difference between the two windows. Fails when either window has no
+/// sample. (The broker and database servers are sampled but not judged:
+/// their caches are meant to fill.)
 pub fn soak(timeline: &[Sample], warmup_s: f64, max_growth_pct: f64, judged: &[String]) -> Soak {
-    let after: Vec<&Sample> = timeline.iter().filter(|s| s.t >= warmup_s).collect();
+    let end = timeline.last().map(|s| s.t).unwrap_or(0.0);
+    let window_s = ((end - warmup_s) / 4.0).clamp(0.0, SOAK_WINDOW_MAX_S);
+    let first: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| s.t >= warmup_s && s.t <= warmup_s + window_s)
+        .collect();
+    let last: Vec<&Sample> = timeline
+        .iter()
+        .filter(|s| s.t >= warmup_s && s.t >= end - window_s)
+        .collect();
+    let level = |window: &[&Sample], name: &str, of: fn(&ProcSample) -> Option<u64>| {
+        window
+            .iter()
+            .flat_map(|s| s.processes.iter().filter(|p| p.name == name))
+            .filter_map(of)
+            .max()
+    };
     let mut processes = Vec::new();
-    if let Some(base) = after.first() {
-        for p in base.processes.iter().filter(|p| judged.contains(&p.name)) {
-            let max_later = after
-                .iter()
-                .flat_map(|s| s.processes.iter().filter(|q| q.name == p.name))
-                .map(|q| q.rss_kb)
-                .max()
-                .unwrap_or(p.rss_kb);
-            let growth = if p.rss_kb > 0 {
-                100.0 * (max_later as f64 - p.rss_kb as f64) / p.rss_kb as f64
+    if !first.is_empty() && !last.is_empty() {
+        for name in judged {
+            let (Some(a), Some(b)) = (
+                level(&first, name, |p| Some(p.rss_kb)),
+                level(&last, name, |p| Some(p.rss_kb)),
+            ) else {
+                continue;
+            };
+            let growth_pct = if a > 0 {
+                100.0 * (b as f64 - a as f64) / a as f64
             } else {
                 0.0
             };
             processes.push(SoakProc {
-                name: p.name.clone(),
-                rss_after_warmup_kb: p.rss_kb,
-                rss_max_later_kb: max_later,
-                growth_pct: growth,
+                name: name.clone(),
+                rss_first_window_kb: a,
+                rss_last_window_kb: b,
+                growth_pct,
+                heap_first_window_kb: level(&first, name, |p| p.heap_kb),
+                heap_last_window_kb: level(&last, name, |p| p.heap_kb),
             });
         }
     }
     let pass = !processes.is_empty() && processes.iter().all(|p| p.growth_pct <= max_growth_pct);
     Soak {
         warmup_s,
+        window_s,
         max_growth_pct,
         processes,
         pass,
@@ -300,6 +345,7 @@ mod tests {
                     name: n.to_string(),
                     cpu_s: t / 2.0,
                     rss_kb: *k,
+                    heap_kb: None,
                 })
                 .collect(),
             ..Default::default()
@@ -341,12 +387,58 @@ mod tests {
     }
 
     #[test]
-    fn soak_compares_against_the_rss_after_warm_up() {
-        // Growth during warm-up does not count; after it, 10 % is the limit.
-        check_soak(&[10, 50, 100, 105, 110, 100], 20.0, true, 10.0);
-        check_soak(&[10, 50, 100, 105, 111, 100], 20.0, false, 11.0);
+    fn soak_compares_the_first_and_last_windows_after_warm_up() {
+        // Samples every 10 s. Growth during warm-up does not count; a climb after it does.
+        check_soak(
+            &[10, 50, 100, 100, 100, 100, 104, 108, 112, 116, 120],
+            20.0,
+            false,
+            20.0,
+        );
+        // 10 % is the limit.
+        check_soak(&[100, 100, 100, 100, 110], 0.0, true, 10.0);
+        check_soak(&[100, 100, 100, 100, 111], 0.0, false, 11.0);
         // A shrink is fine.
-        check_soak(&[100, 100, 90, 80], 10.0, true, 0.0);
+        check_soak(&[100, 100, 90, 80], 0.0, true, -20.0);
+        // A sawtooth is flat, even when warm-up ends in a trough (70 -> 100 is no growth).
+        check_soak(
+            &[10, 100, 70, 100, 70, 100, 70, 100, 70, 100, 70],
+            20.0,
+            true,
+            0.0,
+        );
+        // Windows are at most five minutes: a spike mid-run that goes away is not growth,
+        // and the level at the end is what counts.
+        let mut long = vec![100u64; 301];
+        long[150] = 200;
+        check_soak(&long, 0.0, true, 0.0);
+        long[280] = 115;
+        check_soak(&long, 0.0, false, 15.0);
+    }
+
+    #[test]
+    fn soak_reports_the_live_heap_of_the_same_windows() {
+        let tl: Vec<Sample> = [(100, 40), (120, 40), (130, 41), (140, 41)]
+            .iter()
+            .enumerate()
+            .map(|(i, (rss, heap))| {
+                let mut s = at(i as f64 * 10.0, 0, &[("api", *rss)]);
+                s.processes[0].heap_kb = Some(*heap);
+                s
+            })
+            .collect();
+        let s = soak(&tl, 0.0, 50.0, &["api".to_string()]);
+        let p = &s.processes[0];
+        assert_eq!(
+            (p.rss_first_window_kb, p.rss_last_window_kb),
+            (100, 140),
+            "{s:?}"
+        );
+        assert_eq!(
+            (p.heap_first_window_kb, p.heap_last_window_kb),
+            (Some(40), Some(41)),
+            "{s:?}"
+        );
     }
 
     #[test]
