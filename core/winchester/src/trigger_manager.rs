@@ -109,7 +109,11 @@ impl TriggerManager<AnyStore> {
                 })
             }
         };
-        let store = AnyStore::open(&cfg.database.url).await?;
+        let pool = cfg
+            .database
+            .max_connections
+            .unwrap_or(crate::store::DEFAULT_MAX_CONNECTIONS);
+        let store = AnyStore::open_pooled(&cfg.database.url, pool).await?;
         let mut tm = TriggerManager::new(store, triggers)
             .with_statistics_period(Duration::from_secs_f64(cfg.statistics_period.max(0.001)));
         tm.converter = converter;

@@ -145,6 +145,14 @@ fn winchester_yaml_errors() {
             "database: {url: \"sqlite://\"}\ntrigger_definitions: nope.yaml\n",
             "<dir>/winchester.yaml:2: trigger_definitions: file \"nope.yaml\" not found",
         ),
+        (
+            "database:\n  url: \"sqlite://\"\n  max_connections: 0\n",
+            "<dir>/winchester.yaml:3: database.max_connections: expected a whole number of connections from 1 to 1024",
+        ),
+        (
+            "database:\n  url: \"sqlite://\"\n  max_connections: many\n",
+            "<dir>/winchester.yaml:3: database.max_connections: expected a whole number",
+        ),
         ("database: [1\n", "<dir>/winchester.yaml"),
     ] {
         let err = load_str(text).unwrap_err();
@@ -158,13 +166,14 @@ fn winchester_yaml_errors() {
 #[test]
 fn winchester_yaml_keys() {
     let cfg = load_str(
-        "config_path: [/nonexistent, .]\ndatabase: {url: \"sqlite:///w.db\", echo_sql: true}\n\
+        "config_path: [/nonexistent, .]\ndatabase: {url: \"sqlite:///w.db\", echo_sql: true, max_connections: 3}\n\
          trigger_definitions: triggers.yaml\npurge_completed_streams: false\ntrim_events: true\n\
          trim_events_age: \"$timestamp - 2d\"\ntrim_events_batch_size: 7\nstatistics_period: 2.5\n\
          pipeline_worker_lease: 30\ntime_sync_endpoint: http://127.0.0.1:8001\n",
     )
     .unwrap();
     assert!(cfg.database.echo_sql);
+    assert_eq!(cfg.database.max_connections, Some(3));
     assert!(!cfg.purge_completed_streams);
     assert!(cfg.trim_events);
     assert_eq!(cfg.trim_events_batch_size, 7);

@@ -342,7 +342,25 @@ async fn drive(
     loop {
         tokio::time::sleep(interval).await;
         let t = state.start.elapsed().as_secs_f64();
-        let ing = probe::scrape(&yagi, INGEST_METRICS);
+        // Freeze and thaw on time, before anything below can wait on a stopped process.
+        if let Some((from, to)) = burst {
+            if !frozen && t >= from {
+                freeze(Signal::Stop);
+                frozen = true;
+            } else if frozen && t >= to {
+                freeze(Signal::Cont);
+                frozen = false;
+                burst_done = Some((from, t));
+                burst = None;
+            }
+        }
+        // A stopped yagi-event cannot answer /metrics (each try would block this loop,
+        // and the publishers on its runtime, for the read timeout, and keep the
+        // consumers stopped past the broker's heartbeat): keep its last counts.
+        let ing = match timeline.last() {
+            Some(last) if frozen => vec![last.acked, last.stored],
+            _ => probe::scrape(&yagi, INGEST_METRICS),
+        };
         let fired: u64 = probe::scrape(&pipeline, PIPELINE_METRICS).iter().sum();
         let mut depth = Vec::new();
         for q in &queues {
@@ -360,8 +378,9 @@ async fn drive(
                     Some(h) => h.1 = h.1.max(peak),
                     None => hwm.push((name.clone(), peak)),
                 }
+                let stopped = frozen && yagi_pids.contains(pid);
                 if let Some((_, addr)) = region.ops.iter().find(|(n, _)| n == name) {
-                    p.heap_kb = probe::heap_kb(addr);
+                    p.heap_kb = (!stopped).then(|| probe::heap_kb(addr)).flatten();
                 }
                 procs.push(p);
             }
@@ -384,17 +403,6 @@ async fn drive(
             latency_p99_ms: (!new_lat.is_empty()).then(|| report::percentile(&new_lat, 0.99)),
             processes: procs,
         });
-        if let Some((from, to)) = burst {
-            if !frozen && t >= from {
-                freeze(Signal::Stop);
-                frozen = true;
-            } else if frozen && t >= to {
-                freeze(Signal::Cont);
-                frozen = false;
-                burst_done = Some((from, t));
-                burst = None;
-            }
-        }
         if publish_s.is_none() && publishers.iter().all(|p| p.is_finished()) {
             publish_s = Some(t);
             published_at = Some(Instant::now());

@@ -470,19 +470,38 @@ pub enum AnyStore {
     MySql(MySqlStore),
 }
 
+/// Connections a process's MySQL pool may open unless winchester.yaml says
+/// otherwise (`database.max_connections`). The pool opens them as concurrent
+/// work needs them.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
 impl AnyStore {
-    /// Connect using a winchester `database.url` (SQLAlchemy form or sqlx form).
+    /// Connect using a winchester `database.url` (SQLAlchemy form or sqlx form),
+    /// with a pool of [`DEFAULT_MAX_CONNECTIONS`].
     /// Does not run migrations (except for in-memory SQLite, which starts empty).
     pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+        Self::connect_pooled(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`Self::connect`] with a pool of at most `max_connections` on MySQL
+    /// (SQLite keeps its one writer and four readers).
+    pub async fn connect_pooled(url: &str, max_connections: u32) -> Result<AnyStore, StoreError> {
         match url::DbUrl::parse(url)? {
             url::DbUrl::Sqlite(u) => Ok(AnyStore::Sqlite(SqliteStore::connect(&u).await?)),
-            url::DbUrl::MySql(u) => Ok(AnyStore::MySql(MySqlStore::connect(&u).await?)),
+            url::DbUrl::MySql(u) => Ok(AnyStore::MySql(
+                MySqlStore::connect(&u, max_connections).await?,
+            )),
         }
     }
 
     /// `connect` then `check_schema`: what every process does on start.
     pub async fn open(url: &str) -> Result<AnyStore, StoreError> {
-        let s = Self::connect(url).await?;
+        Self::open_pooled(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`Self::open`] with a pool of at most `max_connections` (see [`Self::connect_pooled`]).
+    pub async fn open_pooled(url: &str, max_connections: u32) -> Result<AnyStore, StoreError> {
+        let s = Self::connect_pooled(url, max_connections).await?;
         s.check_schema().await?;
         Ok(s)
     }

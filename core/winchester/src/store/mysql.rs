@@ -76,12 +76,13 @@ impl MySqlStore {
 }
 
 impl MySqlStore {
-    /// Connect to a `mysql://` URL. Does not migrate.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connect to a `mysql://` URL with a pool of at most `max_connections`.
+    /// Does not migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         // Room for every statement shape of an ingest (see `shaped_chunks`).
         let opts = MySqlConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
         let pool = MySqlPoolOptions::new()
-            .max_connections(8)
+            .max_connections(max_connections.max(1))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
