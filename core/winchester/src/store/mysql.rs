@@ -178,6 +178,36 @@ impl MySqlStore {
         }
         Ok(out)
     }
+
+    /// Run the single-row statement `sql` (`ncols` parameters) once per row
+    /// of `rows` in the caller's transaction: a round trip per row, so the
+    /// ingest uses multi-row statements on MySQL instead; this exists for the
+    /// code shared with SQLite, which steps rows in process.
+    async fn step_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        sql: &str,
+        ncols: usize,
+        rows: &[Val<'_>],
+    ) -> Result<Inserted, StoreError> {
+        let mut affected = 0;
+        for row in rows.chunks(ncols.max(1)) {
+            let mut q = sqlx::query(sql);
+            for v in row {
+                q = match *v {
+                    Val::Null => q.bind(None::<i64>),
+                    Val::I(x) => q.bind(x),
+                    Val::F(x) => q.bind(x),
+                    Val::S(s) => q.bind(s.to_string()),
+                };
+            }
+            affected += q.execute(&mut **tx).await?.rows_affected();
+        }
+        Ok(Inserted {
+            affected,
+            ids: None,
+        })
+    }
 }
 
 include!("imp.rs");

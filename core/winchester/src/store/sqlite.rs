@@ -238,20 +238,36 @@ impl SqliteStore {
                 ids: Some(Vec::new()),
             });
         }
-        let mut handle = tx.lock_handle().await?;
-        let db = handle.as_raw_handle();
-        // SAFETY: the locked handle gives this thread the connection until it drops.
-        let run = || unsafe { super::sqlite_rows::insert_rows(db, head, ncols, rows) };
-        // The rows are written on this thread, not on the connection's worker:
-        // on a multi-threaded runtime tell the scheduler this task blocks.
-        let multi = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let res = if multi {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        };
-        Ok(res?)
+        // SAFETY: `db` is the locked handle of `on_handle`.
+        Self::on_handle(tx, |db| unsafe {
+            super::sqlite_rows::insert_rows(db, head, ncols, rows)
+        })
+        .await
+    }
+
+    /// Run the single-row statement `sql` (`ncols` parameters) once per row
+    /// of `rows` in the caller's transaction, prepared once and stepped on
+    /// the connection's handle: in process, a row costs no round trip, so
+    /// this beats one large multi-row statement (whose `CASE id WHEN ...`
+    /// lists SQLite scans once per updated row).
+    async fn step_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        sql: &str,
+        ncols: usize,
+        rows: &[Val<'_>],
+    ) -> Result<Inserted, StoreError> {
+        if rows.is_empty() {
+            return Ok(Inserted {
+                affected: 0,
+                ids: Some(Vec::new()),
+            });
+        }
+        // SAFETY: `db` is the locked handle of `on_handle`.
+        Self::on_handle(tx, |db| unsafe {
+            super::sqlite_rows::execute_rows(db, sql, ncols, rows)
+        })
+        .await
     }
 }
 

@@ -173,6 +173,30 @@ pub(crate) unsafe fn insert_rows(
     ncols: usize,
     rows: &[Val<'_>],
 ) -> Result<Inserted, SqliteRowError> {
+    if rows.is_empty() || ncols == 0 {
+        return Ok(Inserted {
+            affected: 0,
+            ids: Some(Vec::new()),
+        });
+    }
+    let sql = format!("{head} VALUES ({})", super::sql::placeholders(ncols));
+    // SAFETY: as this function's.
+    unsafe { execute_rows(db, &sql, ncols, rows) }
+}
+
+/// Run the single-row statement `sql` (`ncols` parameters, returning no rows)
+/// once per row of `rows` (flattened) on connection `db`, inside the caller's
+/// transaction: rows changed in all, and each row's rowid when every row
+/// changed exactly one (inserts).
+///
+/// # Safety
+/// As [`insert_rows`].
+pub(crate) unsafe fn execute_rows(
+    db: NonNull<ffi::sqlite3>,
+    sql: &str,
+    ncols: usize,
+    rows: &[Val<'_>],
+) -> Result<Inserted, SqliteRowError> {
     let mut out = Inserted {
         affected: 0,
         ids: Some(Vec::with_capacity(rows.len() / ncols.max(1))),
@@ -180,8 +204,7 @@ pub(crate) unsafe fn insert_rows(
     if rows.is_empty() || ncols == 0 {
         return Ok(out);
     }
-    let sql = format!("{head} VALUES ({})", super::sql::placeholders(ncols));
-    let mut stmt = Statement::prepare(db.as_ptr(), &sql)?;
+    let mut stmt = Statement::prepare(db.as_ptr(), sql)?;
     for row in rows.chunks(ncols) {
         let (changed, id) = stmt.run_row(row)?;
         out.affected += changed;
@@ -303,6 +326,34 @@ mod tests {
             Err("NOT NULL constraint failed: t.b"),
             &["'a'|1"],
         );
+    }
+
+    #[test]
+    fn statements_run_once_per_row() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (res, stored) = rt.block_on(async {
+            let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+            sqlx::raw_sql("CREATE TABLE t (a TEXT UNIQUE, b ANY); INSERT INTO t VALUES ('x', 1), ('y', 2), ('z', 3);")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let res = {
+                let mut h = conn.lock_handle().await.unwrap();
+                let rows = [Val::I(10), Val::S("x"), Val::Null, Val::S("z"), Val::I(99), Val::S("missing")];
+                // SAFETY: the locked handle is held for the call.
+                unsafe { execute_rows(h.as_raw_handle(), "UPDATE t SET b = ? WHERE a = ?", 2, &rows) }
+            };
+            let stored: Vec<String> = sqlx::query_scalar("SELECT a || '|' || quote(b) FROM t ORDER BY a")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            (res.unwrap(), stored)
+        });
+        // Two rows changed; a row that matched nothing means no ids.
+        assert_eq!((res.affected, res.ids), (2, None));
+        assert_eq!(stored, ["x|10", "y|2", "z|NULL"]);
     }
 
     #[test]
