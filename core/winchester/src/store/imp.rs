@@ -187,8 +187,6 @@ fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitVal
     qb.push(")");
 }
 
-/// A stream column's new value, read from the batch's in-memory stream.
-type StreamColumn = fn(&Work) -> Option<i64>;
 
 /// In-memory state of one stream touched by an ingest batch.
 struct Work {
@@ -749,78 +747,7 @@ impl ThisStore {
                 .collect();
             // Existing streams touched by the batch.
             let dirty: Vec<&Work> = works.iter().filter(|w| !w.is_new && w.dirty).collect();
-            if matches!(DIALECT, Dialect::Sqlite) {
-                // In process: one prepared single-row UPDATE per row (see `step_rows`).
-                let vals: Vec<Val<'_>> = pointers.iter().flat_map(|(k, id)| [Val::I(*id), Val::S(k)]).collect();
-                self.step_rows(&mut tx, "UPDATE stream_key SET stream_id = ? WHERE stream_key = ?", 2, &vals).await?;
-                let mut vals: Vec<Val<'_>> = Vec::with_capacity(dirty.len() * 7);
-                for w in &dirty {
-                    vals.extend([
-                        Val::I(to_micros(&w.agg.first_event)),
-                        Val::I(to_micros(&w.agg.last_event)),
-                        Val::opt_i(w.agg.expire_timestamp.map(|t| to_micros(&t))),
-                        Val::opt_i(w.agg.fire_timestamp.map(|t| to_micros(&t))),
-                        Val::I(w.agg.event_count),
-                        Val::opt_s(w.agg.fire_counts.as_deref()),
-                        Val::I(w.id.unwrap_or(0)),
-                    ]);
-                }
-                self.step_rows(
-                    &mut tx,
-                    "UPDATE stream SET first_event = ?, last_event = ?, expire_timestamp = ?, fire_timestamp = ?, \
-                     event_count = ?, fire_counts = ? WHERE id = ?",
-                    7,
-                    &vals,
-                )
-                .await?;
-            } else {
-                // Over the network: one statement per chunk, `SET col = CASE key WHEN ? THEN ? ... END`.
-                for chunk in shaped_chunks(&pointers, CHUNK) {
-                    let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream_key SET stream_id = CASE stream_key");
-                    for (k, id) in chunk {
-                        qb.push(" WHEN ");
-                        qb.push_bind(k.to_string());
-                        qb.push(" THEN ");
-                        qb.push_bind(*id);
-                    }
-                    qb.push(" END WHERE stream_key IN (");
-                    let mut sep = qb.separated(", ");
-                    for (k, _) in chunk {
-                        sep.push_bind(k.to_string());
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
-                }
-                for chunk in shaped_chunks(&dirty, CHUNK / 4) {
-                    let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream SET ");
-                    let columns: [(&str, StreamColumn); 5] = [
-                        ("first_event", |w| Some(to_micros(&w.agg.first_event))),
-                        ("last_event", |w| Some(to_micros(&w.agg.last_event))),
-                        ("expire_timestamp", |w| w.agg.expire_timestamp.map(|t| to_micros(&t))),
-                        ("fire_timestamp", |w| w.agg.fire_timestamp.map(|t| to_micros(&t))),
-                        ("event_count", |w| Some(w.agg.event_count)),
-                    ];
-                    for (col, value) in columns {
-                        qb.push(col);
-                        qb.push(" = CASE id");
-                        for w in chunk {
-                            qb.push(" WHEN ").push_bind(w.id.unwrap_or(0)).push(" THEN ").push_bind(value(w));
-                        }
-                        qb.push(" END, ");
-                    }
-                    qb.push("fire_counts = CASE id");
-                    for w in chunk {
-                        qb.push(" WHEN ").push_bind(w.id.unwrap_or(0)).push(" THEN ").push_bind(w.agg.fire_counts.clone());
-                    }
-                    qb.push(" END WHERE id IN (");
-                    let mut sep = qb.separated(", ");
-                    for w in chunk {
-                        sep.push_bind(w.id.unwrap_or(0));
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
-                }
-            }
+            self.write_stream_updates(&mut tx, &pointers, &dirty).await?;
             report.ready_to_fire = works.iter().filter(|w| w.became_ready).count();
             // Links.
             report.stream_events = links.len();

@@ -179,35 +179,76 @@ impl MySqlStore {
         Ok(out)
     }
 
-    /// Run the single-row statement `sql` (`ncols` parameters) once per row
-    /// of `rows` in the caller's transaction: a round trip per row, so the
-    /// ingest uses multi-row statements on MySQL instead; this exists for the
-    /// code shared with SQLite, which steps rows in process.
-    async fn step_rows(
+    /// Write the batch's stream changes: point each key of `pointers` at its
+    /// new stream, and store the aggregates of the existing streams in `dirty`.
+    async fn write_stream_updates(
         &self,
         tx: &mut sqlx::Transaction<'static, Db>,
-        sql: &str,
-        ncols: usize,
-        rows: &[Val<'_>],
-    ) -> Result<Inserted, StoreError> {
-        let mut affected = 0;
-        for row in rows.chunks(ncols.max(1)) {
-            let mut q = sqlx::query(sql);
-            for v in row {
-                q = match *v {
-                    Val::Null => q.bind(None::<i64>),
-                    Val::I(x) => q.bind(x),
-                    Val::F(x) => q.bind(x),
-                    Val::S(s) => q.bind(s.to_string()),
-                };
+        pointers: &[(&str, i64)],
+        dirty: &[&Work],
+    ) -> Result<(), StoreError> {
+        // Over the network: one statement per chunk, `SET col = CASE key WHEN ? THEN ? ... END`.
+        for chunk in shaped_chunks(pointers, CHUNK) {
+            let mut qb: QueryBuilder<'_, Db> =
+                QueryBuilder::new("UPDATE stream_key SET stream_id = CASE stream_key");
+            for (k, id) in chunk {
+                qb.push(" WHEN ");
+                qb.push_bind(k.to_string());
+                qb.push(" THEN ");
+                qb.push_bind(*id);
             }
-            affected += q.execute(&mut **tx).await?.rows_affected();
+            qb.push(" END WHERE stream_key IN (");
+            let mut sep = qb.separated(", ");
+            for (k, _) in chunk {
+                sep.push_bind(k.to_string());
+            }
+            qb.push(")");
+            qb.build().execute(&mut **tx).await?;
         }
-        Ok(Inserted {
-            affected,
-            ids: None,
-        })
+        for chunk in shaped_chunks(dirty, CHUNK / 4) {
+            let mut qb: QueryBuilder<'_, Db> = QueryBuilder::new("UPDATE stream SET ");
+            let columns: [(&str, StreamColumn); 5] = [
+                ("first_event", |w| Some(to_micros(&w.agg.first_event))),
+                ("last_event", |w| Some(to_micros(&w.agg.last_event))),
+                ("expire_timestamp", |w| {
+                    w.agg.expire_timestamp.map(|t| to_micros(&t))
+                }),
+                ("fire_timestamp", |w| {
+                    w.agg.fire_timestamp.map(|t| to_micros(&t))
+                }),
+                ("event_count", |w| Some(w.agg.event_count)),
+            ];
+            for (col, value) in columns {
+                qb.push(col);
+                qb.push(" = CASE id");
+                for w in chunk {
+                    qb.push(" WHEN ")
+                        .push_bind(w.id.unwrap_or(0))
+                        .push(" THEN ")
+                        .push_bind(value(w));
+                }
+                qb.push(" END, ");
+            }
+            qb.push("fire_counts = CASE id");
+            for w in chunk {
+                qb.push(" WHEN ")
+                    .push_bind(w.id.unwrap_or(0))
+                    .push(" THEN ")
+                    .push_bind(w.agg.fire_counts.clone());
+            }
+            qb.push(" END WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for w in chunk {
+                sep.push_bind(w.id.unwrap_or(0));
+            }
+            qb.push(")");
+            qb.build().execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 }
+
+/// A stream column's new value, read from the batch's in-memory stream.
+type StreamColumn = fn(&Work) -> Option<i64>;
 
 include!("imp.rs");

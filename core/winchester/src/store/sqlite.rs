@@ -223,8 +223,8 @@ impl SqliteStore {
     }
 
     /// Insert rows (`ncols` values each, flattened) with `head` (`INSERT
-    /// [OR IGNORE] INTO t (cols)`) in the caller's transaction, one prepared
-    /// statement stepped per row on the connection's handle ([`super::sqlite_rows`]).
+    /// [OR IGNORE] INTO t (cols)`) in the caller's transaction: the single-row
+    /// `head VALUES (?, ...)` stepped per row ([`Self::step_rows`]).
     async fn insert_rows(
         &self,
         tx: &mut sqlx::Transaction<'static, Db>,
@@ -232,17 +232,51 @@ impl SqliteStore {
         ncols: usize,
         rows: &[Val<'_>],
     ) -> Result<Inserted, StoreError> {
-        if rows.is_empty() {
-            return Ok(Inserted {
-                affected: 0,
-                ids: Some(Vec::new()),
-            });
+        let sql = format!("{head} VALUES ({})", super::sql::placeholders(ncols.max(1)));
+        self.step_rows(tx, &sql, ncols, rows).await
+    }
+
+    /// Write the batch's stream changes: point each key of `pointers` at its
+    /// new stream, and store the aggregates of the existing streams in `dirty`.
+    async fn write_stream_updates(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Db>,
+        pointers: &[(&str, i64)],
+        dirty: &[&Work],
+    ) -> Result<(), StoreError> {
+        // In process: one prepared single-row UPDATE per row (see `step_rows`).
+        let vals: Vec<Val<'_>> = pointers
+            .iter()
+            .flat_map(|(k, id)| [Val::I(*id), Val::S(k)])
+            .collect();
+        self.step_rows(
+            tx,
+            "UPDATE stream_key SET stream_id = ? WHERE stream_key = ?",
+            2,
+            &vals,
+        )
+        .await?;
+        let mut vals: Vec<Val<'_>> = Vec::with_capacity(dirty.len() * 7);
+        for w in dirty {
+            vals.extend([
+                Val::I(to_micros(&w.agg.first_event)),
+                Val::I(to_micros(&w.agg.last_event)),
+                Val::opt_i(w.agg.expire_timestamp.map(|t| to_micros(&t))),
+                Val::opt_i(w.agg.fire_timestamp.map(|t| to_micros(&t))),
+                Val::I(w.agg.event_count),
+                Val::opt_s(w.agg.fire_counts.as_deref()),
+                Val::I(w.id.unwrap_or(0)),
+            ]);
         }
-        // SAFETY: `db` is the locked handle of `on_handle`.
-        Self::on_handle(tx, |db| unsafe {
-            super::sqlite_rows::insert_rows(db, head, ncols, rows)
-        })
-        .await
+        self.step_rows(
+            tx,
+            "UPDATE stream SET first_event = ?, last_event = ?, expire_timestamp = ?, fire_timestamp = ?, \
+             event_count = ?, fire_counts = ? WHERE id = ?",
+            7,
+            &vals,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Run the single-row statement `sql` (`ncols` parameters) once per row

@@ -1,5 +1,6 @@
-//! Bulk row inserts on SQLite through one prepared single-row statement:
-//! bind, step, reset, row after row, on the connection's own handle.
+//! Bulk row writes (inserts, updates) on SQLite through one prepared
+//! single-row statement: bind, step, reset, row after row, on the
+//! connection's own handle.
 //!
 //! This is the ingest's hot path on the embedded store. A multi-row
 //! `INSERT ... VALUES (?,...),(?,...)` through sqlx builds a large SQL text and
@@ -160,37 +161,14 @@ impl Drop for Statement {
     }
 }
 
-/// Insert `rows` (each `ncols` values, flattened) with the single-row
-/// statement `head VALUES (?, ...)` on connection `db`, inside the caller's
-/// transaction.
-///
-/// # Safety
-/// `db` must be an open connection held exclusively for the call (sqlx's
-/// `LockedSqliteHandle`).
-pub(crate) unsafe fn insert_rows(
-    db: NonNull<ffi::sqlite3>,
-    head: &str,
-    ncols: usize,
-    rows: &[Val<'_>],
-) -> Result<Inserted, SqliteRowError> {
-    if rows.is_empty() || ncols == 0 {
-        return Ok(Inserted {
-            affected: 0,
-            ids: Some(Vec::new()),
-        });
-    }
-    let sql = format!("{head} VALUES ({})", super::sql::placeholders(ncols));
-    // SAFETY: as this function's.
-    unsafe { execute_rows(db, &sql, ncols, rows) }
-}
-
 /// Run the single-row statement `sql` (`ncols` parameters, returning no rows)
 /// once per row of `rows` (flattened) on connection `db`, inside the caller's
 /// transaction: rows changed in all, and each row's rowid when every row
 /// changed exactly one (inserts).
 ///
 /// # Safety
-/// As [`insert_rows`].
+/// `db` must be an open connection held exclusively for the call (sqlx's
+/// `LockedSqliteHandle`).
 pub(crate) unsafe fn execute_rows(
     db: NonNull<ffi::sqlite3>,
     sql: &str,
@@ -221,7 +199,7 @@ pub(crate) unsafe fn execute_rows(
 /// value.
 ///
 /// # Safety
-/// As [`insert_rows`].
+/// As [`execute_rows`].
 pub(crate) unsafe fn lookup_ids(
     db: NonNull<ffi::sqlite3>,
     sql: &str,
@@ -246,7 +224,7 @@ mod tests {
     use super::*;
     use sqlx::{Connection, SqliteConnection};
 
-    /// Run `insert_rows` on a fresh in-memory database with `schema`.
+    /// Run `head VALUES (?, ...)` per row on a fresh in-memory database with `schema`.
     async fn run(
         schema: &str,
         head: &str,
@@ -257,8 +235,9 @@ mod tests {
         sqlx::raw_sql(schema).execute(&mut conn).await.unwrap();
         let res = {
             let mut h = conn.lock_handle().await.unwrap();
+            let sql = format!("{head} VALUES ({})", crate::store::sql::placeholders(ncols));
             // SAFETY: the locked handle is held for the call.
-            unsafe { insert_rows(h.as_raw_handle(), head, ncols, rows) }
+            unsafe { execute_rows(h.as_raw_handle(), &sql, ncols, rows) }
         };
         let stored: Vec<String> =
             sqlx::query_scalar("SELECT quote(a) || '|' || quote(b) FROM t ORDER BY rowid")
