@@ -235,6 +235,9 @@ pub fn summary(r: &BenchResult) -> String {
             r.db_bytes_per_million_events as f64 / 1e6
         ),
     );
+    if let Some(d) = &r.db_server {
+        row("database server", d.describe());
+    }
     if let Some(raw) = r.raw_consume_rate {
         row(
             "raw broker consume (same run)",

@@ -114,6 +114,10 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
                 .connect(&args.mysql),
         )
         .with_context(|| format!("connect to {}", args.mysql))?;
+    let db_server = rt.block_on(probe::db_server(&admin)).ok();
+    if let Some(d) = &db_server {
+        eprintln!("database server {}", d.describe());
+    }
     rt.block_on(recreate_database(&admin, &args.database))?;
     // A run that was killed leaves its queues (and their messages) behind: start empty.
     let cell_queues: Vec<String> = sb
@@ -127,7 +131,12 @@ pub fn run(assets: &crate::deploy::roles::Assets, args: BenchArgs) -> Result<i32
     let mut sup = Supervisor::new(&dir)?;
     let region = sandbox::start_region(assets, &sb, &bin_dir, &dir, &mut sup)?;
     let judged: Vec<String> = sup.pids().into_iter().map(|(name, _)| name).collect();
-    let outcome = rt.block_on(drive(&args, &plan, &settings, &region, &sup, &admin));
+    let outcome = rt
+        .block_on(drive(&args, &plan, &settings, &region, &sup, &admin))
+        .map(|(mut r, ok)| {
+            r.db_server = db_server;
+            (r, ok)
+        });
     eprintln!("stopping the region...");
     sup.stop_all(Duration::from_secs(15));
     let (mut result, all_seen) = outcome?;

@@ -127,6 +127,22 @@ pub async fn db_counts(pool: &sqlx::MySqlPool) -> Result<DbCounts> {
     })
 }
 
+/// The server's version and InnoDB buffer pool and redo log sizes.
+pub async fn db_server(pool: &sqlx::MySqlPool) -> Result<super::report::DbServer> {
+    let row = sqlx::query(
+        "SELECT CAST(VERSION() AS CHAR), CAST(@@innodb_buffer_pool_size AS UNSIGNED), \
+         CAST(@@innodb_log_file_size AS UNSIGNED)",
+    )
+    .fetch_one(pool)
+    .await
+    .context("read the server's version and InnoDB settings")?;
+    Ok(super::report::DbServer {
+        version: row.try_get(0)?,
+        buffer_pool_bytes: row.try_get(1)?,
+        redo_log_bytes: row.try_get(2)?,
+    })
+}
+
 /// Data + index bytes of every table of `database` (after ANALYZE, so InnoDB's numbers are fresh).
 pub async fn db_bytes(pool: &sqlx::MySqlPool, database: &str) -> Result<u64> {
     let tables: Vec<String> = sqlx::query_scalar(

@@ -158,7 +158,42 @@ pub struct BenchResult {
     /// stv3 end_to_end_rate / the original's end_to_end_rate.
     pub speedup_end_to_end: Option<f64>,
     pub soak: Option<Soak>,
+    /// The database server's version and the two InnoDB settings that bound its rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_server: Option<DbServer>,
     pub timeline: Vec<Sample>,
+}
+
+/// The database server a run measured against ([`crate::bench::probe::db_server`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DbServer {
+    pub version: String,
+    pub buffer_pool_bytes: u64,
+    pub redo_log_bytes: u64,
+}
+
+/// Below this InnoDB buffer pool the database, not stv3, sets a bench's rate.
+pub const SMALL_BUFFER_POOL_BYTES: u64 = 1 << 30;
+
+impl DbServer {
+    /// One line for people: the server and its settings, with a warning and the
+    /// settings BENCHMARKS.md uses when the buffer pool is small.
+    pub fn describe(&self) -> String {
+        let mib = |b: u64| b / (1 << 20);
+        let mut line = format!(
+            "{}: InnoDB buffer pool {} MiB, redo log {} MiB",
+            self.version,
+            mib(self.buffer_pool_bytes),
+            mib(self.redo_log_bytes)
+        );
+        if self.buffer_pool_bytes < SMALL_BUFFER_POOL_BYTES {
+            line.push_str(
+                " (small: the database will set the rate; BENCHMARKS.md runs with \
+                 SET GLOBAL innodb_buffer_pool_size=8589934592; SET GLOBAL innodb_log_file_size=1073741824)",
+            );
+        }
+        line
+    }
 }
 
 /// The `q`-quantile (0..=1) of `values` (nearest rank); 0 for no values.
@@ -414,6 +449,30 @@ mod tests {
         check_soak(&long, 0.0, true, 0.0);
         long[280] = 115;
         check_soak(&long, 0.0, false, 15.0);
+    }
+
+    #[test]
+    fn a_small_buffer_pool_is_named_with_the_settings_to_use() {
+        let server = |pool: u64| DbServer {
+            version: "10.11.19-MariaDB".into(),
+            buffer_pool_bytes: pool,
+            redo_log_bytes: 96 << 20,
+        };
+        let small = server(128 << 20).describe();
+        assert!(
+            small.starts_with(
+                "10.11.19-MariaDB: InnoDB buffer pool 128 MiB, redo log 96 MiB (small"
+            ),
+            "{small}"
+        );
+        assert!(
+            small.contains("SET GLOBAL innodb_buffer_pool_size=8589934592"),
+            "{small}"
+        );
+        assert_eq!(
+            server(8 << 30).describe(),
+            "10.11.19-MariaDB: InnoDB buffer pool 8192 MiB, redo log 96 MiB"
+        );
     }
 
     #[test]
