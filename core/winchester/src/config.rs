@@ -49,8 +49,8 @@ pub struct DatabaseConfig {
     pub url: String,
     pub echo_sql: bool,
     /// `max_connections` (stv3's own key): the most connections each process
-    /// opens to MySQL. None: [`crate::store::DEFAULT_MAX_CONNECTIONS`].
-    pub max_connections: Option<u32>,
+    /// opens to MySQL (default [`crate::store::DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: u32,
 }
 
 /// winchester.yaml.
@@ -354,24 +354,14 @@ impl WinchesterConfig {
         let url = cx.string(url_node, "database.url")?;
         crate::store::url::DbUrl::parse(&url)
             .map_err(|e| cx.err(Some(url_node), "database.url", e.to_string()))?;
-        let max_connections = match db.get("max_connections") {
-            None => None,
-            Some(n) if n.value == Value::Null => None,
-            Some(n) => match &n.value {
-                Value::Int(i) if (1..=1024).contains(i) => Some(*i as u32),
-                _ => {
-                    return Err(cx.err(
-                        Some(n),
-                        "database.max_connections",
-                        "expected a whole number of connections from 1 to 1024",
-                    ))
-                }
-            },
-        };
         let database = DatabaseConfig {
             url,
             echo_sql: cx.boolean(db, "echo_sql", false)?,
-            max_connections,
+            max_connections: cx.opt_count(
+                db,
+                "max_connections",
+                crate::store::DEFAULT_MAX_CONNECTIONS,
+            )?,
         };
 
         let trim_events_age = match root.get("trim_events_age") {

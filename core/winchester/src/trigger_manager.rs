@@ -109,11 +109,7 @@ impl TriggerManager<AnyStore> {
                 })
             }
         };
-        let pool = cfg
-            .database
-            .max_connections
-            .unwrap_or(crate::store::DEFAULT_MAX_CONNECTIONS);
-        let store = AnyStore::open_pooled(&cfg.database.url, pool).await?;
+        let store = AnyStore::open_pooled(&cfg.database.url, cfg.database.max_connections).await?;
         let mut tm = TriggerManager::new(store, triggers)
             .with_statistics_period(Duration::from_secs_f64(cfg.statistics_period.max(0.001)));
         tm.converter = converter;

@@ -147,11 +147,11 @@ fn winchester_yaml_errors() {
         ),
         (
             "database:\n  url: \"sqlite://\"\n  max_connections: 0\n",
-            "<dir>/winchester.yaml:3: database.max_connections: expected a whole number of connections from 1 to 1024",
+            "<dir>/winchester.yaml:3: max_connections: expected a positive integer",
         ),
         (
             "database:\n  url: \"sqlite://\"\n  max_connections: many\n",
-            "<dir>/winchester.yaml:3: database.max_connections: expected a whole number",
+            "<dir>/winchester.yaml:3: max_connections: expected a positive integer",
         ),
         ("database: [1\n", "<dir>/winchester.yaml"),
     ] {
@@ -173,7 +173,7 @@ fn winchester_yaml_keys() {
     )
     .unwrap();
     assert!(cfg.database.echo_sql);
-    assert_eq!(cfg.database.max_connections, Some(3));
+    assert_eq!(cfg.database.max_connections, 3);
     assert!(!cfg.purge_completed_streams);
     assert!(cfg.trim_events);
     assert_eq!(cfg.trim_events_batch_size, 7);
