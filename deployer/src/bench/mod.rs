@@ -261,7 +261,6 @@ async fn drive(
         .connect(&args.database_url(&args.database))
         .await?;
     let yagi: Vec<String> = ops_of(region, "yagi");
-    let pipeline: Vec<String> = ops_of(region, "pipeline");
     wait_ready(region, settings, Duration::from_secs(60)).await?;
 
     // --prefill: freeze the consumers while the queues fill (their connections stay open).
@@ -363,14 +362,27 @@ async fn drive(
                 burst = None;
             }
         }
-        // A stopped yagi-event cannot answer /metrics (each try would block this loop,
-        // and the publishers on its runtime, for the read timeout, and keep the
-        // consumers stopped past the broker's heartbeat): keep its last counts.
+        // Each process's /metrics, once this round. A stopped yagi-event cannot answer
+        // (each try would block this loop, and the publishers on its runtime, for the
+        // read timeout, and keep the consumers stopped past the broker's heartbeat):
+        // it is skipped, and its last counts kept.
+        let metrics: Vec<(&str, String)> = region
+            .ops
+            .iter()
+            .filter(|(name, _)| !(frozen && name.starts_with("yagi")))
+            .filter_map(|(name, addr)| Some((name.as_str(), probe::metrics_text(addr)?)))
+            .collect();
+        let of = |kind: &'static str| {
+            metrics
+                .iter()
+                .filter(move |(name, _)| name.starts_with(kind))
+                .map(|(_, body)| body.as_str())
+        };
         let ing = match timeline.last() {
             Some(last) if frozen => vec![last.acked, last.stored],
-            _ => probe::scrape(&yagi, INGEST_METRICS),
+            _ => probe::sums(of("yagi"), INGEST_METRICS),
         };
-        let fired: u64 = probe::scrape(&pipeline, PIPELINE_METRICS).iter().sum();
+        let fired: u64 = probe::sums(of("pipeline"), PIPELINE_METRICS).iter().sum();
         let mut depth = Vec::new();
         for q in &queues {
             depth.push(
@@ -387,10 +399,10 @@ async fn drive(
                     Some(h) => h.1 = h.1.max(peak),
                     None => hwm.push((name.clone(), peak)),
                 }
-                let stopped = frozen && yagi_pids.contains(pid);
-                if let Some((_, addr)) = region.ops.iter().find(|(n, _)| n == name) {
-                    p.heap_kb = (!stopped).then(|| probe::heap_kb(addr)).flatten();
-                }
+                p.heap_kb = metrics
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, body)| probe::heap_kb(body));
                 procs.push(p);
             }
         }

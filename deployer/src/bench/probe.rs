@@ -76,23 +76,30 @@ pub fn pids_named(comm: &str) -> Vec<u32> {
 
 /// Sum of counters over the `/metrics` of `addrs`.
 pub fn scrape(addrs: &[String], names: &[&str]) -> Vec<u64> {
-    let bodies: Vec<String> = addrs
-        .iter()
-        .filter_map(|a| http_get(a, "/metrics").ok().map(|(_, b)| b))
-        .collect();
+    let bodies: Vec<String> = addrs.iter().filter_map(|a| metrics_text(a)).collect();
+    sums(bodies.iter().map(String::as_str), names)
+}
+
+/// The `/metrics` text of the process at `addr`; None when it does not answer.
+pub fn metrics_text(addr: &str) -> Option<String> {
+    http_get(addr, "/metrics").ok().map(|(_, body)| body)
+}
+
+/// Each counter of `names` summed over the `/metrics` texts `bodies`.
+pub fn sums<'a>(bodies: impl Iterator<Item = &'a str> + Clone, names: &[&str]) -> Vec<u64> {
     names
         .iter()
-        .map(|n| bodies.iter().map(|b| metric_sum(b, n)).sum())
+        .map(|n| bodies.clone().map(|b| metric_sum(b, n)).sum())
         .collect()
 }
 
-/// The live heap of the process serving `/metrics` at `addr`, in kB
-/// ([`stv3_telemetry::HEAP_IN_USE_METRIC`]); None when it does not answer.
-pub fn heap_kb(addr: &str) -> Option<u64> {
-    let (code, body) = http_get(addr, "/metrics").ok()?;
+/// The live heap in a process's `/metrics` text, in kB
+/// ([`stv3_telemetry::HEAP_IN_USE_METRIC`]); None when it does not report one.
+pub fn heap_kb(body: &str) -> Option<u64> {
     let name = stv3_telemetry::HEAP_IN_USE_METRIC;
-    let reported = body.lines().any(|l| l.starts_with(name));
-    (code == 200 && reported).then(|| metric_sum(&body, name) / 1024)
+    body.lines()
+        .any(|l| l.starts_with(name))
+        .then(|| metric_sum(body, name) / 1024)
 }
 
 /// Database counts for the result.
