@@ -139,12 +139,11 @@ fn glibc_trim() -> bool {
 /// What malloc holds, in bytes ([`heap_usage`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapUsage {
-    /// Handed out to the program and not yet freed: the live data.
+    /// Handed out to the program and not yet freed: the live data (heap
+    /// chunks and the large buffers mmapped on their own).
     pub in_use: u64,
     /// Free inside malloc's heaps: kept by the process (resident until trimmed).
     pub free: u64,
-    /// In chunks mmapped on their own (large buffers), part of `in_use`.
-    pub mmapped: u64,
 }
 
 /// malloc's own account of the heap (glibc `mallinfo2`, summed over every
@@ -161,7 +160,6 @@ fn glibc_heap_usage() -> Option<HeapUsage> {
     Some(HeapUsage {
         in_use: (m.uordblks + m.hblkhd) as u64,
         free: m.fordblks as u64,
-        mmapped: m.hblkhd as u64,
     })
 }
 
