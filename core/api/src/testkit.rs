@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sqlx::Executor;
+use stv3_event::TraitValue;
 
 use crate::params::Limits;
 use crate::query::{self, FilterStyle};
@@ -18,12 +19,17 @@ pub const MYSQL_SCHEMA: &str = concat!(
     include_str!("../../winchester/migrations/mysql/20260101000002_partial_trait_indexes.sql"),
     include_str!("../../winchester/migrations/mysql/20260101000003_trait_documents.sql"),
     include_str!("../../winchester/migrations/mysql/20260101000004_one_trait_value_index.sql"),
+    include_str!("../../winchester/migrations/mysql/20260101000005_trait_key_index.sql"),
 );
 pub const SQLITE_SCHEMA: &str = concat!(
     include_str!("../../winchester/migrations/sqlite/20260101000001_initial.sql"),
     include_str!("../../winchester/migrations/sqlite/20260101000002_partial_trait_indexes.sql"),
     include_str!("../../winchester/migrations/sqlite/20260101000003_trait_documents.sql"),
     include_str!("../../winchester/migrations/sqlite/20260101000004_one_trait_value_index.sql"),
+    include_str!("../../winchester/migrations/sqlite/20260101000005_trait_key_index.sql"),
+    // What `Store::migrate` does next: backfill the indexed names (nothing
+    // stored yet) and mark them ready.
+    "\nUPDATE indexed_trait SET ready = 1;\n",
 );
 
 /// A scratch database with the schema applied; dropped (MariaDB) or deleted
@@ -118,6 +124,51 @@ impl ScratchDb {
         }
     }
 
+    /// Statements that write the value-index entries of indexed traits
+    /// `(event id, name, value)` as an ingester does on this database:
+    /// `trait` rows on MySQL, `trait_key` keys on SQLite.
+    pub fn index_entries(&self, rows: &[(i64, &str, TraitValue)]) -> Vec<String> {
+        rows.iter()
+            .map(|(id, name, v)| {
+                if self.server_url.is_none() {
+                    return format!(
+                        "INSERT INTO trait_key (key, event_id) VALUES ({}, {id})",
+                        stv3_event::stored::index_key(name, v)
+                    );
+                }
+                let (ty, s, f, i, d) = match v {
+                    TraitValue::Text(t) => (1, self.literal(t), "NULL".into(), "NULL".into(), "NULL".into()),
+                    TraitValue::Int(x) => (2, "NULL".into(), "NULL".into(), x.to_string(), "NULL".into()),
+                    TraitValue::Float(x) => (3, "NULL".into(), format!("{x:e}"), "NULL".into(), "NULL".into()),
+                    TraitValue::Datetime(t) => {
+                        (4, "NULL".into(), "NULL".into(), "NULL".into(), stv3_event::to_micros(t).to_string())
+                    }
+                };
+                format!(
+                    "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) \
+                     VALUES ({id}, {}, {ty}, {s}, {f}, {i}, {d})",
+                    self.literal(name)
+                )
+            })
+            .collect()
+    }
+
+    /// Load [`fixture`] with the index entries of its indexed traits in this
+    /// database's layout: MySQL's older events already have theirs (their
+    /// typed rows); SQLite has keys for every event (as its backfill writes).
+    pub async fn load_fixture(&self) -> anyhow::Result<()> {
+        let sqlite = self.server_url.is_none();
+        let indexed: Vec<(i64, &str, TraitValue)> = fixture_traits()
+            .into_iter()
+            .filter(|(id, name, _)| {
+                INDEXED_BY_DEFAULT.contains(name) && (sqlite || *id > FIXTURE_OLDER_EVENTS)
+            })
+            .collect();
+        let mut stmts = fixture();
+        stmts.extend(self.index_entries(&indexed));
+        self.exec_all(&stmts).await
+    }
+
     /// Run statements (the fixture inserts) against the database.
     pub async fn exec_all(&self, stmts: &[String]) -> anyhow::Result<()> {
         if self.server_url.is_some() {
@@ -191,6 +242,48 @@ fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The fixture's events stored before traits documents (ids 1..=this).
+const FIXTURE_OLDER_EVENTS: i64 = 12;
+
+/// The trait names the first migration indexes.
+const INDEXED_BY_DEFAULT: [&str; 5] = ["instance_id", "request_id", "tenant_id", "user_id", "host"];
+
+/// The fixture's instances (events 1-8, 9-16, 17-24).
+const FIXTURE_INSTANCES: [&str; 3] = ["inst-a", "inst-b", "inst-c"];
+
+/// Every trait of the fixture's events: (event id, name, value).
+fn fixture_traits() -> Vec<(i64, &'static str, TraitValue)> {
+    let instances = FIXTURE_INSTANCES;
+    let memory = [512, 2048, 4096];
+    let text = |v: &str| TraitValue::Text(v.into());
+    let mut out = Vec::new();
+    for id in 1..=24i64 {
+        let inst = ((id - 1) / 8) as usize;
+        let launched = DAY0 + 17 * HOUR + inst as i64 * HOUR;
+        out.push((id, "instance_id", text(instances[inst])));
+        out.push((id, "tenant_id", text(if inst == 2 { "t2" } else { "t1" })));
+        out.push((id, "memory_mb", TraitValue::Int(memory[inst])));
+        out.push((
+            id,
+            "launched_at",
+            TraitValue::Datetime(stv3_event::from_micros(launched)),
+        ));
+        out.push((
+            id,
+            "state",
+            text(if id % 8 == 0 { "deleted" } else { "active" }),
+        ));
+        if id % 2 == 1 {
+            out.push((id, "ratio", TraitValue::Float(0.5)));
+        }
+        // Only an older event has it (no document holds it).
+        if id == 5 {
+            out.push((id, "url", text("http://nova:8774/v2")));
+        }
+    }
+    out
+}
+
 /// The fixture: 4 event types, 24 events over 3 instances with text, int,
 /// float and datetime traits (and a text trait containing `:`), 6 streams in
 /// six states with text, int and time-range distinguishing traits.
@@ -205,22 +298,14 @@ fn q(s: &str) -> String {
 /// 2 test_trigger firing inst-b; 3 usage error inst-a; 4 usage expire_error inst-b;
 /// 5 usage completed inst-c (memory_mb 4096); 6 test_trigger retry_fire inst-c. Every
 /// stream also has `timestamp` = the 2015-03-01 day range; stream 6's is 2015-03-02.
-pub fn fixture() -> Vec<String> {
+fn fixture() -> Vec<String> {
     let mut s = vec![
         "INSERT INTO event_type (id, `desc`) VALUES (1, 'compute.instance.create.start'), (2, 'compute.instance.create.end'), \
          (3, 'compute.instance.update'), (4, 'compute.instance.exists')"
             .to_string(),
     ];
-    let instances = ["inst-a", "inst-b", "inst-c"];
-    let memory = [512, 2048, 4096];
     let mut events = Vec::new();
-    let mut traits = Vec::new();
-    // Events 13..=24 are stored as an ingester stores them now: a traits
-    // document, and index rows only for the migration's default indexed
-    // names. Events 1..=12 are older rows (no document, every trait a row).
-    let mut documents = Vec::new();
     for id in 1..=24i64 {
-        let inst = ((id - 1) / 8) as usize;
         let ty = if id % 8 == 0 {
             4
         } else if id % 8 == 1 {
@@ -235,74 +320,63 @@ pub fn fixture() -> Vec<String> {
         };
         let generated = DAY0 + 18 * HOUR + (id - 1) * 10 * MIN;
         events.push(format!("({id}, {}, {generated}, {ty})", q(&mid)));
-        let launched = DAY0 + 17 * HOUR + inst as i64 * HOUR;
-        traits.push(format!(
-            "({id}, 'instance_id', 1, {}, NULL, NULL, NULL)",
-            q(instances[inst])
-        ));
-        traits.push(format!(
-            "({id}, 'tenant_id', 1, {}, NULL, NULL, NULL)",
-            q(if inst == 2 { "t2" } else { "t1" })
-        ));
-        traits.push(format!(
-            "({id}, 'memory_mb', 2, NULL, NULL, {}, NULL)",
-            memory[inst]
-        ));
-        traits.push(format!(
-            "({id}, 'launched_at', 4, NULL, NULL, NULL, {launched})"
-        ));
-        traits.push(format!(
-            "({id}, 'state', 1, {}, NULL, NULL, NULL)",
-            q(if id % 8 == 0 { "deleted" } else { "active" })
-        ));
-        if id % 2 == 1 {
-            traits.push(format!("({id}, 'ratio', 3, NULL, 0.5, NULL, NULL)"));
-        }
-        if id == 5 {
-            traits.push(format!(
-                "({id}, 'url', 1, 'http://nova:8774/v2', NULL, NULL, NULL)"
-            ));
-        }
-        if id > 12 {
-            use stv3_event::{from_micros, TraitValue};
-            let mut doc = stv3_event::Traits::new();
-            let text = |v: &str| TraitValue::Text(v.into());
-            doc.insert("instance_id".into(), text(instances[inst]));
-            doc.insert(
-                "tenant_id".into(),
-                text(if inst == 2 { "t2" } else { "t1" }),
-            );
-            doc.insert("memory_mb".into(), TraitValue::Int(memory[inst]));
-            doc.insert(
-                "launched_at".into(),
-                TraitValue::Datetime(from_micros(launched)),
-            );
-            doc.insert(
-                "state".into(),
-                text(if id % 8 == 0 { "deleted" } else { "active" }),
-            );
-            if id % 2 == 1 {
-                doc.insert("ratio".into(), TraitValue::Float(0.5));
-            }
-            documents.push(format!(
-                "UPDATE event SET traits = {} WHERE id = {id}",
-                q(&stv3_event::stored::encode_traits(&doc))
-            ));
-        }
     }
     s.push(format!(
         "INSERT INTO event (id, message_id, generated, event_type_id) VALUES {}",
         events.join(", ")
     ));
+    // Events 1..=12 are older rows (no document, every trait a typed row);
+    // events 13..=24 are stored as an ingester stores them now: a traits
+    // document (index entries: `ScratchDb::load_fixture`).
+    let mut rows = Vec::new();
+    let mut documents: std::collections::BTreeMap<i64, stv3_event::Traits> = Default::default();
+    for (id, name, v) in fixture_traits() {
+        if id <= FIXTURE_OLDER_EVENTS {
+            let (ty, s, f, i, d) = match &v {
+                TraitValue::Text(t) => (
+                    1,
+                    q(t),
+                    "NULL".to_string(),
+                    "NULL".to_string(),
+                    "NULL".to_string(),
+                ),
+                TraitValue::Int(x) => (
+                    2,
+                    "NULL".into(),
+                    "NULL".into(),
+                    x.to_string(),
+                    "NULL".into(),
+                ),
+                TraitValue::Float(x) => (
+                    3,
+                    "NULL".into(),
+                    x.to_string(),
+                    "NULL".into(),
+                    "NULL".into(),
+                ),
+                TraitValue::Datetime(t) => (
+                    4,
+                    "NULL".into(),
+                    "NULL".into(),
+                    "NULL".into(),
+                    stv3_event::to_micros(t).to_string(),
+                ),
+            };
+            rows.push(format!("({id}, {}, {ty}, {s}, {f}, {i}, {d})", q(name)));
+        } else {
+            documents.entry(id).or_default().insert(name.into(), v);
+        }
+    }
     s.push(format!(
         "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES {}",
-        traits.join(", ")
+        rows.join(", ")
     ));
-    s.extend(documents);
-    s.push(
-        "DELETE FROM `trait` WHERE event_id > 12 AND name NOT IN (SELECT name FROM indexed_trait)"
-            .to_string(),
-    );
+    for (id, doc) in documents {
+        s.push(format!(
+            "UPDATE event SET traits = {} WHERE id = {id}",
+            q(&stv3_event::stored::encode_traits(&doc))
+        ));
+    }
     // (id, name, state, instance index, day offset)
     let streams = [
         (1, "test_trigger", 1, 0usize, 0i64),
@@ -330,7 +404,7 @@ pub fn fixture() -> Vec<String> {
         ));
         dts.push(format!(
             "({id}, 'instance_id', 1, {}, NULL, NULL, NULL, NULL, NULL)",
-            q(instances[inst])
+            q(FIXTURE_INSTANCES[inst])
         ));
         let begin = DAY0 + day * DAY;
         dts.push(format!(

@@ -6,7 +6,7 @@ use std::io::Write;
 use reqwest::StatusCode;
 use serde_json::Value;
 use stv3_api::params::Limits;
-use stv3_api::testkit::{fixture, spawn_server, ScratchDb, ServerOptions};
+use stv3_api::testkit::{spawn_server, ScratchDb, ServerOptions};
 use stv3_testsupport::{require, scratch_name, Service};
 
 struct Client {
@@ -651,7 +651,7 @@ fn archive_dir() -> tempfile::TempDir {
 }
 
 async fn full_suite(db: ScratchDb) {
-    db.exec_all(&fixture()).await.unwrap();
+    db.load_fixture().await.unwrap();
     let archives = archive_dir();
     let base = spawn_server(
         &db.url,
@@ -728,11 +728,7 @@ async fn hostile_value_cases(c: &Client, db: &ScratchDb) {
              VALUES ({id}, 'msg-00{id}', {generated}, 3, {})",
             db.literal(&doc)
         ));
-        sql.push(format!(
-            "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) \
-             VALUES ({id}, 'request_id', 1, {}, NULL, NULL, NULL)",
-            db.literal(request_id)
-        ));
+        sql.extend(db.index_entries(&[(id, "request_id", TraitValue::Text(request_id.into()))]));
     }
     sql.push(
         "INSERT INTO stream (id, first_event, last_event, expire_timestamp, fire_timestamp, name, state, state_serial_no) \
@@ -842,7 +838,7 @@ async fn sqlite_routes_filters_and_fixes() {
 #[tokio::test]
 async fn limit_is_capped_and_auth_is_enforced() {
     let db = ScratchDb::sqlite().await.unwrap();
-    db.exec_all(&fixture()).await.unwrap();
+    db.load_fixture().await.unwrap();
     let base = spawn_server(
         &db.url,
         ServerOptions {

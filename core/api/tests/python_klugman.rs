@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::Command;
 
-use stv3_api::testkit::{fixture, spawn_server, ScratchDb, ServerOptions};
+use stv3_api::testkit::{spawn_server, ScratchDb, ServerOptions};
 
 fn venv_klugman() -> Result<String, String> {
     if let Ok(k) = std::env::var("STV3_PY_KLUGMAN") {
@@ -50,7 +50,7 @@ async fn python_klugman_05_works_against_stv3_api() {
         Err(why) => return skip_or_fail(&why),
     };
     let db = ScratchDb::sqlite().await.unwrap();
-    db.exec_all(&fixture()).await.unwrap();
+    db.load_fixture().await.unwrap();
     let base = spawn_server(&db.url, ServerOptions::default())
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use stv3_api::testkit::{fixture, spawn_server, ScratchDb, ServerOptions};
+use stv3_api::testkit::{spawn_server, ScratchDb, ServerOptions};
 
 const STATES: [&str; 8] = [
     "active",
@@ -227,7 +227,7 @@ async fn api_count(base: &str, path: &str, token: Option<&str>) -> u64 {
 
 async fn fixture_server(token: Option<&str>) -> (ScratchDb, String) {
     let db = ScratchDb::sqlite().await.expect("sqlite scratch db");
-    db.exec_all(&fixture()).await.expect("fixture");
+    db.load_fixture().await.expect("fixture");
     let base = spawn_server(
         &db.url,
         ServerOptions {

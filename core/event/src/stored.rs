@@ -206,6 +206,24 @@ pub fn match_fragment(name: &str, v: &TraitValue) -> String {
     into_text(out)
 }
 
+/// The key of trait `name` with value `v` in a value index that stores one
+/// integer per indexed trait (SQLite's `trait_key` table): the 64-bit FNV-1a
+/// hash of its [`match_fragment`], as a signed integer.
+///
+/// The key is stored, so this function must never change. Different values
+/// can share a key (a hash collision); readers confirm a key's events against
+/// the traits document, so a collision costs a row read, never a wrong match.
+pub fn index_key(name: &str, v: &TraitValue) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut member = Vec::with_capacity(64);
+    push_member(&mut member, name, v);
+    let hash = member
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME));
+    hash as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +301,26 @@ mod tests {
             decode_traits(r#"{"a":[9,1],"b":[2,3]}"#).unwrap(),
             traits(&[("b", TraitValue::Int(3))])
         );
+    }
+
+    /// Keys are stored: pinned to values computed outside this code (FNV-1a
+    /// 64 of the fragment, as two's complement).
+    fn check_key(name: &str, v: TraitValue, expected: i64) {
+        assert_eq!(index_key(name, &v), expected, "{name} {v:?}");
+    }
+
+    #[test]
+    fn index_keys_are_the_fnv1a_of_the_fragment() {
+        use TraitValue::*;
+        let ts = parse_timestamp("2015-03-01T18:01:00Z").unwrap();
+        check_key("instance_id", Text("abc".into()), -9159397992281909303);
+        check_key("memory_mb", Int(512), -8450316379061254468);
+        check_key("memory_mb", Float(512.0), 8709864653599247491);
+        check_key("launched_at", Datetime(ts), -1300962870487884172);
+        check_key("a\"b", Text("ü".into()), 8652492864881928560);
+        // The type is part of the key.
+        check_key("n", Text("5".into()), 4488047392836217007);
+        check_key("n", Int(5), -9154107782363865354);
     }
 
     fn check_decode(doc: &str, expected: Result<&[(&str, TraitValue)], &str>) {

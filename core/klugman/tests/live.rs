@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use klugman::cli::compat_args;
-use stv3_api::testkit::{fixture, spawn_server, ScratchDb, ServerOptions};
+use stv3_api::testkit::{spawn_server, ScratchDb, ServerOptions};
 use stv3_testsupport::{require, scratch_name, Service};
 
 async fn klug(base: &str, args: &[&str]) -> (Result<(), i32>, String, String) {
@@ -142,7 +142,7 @@ async fn snapshot_suite(base: &str, suffix: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_table_and_json_output() {
     let db = ScratchDb::sqlite().await.unwrap();
-    db.exec_all(&fixture()).await.unwrap();
+    db.load_fixture().await.unwrap();
     let archives = tempfile::tempdir().unwrap();
     std::fs::write(archives.path().join("a.json.gz"), b"not really gzip").unwrap();
     let base = spawn_server(
@@ -185,7 +185,7 @@ async fn mariadb_table_and_json_output() {
     let db = ScratchDb::mysql(&server, &scratch_name("klugman"))
         .await
         .unwrap();
-    db.exec_all(&fixture()).await.unwrap();
+    db.load_fixture().await.unwrap();
     let base = spawn_server(&db.url, ServerOptions::default())
         .await
         .unwrap();

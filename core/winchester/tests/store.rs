@@ -156,6 +156,16 @@ async fn with_fixture(test: &str) -> Vec<common::Backend> {
             .execute_script(&fixture_sql())
             .await
             .unwrap_or_else(|e| panic!("{}: fixture: {e}", b.label));
+        // The fixture's rows are older events, stored before an upgrade: the
+        // upgrade's backfill writes their index entries (SQLite's keys).
+        b.store
+            .execute_script("UPDATE indexed_trait SET ready = 0;")
+            .await
+            .unwrap();
+        b.store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("{}: backfill: {e}", b.label));
     }
     bs
 }
@@ -758,7 +768,7 @@ async fn schema_check_refuses_an_unmigrated_database() {
     );
     assert!(err.to_string().contains("winchester-db"), "{err}");
     let store = AnyStore::connect(&url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 4);
+    assert_eq!(store.migrate().await.unwrap().len(), 5);
     assert!(store.migrate().await.unwrap().is_empty(), "idempotent");
     AnyStore::open(&url).await.unwrap();
     // In-memory SQLite migrates itself (it cannot be upgraded from outside).
@@ -766,14 +776,32 @@ async fn schema_check_refuses_an_unmigrated_database() {
 }
 
 /// Index rows in the `trait` table for one name.
+/// The index entries of trait `name`: MySQL its `trait` rows; SQLite the
+/// events whose value of `name` has its key in `trait_key`.
 async fn index_rows(store: &AnyStore, name: &str) -> i64 {
     let sql = "SELECT COUNT(*) FROM `trait` WHERE name = ?";
     match store {
-        AnyStore::Sqlite(s) => sqlx::query_scalar(sql)
-            .bind(name)
-            .fetch_one(s.pool())
-            .await
-            .unwrap(),
+        AnyStore::Sqlite(s) => {
+            let entries: Vec<(i64, i64)> = sqlx::query_as("SELECT key, event_id FROM trait_key")
+                .fetch_all(s.pool())
+                .await
+                .unwrap();
+            let events = store
+                .find_events(&EventQuery {
+                    limit: Some(10_000),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            events
+                .iter()
+                .filter(|m| {
+                    m.item.event.traits.get(name).is_some_and(|v| {
+                        entries.contains(&(stv3_event::stored::index_key(name, v), m.item.id))
+                    })
+                })
+                .count() as i64
+        }
         AnyStore::MySql(s) => sqlx::query_scalar(sql)
             .bind(name)
             .fetch_one(s.pool())
@@ -928,6 +956,40 @@ async fn trait_documents_and_the_trait_index() {
             "{l}: new events get rows at once"
         );
         assert!(b.store.add_trait_index("").await.is_err(), "{l}");
+
+        // A purge takes the event's index entries with it.
+        let doc1 = b
+            .store
+            .get_event_by_message_id("doc-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            entries_of_event(&b.store, doc1.id).await,
+            2,
+            "{l}: instance_id, flavor"
+        );
+        assert_eq!(b.store.purge_events(&[doc1.id]).await.unwrap(), 1, "{l}");
+        assert_eq!(entries_of_event(&b.store, doc1.id).await, 0, "{l}: purged");
+        assert_eq!(index_rows(&b.store, "flavor").await, 3, "{l}");
+    }
+}
+
+/// Every index entry of event `id` (MySQL `trait` rows, SQLite `trait_key` keys).
+async fn entries_of_event(store: &AnyStore, id: i64) -> i64 {
+    match store {
+        AnyStore::Sqlite(s) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM trait_key WHERE event_id = ?")
+                .bind(id)
+                .fetch_one(s.pool())
+                .await
+                .unwrap()
+        }
+        AnyStore::MySql(s) => sqlx::query_scalar("SELECT COUNT(*) FROM `trait` WHERE event_id = ?")
+            .bind(id)
+            .fetch_one(s.pool())
+            .await
+            .unwrap(),
     }
 }
 

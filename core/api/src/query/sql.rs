@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use stv3_event::stored::match_fragment;
+use stv3_event::stored::{index_key, match_fragment};
 use stv3_event::{from_micros, TraitValue};
 
 use crate::model::{EventQuery, Mark, StreamQuery, TraitFilter};
@@ -131,28 +131,88 @@ fn typed_match(sql: &mut Sql, f: &TraitFilter, alias: &str, prefix: &str, dist: 
     }
 }
 
-/// The typed values a filter can match, as traits-document fragments.
-fn document_match(sql: &mut Sql, f: &TraitFilter) {
+/// Where a filter on an event trait finds its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventIndex {
+    /// Not a ready indexed name: the `trait` rows of events stored before
+    /// traits documents, or the document.
+    Scan,
+    /// MySQL: the name's `trait` rows, along the `(name, value)` index.
+    Rows,
+    /// SQLite: the integer keys in `trait_key` (`index_key`), confirmed in
+    /// the document (a key can collide).
+    Keys,
+}
+
+impl EventIndex {
+    fn of(name: &str, indexed: &HashSet<String>, dialect: Dialect) -> Self {
+        match (indexed.contains(name), dialect) {
+            (false, _) => EventIndex::Scan,
+            (true, Dialect::MySql) => EventIndex::Rows,
+            (true, Dialect::Sqlite) => EventIndex::Keys,
+        }
+    }
+}
+
+/// The typed values a filter can match: text, then int, float and datetime
+/// when the text parses as one.
+fn typed_values(f: &TraitFilter) -> Vec<TraitValue> {
     let mut values = vec![TraitValue::Text(f.text.as_str().into())];
     values.extend(f.int.map(TraitValue::Int));
     values.extend(f.float.map(TraitValue::Float));
     values.extend(f.datetime.map(|t| TraitValue::Datetime(from_micros(t))));
-    sql.push(" OR (e.traits IS NOT NULL AND (");
+    values
+}
+
+/// `INSTR(e.traits, ?) > 0 OR ...`: one of `values` is in the document.
+fn in_document(sql: &mut Sql, name: &str, values: &[TraitValue]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");
         }
         sql.push("INSTR(e.traits, ?) > 0");
-        sql.binds.push(Bind::S(match_fragment(&f.name, v)));
+        sql.binds.push(Bind::S(match_fragment(name, v)));
     }
+}
+
+/// The typed values a filter can match, as traits-document fragments.
+fn document_match(sql: &mut Sql, f: &TraitFilter) {
+    sql.push(" OR (e.traits IS NOT NULL AND (");
+    in_document(sql, &f.name, &typed_values(f));
     sql.push("))");
 }
 
-/// One trait filter. Event traits whose name is not a ready indexed trait
-/// (`indexed = false`) also match in the event's traits document: index rows
-/// exist only for indexed names (and for events stored before documents).
-fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool, indexed: bool) {
-    let scan = !dist && !indexed;
+/// A filter on an indexed event trait on SQLite: a key of one of its typed
+/// values in `trait_key`, and that value in the document (events stored
+/// before documents have keys made from their rows, and no document).
+fn keyed_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle) {
+    let values = typed_values(f);
+    let list = vec!["?"; values.len()].join(", ");
+    match style {
+        FilterStyle::Exists => sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM trait_key k WHERE k.event_id = e.id AND k.key IN ({list}))"
+        )),
+        FilterStyle::In => sql.push(&format!(
+            " AND e.id IN (SELECT k.event_id FROM trait_key k WHERE k.key IN ({list}))"
+        )),
+    }
+    sql.binds
+        .extend(values.iter().map(|v| Bind::I(index_key(&f.name, v))));
+    sql.push(" AND (e.traits IS NULL OR ");
+    in_document(sql, &f.name, &values);
+    sql.push(")");
+}
+
+/// One trait filter (`dist`: on distinguishing traits, always indexed).
+/// Event traits whose name is not a ready indexed trait ([`EventIndex::Scan`])
+/// also match in the event's traits document: index rows exist only for
+/// indexed names (and for events stored before documents).
+fn trait_filter(sql: &mut Sql, f: &TraitFilter, style: FilterStyle, dist: bool, index: EventIndex) {
+    if !dist && index == EventIndex::Keys {
+        keyed_filter(sql, f, style);
+        return;
+    }
+    let scan = !dist && index == EventIndex::Scan;
     if scan {
         sql.push(" AND (1=1");
     }
@@ -208,7 +268,7 @@ pub fn streams(q: &StreamQuery, count: bool, style: FilterStyle) -> Sql {
     }
     stream_filters(&mut sql, q);
     for f in &q.traits {
-        trait_filter(&mut sql, f, style, true, true);
+        trait_filter(&mut sql, f, style, true, EventIndex::Rows);
     }
     mark_bound(&mut sql, "s.id", &q.mark);
     if !count {
@@ -297,14 +357,14 @@ pub fn streams_page(
             forced_join(dialect)
         ),
         ("d", "stream_id"),
-        &first.name,
+        Some(&first.name),
         alternatives,
         &q.mark,
         q.limit,
         |sql| {
             stream_filters(sql, q);
             for f in rest {
-                trait_filter(sql, f, style, true, true);
+                trait_filter(sql, f, style, true, EventIndex::Rows);
             }
         },
     );
@@ -424,7 +484,13 @@ pub fn events(
     }
     event_filters(&mut sql, q);
     for f in &q.traits {
-        trait_filter(&mut sql, f, style, false, indexed.contains(&f.name));
+        trait_filter(
+            &mut sql,
+            f,
+            style,
+            false,
+            EventIndex::of(&f.name, indexed, dialect),
+        );
     }
     mark_bound(&mut sql, "e.id", &q.mark);
     if !count {
@@ -487,7 +553,7 @@ fn driven_union(
     sql: &mut Sql,
     from: &str,
     (alias, key): (&str, &str),
-    name: &str,
+    name: Option<&str>,
     alternatives: Vec<(String, Vec<Bind>)>,
     mark: &Mark,
     limit: u32,
@@ -499,9 +565,13 @@ fn driven_union(
             sql.push(" UNION ");
         }
         sql.push(&format!(
-            "SELECT id FROM (SELECT {col} AS id FROM {from} WHERE {alias}.name = ? AND {cond}"
+            "SELECT id FROM (SELECT {col} AS id FROM {from} WHERE "
         ));
-        sql.binds.push(Bind::S(name.to_string()));
+        if let Some(name) = name {
+            sql.push(&format!("{alias}.name = ? AND "));
+            sql.binds.push(Bind::S(name.to_string()));
+        }
+        sql.push(&cond);
         sql.binds.extend(binds);
         rest(sql);
         mark_bound(sql, &col, mark);
@@ -510,10 +580,11 @@ fn driven_union(
     }
 }
 
-/// A page of events with a filter on an indexed trait, driven from its index
-/// rows (`trait`, `ix_trait_value`): one branch per typed alternative, each
-/// with the other value columns `IS NULL` so the whole index prefix is fixed
-/// and the rows come in event-id order. Walking `event` instead probes every
+/// A page of events with a filter on an indexed trait, driven from its index:
+/// one branch per typed alternative, each walking the index in event-id order
+/// with its whole prefix fixed. MySQL: the `trait` rows along `ix_trait_value`,
+/// the other value columns `IS NULL`. SQLite: the `trait_key` entries of the
+/// value's key, confirmed in the document. Walking `event` instead probes every
 /// newer event (15 ms for a tenant's newest 50 of 1 M events).
 fn events_page(
     q: &EventQuery,
@@ -523,30 +594,57 @@ fn events_page(
     dialect: Dialect,
 ) -> Sql {
     let f = &q.traits[driver];
-    let typed = |col: &str| {
-        ["t_string", "t_int", "t_datetime", "t_float"]
-            .iter()
-            .map(|c| {
-                if *c == col {
-                    format!("t.{c} = ?")
-                } else {
-                    format!("t.{c} IS NULL")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ")
+    let (from, owner, name, alternatives) = match EventIndex::of(&f.name, indexed, dialect) {
+        EventIndex::Keys => {
+            let alternatives = typed_values(f)
+                .iter()
+                .map(|v| {
+                    (
+                        "k.key = ? AND (e.traits IS NULL OR INSTR(e.traits, ?) > 0)".to_string(),
+                        vec![
+                            Bind::I(index_key(&f.name, v)),
+                            Bind::S(match_fragment(&f.name, v)),
+                        ],
+                    )
+                })
+                .collect();
+            ("trait_key k", ("k", "event_id"), None, alternatives)
+        }
+        _ => {
+            let typed = |col: &str| {
+                ["t_string", "t_int", "t_datetime", "t_float"]
+                    .iter()
+                    .map(|c| {
+                        if *c == col {
+                            format!("t.{c} = ?")
+                        } else {
+                            format!("t.{c} IS NULL")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            let alternatives = typed_alternatives(f, |col| typed(&format!("t_{col}")));
+            (
+                "`trait` t",
+                ("t", "event_id"),
+                Some(f.name.as_str()),
+                alternatives,
+            )
+        }
     };
-    let alternatives = typed_alternatives(f, |col| typed(&format!("t_{col}")));
     let mut sql = Sql::default();
     sql.push(&format!("SELECT {EVENT_COLUMNS} FROM ("));
     driven_union(
         &mut sql,
         &format!(
-            "`trait` t {} event e ON e.id = t.event_id",
-            forced_join(dialect)
+            "{from} {} event e ON e.id = {}.{}",
+            forced_join(dialect),
+            owner.0,
+            owner.1
         ),
-        ("t", "event_id"),
-        &f.name,
+        owner,
+        name,
         alternatives,
         &q.mark,
         q.limit,
@@ -554,7 +652,13 @@ fn events_page(
             event_filters(sql, q);
             for (i, other) in q.traits.iter().enumerate() {
                 if i != driver {
-                    trait_filter(sql, other, style, false, indexed.contains(&other.name));
+                    trait_filter(
+                        sql,
+                        other,
+                        style,
+                        false,
+                        EventIndex::of(&other.name, indexed, dialect),
+                    );
                 }
             }
         },
@@ -835,5 +939,78 @@ mod tests {
                 Bind::S(r#""memory_mb":[3,512.0]"#.into())
             ]
         );
+    }
+
+    #[test]
+    fn keyed_event_filter_sql() {
+        // SQLite: an indexed name's filter goes through `trait_key`, one key per
+        // typed form, each confirmed in the document.
+        let q = EventQuery {
+            traits: vec![tf("memory_mb", "512")],
+            mark: Mark {
+                ascending: true,
+                bound: None,
+            },
+            limit: 3,
+            ..Default::default()
+        };
+        let indexed = HashSet::from(["memory_mb".to_string()]);
+        let typed = [
+            TraitValue::Text("512".into()),
+            TraitValue::Int(512),
+            TraitValue::Float(512.0),
+        ];
+        let key = |v: &TraitValue| Bind::I(index_key("memory_mb", v));
+        let frag = |v: &TraitValue| Bind::S(match_fragment("memory_mb", v));
+        let page = events(&q, false, FilterStyle::Exists, &indexed, Dialect::Sqlite);
+        let branch = |i: usize| {
+            format!(
+                "SELECT id FROM (SELECT k.event_id AS id FROM trait_key k CROSS JOIN event e ON e.id = k.event_id \
+                 WHERE k.key = ? AND (e.traits IS NULL OR INSTR(e.traits, ?) > 0) ORDER BY k.event_id ASC LIMIT ?) b{i}"
+            )
+        };
+        assert_eq!(
+            page.text,
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM ({} UNION {} UNION {}) page JOIN event e ON e.id = page.id \
+                 JOIN event_type et ON et.id = e.event_type_id ORDER BY e.id ASC LIMIT ?",
+                branch(0),
+                branch(1),
+                branch(2)
+            )
+        );
+        let mut want = Vec::new();
+        for v in &typed {
+            want.extend([key(v), frag(v), Bind::I(3)]);
+        }
+        want.push(Bind::I(3));
+        assert_eq!(page.binds, want);
+
+        for (style, probe) in [
+            (
+                FilterStyle::Exists,
+                "EXISTS (SELECT 1 FROM trait_key k WHERE k.event_id = e.id AND k.key IN (?, ?, ?))",
+            ),
+            (
+                FilterStyle::In,
+                "e.id IN (SELECT k.event_id FROM trait_key k WHERE k.key IN (?, ?, ?))",
+            ),
+        ] {
+            let count = events(&q, true, style, &indexed, Dialect::Sqlite);
+            assert_eq!(
+                count.text,
+                format!(
+                    "SELECT COUNT(*) FROM event e WHERE 1=1 AND {probe} AND (e.traits IS NULL OR \
+                     INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0 OR INSTR(e.traits, ?) > 0)"
+                )
+            );
+            let mut want: Vec<Bind> = typed.iter().map(key).collect();
+            want.extend(typed.iter().map(frag));
+            assert_eq!(count.binds, want);
+        }
+        // The same filter on MySQL stays on the `trait` rows.
+        let mysql = events(&q, true, FilterStyle::Exists, &indexed, Dialect::MySql);
+        assert!(mysql.text.contains("FROM `trait` t"), "{}", mysql.text);
+        assert!(!mysql.text.contains("trait_key"), "{}", mysql.text);
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row, Transaction};
-use stv3_event::stored::{decode_traits, encode_traits, match_fragment};
+use stv3_event::stored::{decode_traits, encode_traits, index_key, match_fragment};
 use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
 
 use super::sql::{placeholders, shaped_chunks};
@@ -160,6 +160,16 @@ fn push_dist_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &DistValue
 /// (events stored before traits documents, or while the name was being
 /// indexed) OR a match in the event's traits document.
 fn push_trait_filter(qb: &mut QueryBuilder<'_, Db>, name: &str, value: &TraitValue, indexed: bool) {
+    if indexed && DIALECT == Dialect::Sqlite {
+        // The integer key, confirmed against the document (a key can collide;
+        // events stored before documents have none and keys from their rows).
+        qb.push(" AND EXISTS (SELECT 1 FROM trait_key k WHERE k.key = ");
+        qb.push_bind(index_key(name, value));
+        qb.push(" AND k.event_id = e.id) AND (e.traits IS NULL OR INSTR(e.traits, ");
+        qb.push_bind(match_fragment(name, value));
+        qb.push(") > 0)");
+        return;
+    }
     let (ty, s, f, i, d) = trait_columns(value);
     qb.push(if indexed { " AND (" } else { " AND ((" });
     qb.push("EXISTS (SELECT 1 FROM `trait` t WHERE t.event_id = e.id AND t.name = ");
@@ -558,14 +568,7 @@ impl ThisStore {
                 e.traits.iter().filter(move |(n, _)| indexed.contains(n.as_str())).map(move |(n, v)| (id, n.as_str(), v))
             })
             .collect();
-        let mut vals: Vec<Val<'_>> = Vec::with_capacity(trait_rows.len() * 7);
-        for (id, name, v) in &trait_rows {
-            let (ty, s, f, i, d) = trait_columns(v);
-            vals.extend([Val::I(*id), Val::S(name), Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d)]);
-        }
-        self.insert_rows(&mut tx, "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime)", 7, &vals)
-            .await?;
-        drop(vals);
+        self.write_index_rows(&mut tx, &trait_rows, false).await?;
 
         // 4. Streams.
         let plans: Vec<(&Event, &[StreamJoin])> =
@@ -899,6 +902,128 @@ impl ThisStore {
         Ok(held)
     }
 
+    /// Write the value-index entries of `rows` (event id, indexed trait name,
+    /// value) in the caller's transaction. SQLite: one integer key per row in
+    /// `trait_key` ([`index_key`]; a colliding key of the same event is one
+    /// entry). MySQL: a typed `trait` row (`ignore`: skip rows already there).
+    /// Returns the entries written.
+    async fn write_index_rows(
+        &self,
+        tx: &mut Transaction<'static, Db>,
+        rows: &[(i64, &str, &TraitValue)],
+        ignore: bool,
+    ) -> Result<u64, StoreError> {
+        let inserted = match DIALECT {
+            Dialect::Sqlite => {
+                let vals: Vec<Val<'_>> =
+                    rows.iter().flat_map(|(id, name, v)| [Val::I(index_key(name, v)), Val::I(*id)]).collect();
+                let head = format!("{} INTO trait_key (key, event_id)", DIALECT.insert_ignore());
+                self.insert_rows(tx, &head, 2, &vals).await?
+            }
+            Dialect::MySql => {
+                let mut vals: Vec<Val<'_>> = Vec::with_capacity(rows.len() * 7);
+                for (id, name, v) in rows {
+                    let (ty, s, f, i, d) = trait_columns(v);
+                    vals.extend([Val::I(*id), Val::S(name), Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d)]);
+                }
+                let head = format!(
+                    "{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime)",
+                    if ignore { DIALECT.insert_ignore() } else { "INSERT" }
+                );
+                self.insert_rows(tx, &head, 7, &vals).await?
+            }
+        };
+        Ok(inserted.affected)
+    }
+
+    /// Delete SQLite's `trait_key` entries of `events` (about to be purged) in
+    /// the caller's transaction: the keys of all their traits (a name indexed
+    /// once and no longer still has entries), per chunk of events.
+    async fn delete_index_keys(&self, tx: &mut Transaction<'static, Db>, events: &[StoredEvent]) -> Result<(), StoreError> {
+        if DIALECT != Dialect::Sqlite {
+            return Ok(());
+        }
+        for chunk in events.chunks(64) {
+            let keys: BTreeSet<i64> =
+                chunk.iter().flat_map(|se| se.event.traits.iter().map(|(n, v)| index_key(n, v))).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            // Any entry of a purged event goes, so key IN (...) AND event_id IN (...) is exact.
+            let sql = format!(
+                "DELETE FROM trait_key WHERE key IN ({}) AND event_id IN ({})",
+                placeholders(keys.len()),
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for k in keys {
+                q = q.bind(k);
+            }
+            for se in chunk {
+                q = q.bind(se.id);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Write the index entries of trait `name` for every event stored so far
+    /// (idempotent), then mark the name ready. Returns the entries written.
+    async fn backfill_index(&self, name: &str) -> Result<u64, StoreError> {
+        let mut after = 0i64;
+        let mut added = 0u64;
+        loop {
+            let rows = sqlx::query("SELECT id, traits FROM event WHERE id > ? ORDER BY id LIMIT 2000")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            let mut values: Vec<(i64, TraitValue)> = Vec::new();
+            let mut legacy: Vec<i64> = Vec::new();
+            for r in &rows {
+                let id: i64 = r.try_get(0)?;
+                match opt_text_col(r, 1)? {
+                    Some(doc) => {
+                        let mut traits =
+                            decode_traits(&doc).map_err(|e| StoreError::Corrupt(format!("event row {id}: {e}")))?;
+                        if let Some(v) = traits.remove(name) {
+                            values.push((id, v));
+                        }
+                    }
+                    // Stored before documents: every trait has a `trait` row,
+                    // MySQL's index entry already; SQLite reads it for the key.
+                    None if DIALECT == Dialect::Sqlite => legacy.push(id),
+                    None => {}
+                }
+            }
+            for chunk in shaped_chunks(&legacy, CHUNK) {
+                let sql = format!(
+                    "SELECT event_id, type, t_string, t_float, t_int, t_datetime FROM `trait` \
+                     WHERE name = ? AND event_id IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(name.to_string());
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for r in q.fetch_all(&self.pool).await? {
+                    if let Some(v) = trait_from_row(&r, 1)? {
+                        values.push((r.try_get(0)?, v));
+                    }
+                }
+            }
+            let entries: Vec<(i64, &str, &TraitValue)> = values.iter().map(|(id, v)| (*id, name, v)).collect();
+            let mut tx = self.begin_write().await?;
+            added += self.write_index_rows(&mut tx, &entries, true).await?;
+            tx.commit().await?;
+        }
+        // Ready: filters on it use the index alone.
+        sqlx::query("UPDATE indexed_trait SET ready = 1 WHERE name = ?").bind(name.to_string()).execute(&self.pool).await?;
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).ready_read_at = None;
+        Ok(added)
+    }
+
     async fn delete_stream(tx: &mut Transaction<'static, Db>, id: i64) -> Result<bool, StoreError> {
         sqlx::query("DELETE FROM streamevent WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
         sqlx::query("DELETE FROM dist_trait WHERE stream_id = ?").bind(id).execute(&mut **tx).await?;
@@ -927,6 +1052,15 @@ impl Store for ThisStore {
     async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
         let before: HashSet<i64> = self.migration_history().await.unwrap_or_default().into_iter().map(|(v, _)| v).collect();
         Self::migrator().run(&self.pool).await?;
+        // Indexed names that a migration (or an interrupted `add_trait_index`)
+        // left not ready get their entries now, once, as part of the upgrade.
+        let pending =
+            sqlx::query("SELECT name FROM indexed_trait WHERE ready = 0 ORDER BY name").fetch_all(&self.pool).await?;
+        for r in &pending {
+            let name = text_col(r, 0)?;
+            let added = self.backfill_index(&name).await?;
+            tracing::info!(trait_name = %name, entries = added, "trait index backfilled");
+        }
         let after = self.migration_history().await?;
         Ok(after.into_iter().map(|(v, _)| v).filter(|v| !before.contains(v)).collect())
     }
@@ -1243,7 +1377,9 @@ impl Store for ThisStore {
     }
 
     async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let keyed = if DIALECT == Dialect::Sqlite { self.events_by_ids(ids).await? } else { Vec::new() };
         let mut tx = self.begin_write().await?;
+        self.delete_index_keys(&mut tx, &keyed).await?;
         let mut n = 0;
         for chunk in shaped_chunks(ids, CHUNK) {
             let list = placeholders(chunk.len());
@@ -1341,41 +1477,7 @@ impl Store for ThisStore {
         let sql = format!("{} INTO indexed_trait (name, ready) VALUES (?, 0)", DIALECT.insert_ignore());
         sqlx::query(&sql).bind(name.to_string()).execute(&mut *tx).await?;
         tx.commit().await?;
-        // 2. Backfill the events stored before (idempotent on the primary key).
-        let mut after = 0i64;
-        let mut added = 0u64;
-        loop {
-            let rows = sqlx::query(
-                "SELECT id, traits FROM event WHERE id > ? AND traits IS NOT NULL ORDER BY id LIMIT 2000",
-            )
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.try_get(0)?;
-            let mut values: Vec<(i64, TraitValue)> = Vec::new();
-            for r in &rows {
-                let id: i64 = r.try_get(0)?;
-                let doc = text_col(r, 1)?;
-                let mut traits =
-                    decode_traits(&doc).map_err(|e| StoreError::Corrupt(format!("event row {id}: {e}")))?;
-                if let Some(v) = traits.remove(name) {
-                    values.push((id, v));
-                }
-            }
-            let mut vals: Vec<Val<'_>> = Vec::with_capacity(values.len() * 7);
-            for (id, v) in &values {
-                let (ty, s, f, i, d) = trait_columns(v);
-                vals.extend([Val::I(*id), Val::S(name), Val::I(ty), Val::opt_s(s), Val::opt_f(f), Val::opt_i(i), Val::opt_i(d)]);
-            }
-            let head = format!("{} INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime)", DIALECT.insert_ignore());
-            let mut tx = self.begin_write().await?;
-            added += self.insert_rows(&mut tx, &head, 7, &vals).await?.affected;
-            tx.commit().await?;
-        }
-        // 3. Ready: filters on it use the index alone.
-        sqlx::query("UPDATE indexed_trait SET ready = 1 WHERE name = ?").bind(name.to_string()).execute(&self.pool).await?;
-        self.index.lock().unwrap_or_else(|e| e.into_inner()).ready_read_at = None;
-        Ok(added)
+        // 2. Backfill the events stored before; 3. ready.
+        self.backfill_index(name).await
     }
 }
