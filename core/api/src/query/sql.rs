@@ -857,8 +857,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn typed_event_filter_sql() {
+    /// A page of 3 events (oldest first) with `memory_mb` = 512, an indexed name.
+    fn memory_mb_512_indexed() -> (EventQuery, HashSet<String>) {
         let q = EventQuery {
             traits: vec![tf("memory_mb", "512")],
             mark: Mark {
@@ -868,7 +868,12 @@ mod tests {
             limit: 3,
             ..Default::default()
         };
-        let indexed = HashSet::from(["memory_mb".to_string()]);
+        (q, HashSet::from(["memory_mb".to_string()]))
+    }
+
+    #[test]
+    fn typed_event_filter_sql() {
+        let (q, indexed) = memory_mb_512_indexed();
         // A page is driven from the index rows of the indexed name, one branch per typed form.
         let sql = events(&q, false, FilterStyle::In, &indexed, Dialect::MySql);
         let branch = |i: usize, cond: &str| {
@@ -945,16 +950,7 @@ mod tests {
     fn keyed_event_filter_sql() {
         // SQLite: an indexed name's filter goes through `trait_key`, one key per
         // typed form, each confirmed in the document.
-        let q = EventQuery {
-            traits: vec![tf("memory_mb", "512")],
-            mark: Mark {
-                ascending: true,
-                bound: None,
-            },
-            limit: 3,
-            ..Default::default()
-        };
-        let indexed = HashSet::from(["memory_mb".to_string()]);
+        let (q, indexed) = memory_mb_512_indexed();
         let typed = [
             TraitValue::Text("512".into()),
             TraitValue::Int(512),
