@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use stv3_event::stored::{decode_traits, encode_traits, index_key, match_fragment};
 use stv3_event::{from_micros, to_micros, Datatype, TraitValue};
 
-use super::sql::{placeholders, shaped_chunks};
+use super::sql::{pair_groups, placeholders, shaped_chunks, MAX_BIND_PARAMS};
 use super::{Finish, Mark, StreamAgg};
 use crate::stream::{DistTraits, DistValue};
 
@@ -938,29 +938,23 @@ impl ThisStore {
 
     /// Delete SQLite's `trait_key` entries of `events` (about to be purged) in
     /// the caller's transaction: the keys of all their traits (a name indexed
-    /// once and no longer still has entries), per chunk of events.
+    /// once and no longer still has entries). Each statement deletes
+    /// `key IN (K) AND event_id IN (I)` with keys and ids of purged events
+    /// only, so it deletes nothing else ([`pair_groups`]).
     async fn delete_index_keys(&self, tx: &mut Transaction<'static, Db>, events: &[StoredEvent]) -> Result<(), StoreError> {
         if DIALECT != Dialect::Sqlite {
             return Ok(());
         }
-        for chunk in events.chunks(64) {
-            let keys: BTreeSet<i64> =
-                chunk.iter().flat_map(|se| se.event.traits.iter().map(|(n, v)| index_key(n, v))).collect();
-            if keys.is_empty() {
-                continue;
-            }
-            // Any entry of a purged event goes, so key IN (...) AND event_id IN (...) is exact.
+        let pairs = events.iter().flat_map(|se| se.event.traits.iter().map(move |(n, v)| (index_key(n, v), se.id)));
+        for (keys, ids) in pair_groups(pairs, MAX_BIND_PARAMS) {
             let sql = format!(
                 "DELETE FROM trait_key WHERE key IN ({}) AND event_id IN ({})",
                 placeholders(keys.len()),
-                placeholders(chunk.len())
+                placeholders(ids.len())
             );
             let mut q = sqlx::query(&sql);
-            for k in keys {
+            for k in keys.into_iter().chain(ids) {
                 q = q.bind(k);
-            }
-            for se in chunk {
-                q = q.bind(se.id);
             }
             q.execute(&mut **tx).await?;
         }

@@ -1,5 +1,7 @@
 //! SQL text shared by both dialects, and row <-> model conversions that do not depend on the driver.
 
+use std::collections::BTreeSet;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
@@ -113,9 +115,82 @@ impl<'a, T> Iterator for ShapedChunks<'a, T> {
     }
 }
 
+/// Bound parameters per statement, under SQLite's limit (32,766) and MySQL's (65,535).
+pub(crate) const MAX_BIND_PARAMS: usize = 30_000;
+
+/// Group `(a, b)` pairs into `(A, B)` sets for statements of the form
+/// `x IN (A) AND y IN (B)`: every pair lands in one group, and a group holds at
+/// most `budget` values in all (at least one pair). Order is kept: a group ends
+/// when the next pair would not fit.
+pub(crate) fn pair_groups(
+    pairs: impl IntoIterator<Item = (i64, i64)>,
+    budget: usize,
+) -> Vec<(BTreeSet<i64>, BTreeSet<i64>)> {
+    let mut out: Vec<(BTreeSet<i64>, BTreeSet<i64>)> = Vec::new();
+    let mut cur: (BTreeSet<i64>, BTreeSet<i64>) = Default::default();
+    for (a, b) in pairs {
+        let grows = usize::from(!cur.0.contains(&a)) + usize::from(!cur.1.contains(&b));
+        if !cur.0.is_empty() && cur.0.len() + cur.1.len() + grows > budget {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.0.insert(a);
+        cur.1.insert(b);
+    }
+    if !cur.0.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shaped_chunks;
+    use super::{pair_groups, shaped_chunks};
+
+    fn check_groups(pairs: &[(i64, i64)], budget: usize, expected: &[(&[i64], &[i64])]) {
+        let got = pair_groups(pairs.iter().copied(), budget);
+        let want: Vec<(Vec<i64>, Vec<i64>)> = expected
+            .iter()
+            .map(|(a, b)| (a.to_vec(), b.to_vec()))
+            .collect();
+        let got_vecs: Vec<(Vec<i64>, Vec<i64>)> = got
+            .iter()
+            .map(|(a, b)| (a.iter().copied().collect(), b.iter().copied().collect()))
+            .collect();
+        assert_eq!(got_vecs, want, "{pairs:?} budget {budget}");
+        for (a, b) in pairs {
+            assert!(
+                got.iter().any(|(ka, kb)| ka.contains(a) && kb.contains(b)),
+                "({a}, {b}) covered"
+            );
+        }
+        for (a, b) in &got {
+            assert!(
+                a.len() + b.len() <= budget.max(2),
+                "group within the budget"
+            );
+        }
+    }
+
+    #[test]
+    fn pairs_are_grouped_within_the_parameter_budget() {
+        check_groups(&[], 10, &[]);
+        // One event's keys share its id: 3 keys + 1 id.
+        check_groups(&[(7, 1), (8, 1), (9, 1)], 10, &[(&[7, 8, 9], &[1])]);
+        // Budget 4: the fourth value would not fit a second id.
+        check_groups(
+            &[(7, 1), (8, 1), (9, 2), (10, 2)],
+            4,
+            &[(&[7, 8], &[1]), (&[9, 10], &[2])],
+        );
+        // A repeated key or id costs nothing.
+        check_groups(&[(7, 1), (7, 2), (8, 2)], 4, &[(&[7, 8], &[1, 2])]);
+        // One event with more keys than the budget spans groups.
+        check_groups(
+            &[(1, 9), (2, 9), (3, 9), (4, 9), (5, 9)],
+            3,
+            &[(&[1, 2], &[9]), (&[3, 4], &[9]), (&[5], &[9])],
+        );
+    }
 
     fn check(len: usize, max: usize, expected: &[usize]) {
         let items: Vec<usize> = (0..len).collect();
