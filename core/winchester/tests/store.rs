@@ -1075,3 +1075,111 @@ async fn batch_claim_and_finish() {
         );
     }
 }
+
+/// A SQLite database at schema version 4 (index entries as `trait` rows) with
+/// data, upgraded by `migrate`: version 5 moves the entries to `trait_key`,
+/// the backfill writes the keys of the documented events and of the older
+/// rows, and filters on indexed names find the same events as before.
+#[tokio::test]
+async fn sqlite_upgrade_to_integer_keys_backfills_the_stored_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}", dir.path().join("v4.db").display());
+    // Version 4: the first four migrations, as an older stv3 applied them.
+    let v4 = dir.path().join("migrations-v4");
+    std::fs::create_dir(&v4).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().into_string().unwrap();
+        if name.as_str() < "20260101000005" {
+            std::fs::copy(f.path(), v4.join(&name)).unwrap();
+        }
+    }
+    let store = AnyStore::connect(&url).await.unwrap();
+    let AnyStore::Sqlite(s) = &store else {
+        panic!("sqlite")
+    };
+    sqlx::migrate::Migrator::new(v4.as_path())
+        .await
+        .unwrap()
+        .run(s.pool())
+        .await
+        .unwrap();
+    // Version 4 data: event 1 older (typed rows only), events 2 and 3 with a
+    // document plus `trait` rows for the indexed instance_id.
+    let doc = |inst: &str, mem: i64| {
+        let mut t = stv3_event::Traits::new();
+        t.insert("instance_id".into(), TraitValue::Text(inst.into()));
+        t.insert("memory_mb".into(), TraitValue::Int(mem));
+        stv3_event::stored::encode_traits(&t)
+    };
+    store
+        .execute_script(&format!(
+            "INSERT INTO event_type (id, `desc`) VALUES (1, 'compute.instance.update');
+             INSERT INTO event (id, message_id, generated, event_type_id, traits) VALUES
+               (1, 'old-1', 1, 1, NULL), (2, 'doc-2', 2, 1, '{}'), (3, 'doc-3', 3, 1, '{}');
+             INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES
+               (1, 'instance_id', 1, 'inst-a', NULL, NULL, NULL), (1, 'memory_mb', 2, NULL, NULL, 512, NULL),
+               (2, 'instance_id', 1, 'inst-a', NULL, NULL, NULL), (3, 'instance_id', 1, 'inst-b', NULL, NULL, NULL);",
+            doc("inst-a", 1024),
+            doc("inst-b", 512)
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            AnyStore::open(&url).await,
+            Err(StoreError::SchemaBehind {
+                applied: Some(20260101000004),
+                ..
+            })
+        ),
+        "a version 4 database is behind"
+    );
+
+    assert_eq!(store.migrate().await.unwrap(), vec![20260101000005]);
+    assert!(
+        store.trait_index().await.unwrap().iter().all(|t| t.ready),
+        "every indexed name ready after the backfill"
+    );
+    assert_eq!(index_rows(&store, "instance_id").await, 3);
+    let store = AnyStore::open(&url).await.unwrap();
+    for (traits, expected) in [
+        (
+            vec![("instance_id".to_string(), TraitValue::Text("inst-a".into()))],
+            vec!["doc-2", "old-1"],
+        ),
+        (
+            vec![("instance_id".to_string(), TraitValue::Text("inst-b".into()))],
+            vec!["doc-3"],
+        ),
+        (
+            vec![("instance_id".to_string(), TraitValue::Text("inst-c".into()))],
+            vec![],
+        ),
+        // An indexed name and a scanned one together, over both kinds of event.
+        (
+            vec![
+                ("instance_id".to_string(), TraitValue::Text("inst-a".into())),
+                ("memory_mb".to_string(), TraitValue::Int(512)),
+            ],
+            vec!["old-1"],
+        ),
+    ] {
+        let q = EventQuery {
+            traits: traits.clone(),
+            ..Default::default()
+        };
+        let got: Vec<String> = store
+            .find_events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.item.event.message_id)
+            .collect();
+        assert_eq!(got, expected, "{traits:?}");
+        assert_eq!(store.count_events(&q).await.unwrap(), expected.len() as u64);
+    }
+    // The upgrade ran once: a second migrate has nothing to do.
+    assert!(store.migrate().await.unwrap().is_empty());
+}
