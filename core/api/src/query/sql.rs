@@ -1,8 +1,9 @@
 //! SQL text for every API read, shared by the MySQL and SQLite backends (both
 //! use `?` placeholders and accept backquoted identifiers). Index-friendly by
 //! construction: trait filters are `EXISTS` probes on the `(event_id|stream_id,
-//! name)` primary keys or `IN` lookups on the `(name, value)` indexes, and
-//! lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id. A page
+//! name)` primary keys or `IN` lookups on the `(name, value)` indexes (an
+//! indexed event trait on SQLite: its integer keys in `trait_key`, see
+//! [`keyed_filter`]), and lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id. A page
 //! with a filter that has a value index (any distinguishing trait; an indexed
 //! event trait) is driven from that index instead ([`streams_page`], the events
 //! page): each typed form of the value walks it in owner-id order up to LIMIT.
