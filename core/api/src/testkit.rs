@@ -153,7 +153,7 @@ impl ScratchDb {
             .collect()
     }
 
-    /// Load [`fixture`] with the index entries of its indexed traits in this
+    /// Load the fixture (`fixture`) with the index entries of its indexed traits in this
     /// database's layout: MySQL's older events already have theirs (their
     /// typed rows); SQLite has keys for every event (as its backfill writes).
     pub async fn load_fixture(&self) -> anyhow::Result<()> {

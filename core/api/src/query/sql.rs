@@ -3,7 +3,7 @@
 //! construction: trait filters are `EXISTS` probes on the `(event_id|stream_id,
 //! name)` primary keys or `IN` lookups on the `(name, value)` indexes (an
 //! indexed event trait on SQLite: its integer keys in `trait_key`, see
-//! [`keyed_filter`]), and lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id. A page
+//! `keyed_filter`), and lists are `ORDER BY id DESC|ASC LIMIT n` with mark paging on the id. A page
 //! with a filter that has a value index (any distinguishing trait; an indexed
 //! event trait) is driven from that index instead ([`streams_page`], the events
 //! page): each typed form of the value walks it in owner-id order up to LIMIT.
