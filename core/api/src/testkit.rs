@@ -444,7 +444,7 @@ pub struct ServerOptions {
     pub style: Option<FilterStyle>,
 }
 
-/// Start the full app (all middleware) on 127.0.0.1:<free port>; returns `http://127.0.0.1:port`.
+/// Start the full app (all middleware) on `127.0.0.1:<free port>`; returns `http://127.0.0.1:port`.
 pub async fn spawn_server(db_url: &str, opts: ServerOptions) -> anyhow::Result<String> {
     let store = query::connect(db_url, 8, opts.style.unwrap_or(FilterStyle::Exists)).await?;
     let state = AppState {
