@@ -212,7 +212,9 @@ pub fn match_fragment(name: &str, v: &TraitValue) -> String {
 ///
 /// The key is stored, so this function must never change. Different values
 /// can share a key (a hash collision); readers confirm a key's events against
-/// the traits document, so a collision costs a row read, never a wrong match.
+/// the traits document, so for them a collision costs a row read, never a
+/// wrong match. Events stored before documents existed are matched on the key
+/// alone.
 pub fn index_key(name: &str, v: &TraitValue) -> i64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;

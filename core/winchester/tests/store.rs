@@ -776,6 +776,33 @@ async fn schema_check_refuses_an_unmigrated_database() {
 }
 
 /// Index rows in the `trait` table for one name.
+/// `find_events` and `count_events` with trait filters `traits` give the
+/// events `expected` (message ids, newest first).
+async fn check_trait_filter(
+    store: &AnyStore,
+    traits: Vec<(String, TraitValue)>,
+    expected: &[&str],
+    label: &str,
+) {
+    let q = EventQuery {
+        traits: traits.clone(),
+        ..Default::default()
+    };
+    let got: Vec<String> = store
+        .find_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.item.event.message_id)
+        .collect();
+    assert_eq!(got, expected, "{label}: {traits:?}");
+    assert_eq!(
+        store.count_events(&q).await.unwrap(),
+        expected.len() as u64,
+        "{label}: {traits:?}"
+    );
+}
+
 /// The index entries of trait `name`: MySQL its `trait` rows; SQLite the
 /// events whose value of `name` has its key in `trait_key`.
 async fn index_rows(store: &AnyStore, name: &str) -> i64 {
@@ -907,23 +934,7 @@ async fn trait_documents_and_the_trait_index() {
             let store = b.store.clone();
             async move {
                 for (traits, expected) in filters {
-                    let q = EventQuery {
-                        traits: traits.clone(),
-                        ..Default::default()
-                    };
-                    let got: Vec<String> = store
-                        .find_events(&q)
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .map(|m| m.item.event.message_id)
-                        .collect();
-                    assert_eq!(got, expected, "{l} {stage}: {traits:?}");
-                    assert_eq!(
-                        store.count_events(&q).await.unwrap(),
-                        expected.len() as u64,
-                        "{l} {stage}"
-                    );
+                    check_trait_filter(&store, traits, &expected, &format!("{l} {stage}")).await;
                 }
             }
         };
@@ -1117,7 +1128,8 @@ async fn sqlite_upgrade_to_integer_keys_backfills_the_stored_events() {
         .execute_script(&format!(
             "INSERT INTO event_type (id, `desc`) VALUES (1, 'compute.instance.update');
              INSERT INTO event (id, message_id, generated, event_type_id, traits) VALUES
-               (1, 'old-1', 1, 1, NULL), (2, 'doc-2', 2, 1, '{}'), (3, 'doc-3', 3, 1, '{}');
+               (1, 'old-1', 1, 1, NULL), (2, 'doc-2', 2, 1, '{}'), (3, 'doc-3', 3, 1, '{}'),
+               (4, 'bad-4', 4, 1, '{{\"instance_id\":[1,');
              INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES
                (1, 'instance_id', 1, 'inst-a', NULL, NULL, NULL), (1, 'memory_mb', 2, NULL, NULL, 512, NULL),
                (2, 'instance_id', 1, 'inst-a', NULL, NULL, NULL), (3, 'instance_id', 1, 'inst-b', NULL, NULL, NULL);",
@@ -1137,10 +1149,24 @@ async fn sqlite_upgrade_to_integer_keys_backfills_the_stored_events() {
         "a version 4 database is behind"
     );
 
+    // A malformed document (not written by stv3) is logged and skipped: it
+    // does not stop the upgrade.
     assert_eq!(store.migrate().await.unwrap(), vec![20260101000005]);
     assert!(
         store.trait_index().await.unwrap().iter().all(|t| t.ready),
         "every indexed name ready after the backfill"
+    );
+    // Nor a purge: the malformed event's keys (say, written before its
+    // document was damaged) go by a scan.
+    store
+        .execute_script("INSERT INTO trait_key (key, event_id) VALUES (42, 4);")
+        .await
+        .unwrap();
+    assert_eq!(store.purge_events(&[4]).await.unwrap(), 1);
+    assert_eq!(
+        entries_of_event(&store, 4).await,
+        0,
+        "its keys went with it"
     );
     assert_eq!(index_rows(&store, "instance_id").await, 3);
     let store = AnyStore::open(&url).await.unwrap();
@@ -1166,19 +1192,7 @@ async fn sqlite_upgrade_to_integer_keys_backfills_the_stored_events() {
             vec!["old-1"],
         ),
     ] {
-        let q = EventQuery {
-            traits: traits.clone(),
-            ..Default::default()
-        };
-        let got: Vec<String> = store
-            .find_events(&q)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.item.event.message_id)
-            .collect();
-        assert_eq!(got, expected, "{traits:?}");
-        assert_eq!(store.count_events(&q).await.unwrap(), expected.len() as u64);
+        check_trait_filter(&store, traits, &expected, "upgraded").await;
     }
     // The upgrade ran once: a second migrate has nothing to do.
     assert!(store.migrate().await.unwrap().is_empty());

@@ -4,7 +4,8 @@
 -- two integers per row, instead of a text primary key (event_id, name) plus a
 -- text value index; readers confirm each key's events against the document
 -- (`INSTR(traits, fragment)`), so a hash collision costs a row read, never a
--- wrong match. No foreign key: purges delete an event's keys by computing
+-- wrong match (events stored before documents, with no document, are matched
+-- on the key alone). No foreign key: purges delete an event's keys by computing
 -- them from its traits (a cascade would need a second index by event_id).
 --
 -- The `trait` table stays: MySQL's layout, and the rows of events stored

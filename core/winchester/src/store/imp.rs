@@ -936,16 +936,77 @@ impl ThisStore {
         Ok(inserted.affected)
     }
 
-    /// Delete SQLite's `trait_key` entries of `events` (about to be purged) in
-    /// the caller's transaction: the keys of all their traits (a name indexed
-    /// once and no longer still has entries). Each statement deletes
-    /// `key IN (K) AND event_id IN (I)` with keys and ids of purged events
-    /// only, so it deletes nothing else ([`pair_groups`]).
-    async fn delete_index_keys(&self, tx: &mut Transaction<'static, Db>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    /// The traits of stored events, for their index entries. `rows` are
+    /// `(event id, traits document)`; an event stored before documents has
+    /// its traits read from its `trait` rows on SQLite (on MySQL those rows
+    /// are its index entries already, so it is skipped). `only`: just that
+    /// trait name. An undecodable document (not written by stv3) is logged
+    /// with its event id and the event returned apart, never an error: one
+    /// bad row must not stop a purge or an upgrade for good.
+    async fn index_traits(
+        &self,
+        rows: &[(i64, Option<String>)],
+        only: Option<&str>,
+    ) -> Result<(Vec<(i64, String, TraitValue)>, Vec<i64>), StoreError> {
+        let mut out = Vec::new();
+        let mut undecodable = Vec::new();
+        let mut legacy = Vec::new();
+        for (id, doc) in rows {
+            match doc {
+                Some(doc) => match decode_traits(doc) {
+                    Ok(traits) => out.extend(
+                        traits
+                            .into_iter()
+                            .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+                            .map(|(n, v)| (*id, n.to_string(), v)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(event_id = *id, error = %e, "undecodable traits document: no index entries from its traits");
+                        undecodable.push(*id);
+                    }
+                },
+                None if DIALECT == Dialect::Sqlite => legacy.push(*id),
+                None => {}
+            }
+        }
+        for chunk in shaped_chunks(&legacy, CHUNK) {
+            let sql = format!(
+                "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({}){}",
+                placeholders(chunk.len()),
+                if only.is_some() { " AND name = ?" } else { "" }
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            if let Some(name) = only {
+                q = q.bind(name.to_string());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                if let Some(v) = trait_from_row(&r, 2)? {
+                    out.push((r.try_get(0)?, text_col(&r, 1)?, v));
+                }
+            }
+        }
+        Ok((out, undecodable))
+    }
+
+    /// Delete SQLite's `trait_key` entries of events about to be purged, in
+    /// the caller's transaction: `pairs` (key, event id) are the keys of all
+    /// their traits (a name indexed once and no longer still has entries).
+    /// Each statement deletes `key IN (K) AND event_id IN (I)` with keys and
+    /// ids of purged events only, so it deletes nothing else
+    /// ([`pair_groups`]). Events whose traits are unknown (`unknown`: an
+    /// undecodable document) lose their entries by a scan of `trait_key`.
+    async fn delete_index_keys(
+        &self,
+        tx: &mut Transaction<'static, Db>,
+        pairs: Vec<(i64, i64)>,
+        unknown: &[i64],
+    ) -> Result<(), StoreError> {
         if DIALECT != Dialect::Sqlite {
             return Ok(());
         }
-        let pairs = events.iter().flat_map(|se| se.event.traits.iter().map(move |(n, v)| (index_key(n, v), se.id)));
         for (keys, ids) in pair_groups(pairs, MAX_BIND_PARAMS) {
             let sql = format!(
                 "DELETE FROM trait_key WHERE key IN ({}) AND event_id IN ({})",
@@ -958,6 +1019,14 @@ impl ThisStore {
             }
             q.execute(&mut **tx).await?;
         }
+        for chunk in shaped_chunks(unknown, CHUNK) {
+            let sql = format!("DELETE FROM trait_key WHERE event_id IN ({})", placeholders(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -967,47 +1036,18 @@ impl ThisStore {
         let mut after = 0i64;
         let mut added = 0u64;
         loop {
-            let rows = sqlx::query("SELECT id, traits FROM event WHERE id > ? ORDER BY id LIMIT 2000")
+            let page = sqlx::query("SELECT id, traits FROM event WHERE id > ? ORDER BY id LIMIT 2000")
                 .bind(after)
                 .fetch_all(&self.pool)
                 .await?;
-            let Some(last) = rows.last() else { break };
+            let Some(last) = page.last() else { break };
             after = last.try_get(0)?;
-            let mut values: Vec<(i64, TraitValue)> = Vec::new();
-            let mut legacy: Vec<i64> = Vec::new();
-            for r in &rows {
-                let id: i64 = r.try_get(0)?;
-                match opt_text_col(r, 1)? {
-                    Some(doc) => {
-                        let mut traits =
-                            decode_traits(&doc).map_err(|e| StoreError::Corrupt(format!("event row {id}: {e}")))?;
-                        if let Some(v) = traits.remove(name) {
-                            values.push((id, v));
-                        }
-                    }
-                    // Stored before documents: every trait has a `trait` row,
-                    // MySQL's index entry already; SQLite reads it for the key.
-                    None if DIALECT == Dialect::Sqlite => legacy.push(id),
-                    None => {}
-                }
-            }
-            for chunk in shaped_chunks(&legacy, CHUNK) {
-                let sql = format!(
-                    "SELECT event_id, type, t_string, t_float, t_int, t_datetime FROM `trait` \
-                     WHERE name = ? AND event_id IN ({})",
-                    placeholders(chunk.len())
-                );
-                let mut q = sqlx::query(&sql).bind(name.to_string());
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                for r in q.fetch_all(&self.pool).await? {
-                    if let Some(v) = trait_from_row(&r, 1)? {
-                        values.push((r.try_get(0)?, v));
-                    }
-                }
-            }
-            let entries: Vec<(i64, &str, &TraitValue)> = values.iter().map(|(id, v)| (*id, name, v)).collect();
+            let rows = page
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, opt_text_col(r, 1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let (values, _undecodable) = self.index_traits(&rows, Some(name)).await?;
+            let entries: Vec<(i64, &str, &TraitValue)> = values.iter().map(|(id, n, v)| (*id, n.as_str(), v)).collect();
             let mut tx = self.begin_write().await?;
             added += self.write_index_rows(&mut tx, &entries, true).await?;
             tx.commit().await?;
@@ -1371,9 +1411,29 @@ impl Store for ThisStore {
     }
 
     async fn purge_events(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        let keyed = if DIALECT == Dialect::Sqlite { self.events_by_ids(ids).await? } else { Vec::new() };
+        // SQLite's index keys are computed from the events' traits.
+        let mut pairs: Vec<(i64, i64)> = Vec::new();
+        let mut unknown: Vec<i64> = Vec::new();
+        if DIALECT == Dialect::Sqlite {
+            for chunk in shaped_chunks(ids, CHUNK) {
+                let sql = format!("SELECT id, traits FROM event WHERE id IN ({})", placeholders(chunk.len()));
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                let rows = q
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, opt_text_col(r, 1)?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let (traits, bad) = self.index_traits(&rows, None).await?;
+                pairs.extend(traits.iter().map(|(id, n, v)| (index_key(n, v), *id)));
+                unknown.extend(bad);
+            }
+        }
         let mut tx = self.begin_write().await?;
-        self.delete_index_keys(&mut tx, &keyed).await?;
+        self.delete_index_keys(&mut tx, pairs, &unknown).await?;
         let mut n = 0;
         for chunk in shaped_chunks(ids, CHUNK) {
             let list = placeholders(chunk.len());
