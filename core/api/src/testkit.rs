@@ -136,18 +136,9 @@ impl ScratchDb {
                         stv3_event::stored::index_key(name, v)
                     );
                 }
-                let (ty, s, f, i, d) = match v {
-                    TraitValue::Text(t) => (1, self.literal(t), "NULL".into(), "NULL".into(), "NULL".into()),
-                    TraitValue::Int(x) => (2, "NULL".into(), "NULL".into(), x.to_string(), "NULL".into()),
-                    TraitValue::Float(x) => (3, "NULL".into(), format!("{x:e}"), "NULL".into(), "NULL".into()),
-                    TraitValue::Datetime(t) => {
-                        (4, "NULL".into(), "NULL".into(), "NULL".into(), stv3_event::to_micros(t).to_string())
-                    }
-                };
                 format!(
-                    "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) \
-                     VALUES ({id}, {}, {ty}, {s}, {f}, {i}, {d})",
-                    self.literal(name)
+                    "INSERT INTO `trait` (event_id, name, type, t_string, t_float, t_int, t_datetime) VALUES {}",
+                    trait_row_values(*id, name, v, |t| self.literal(t))
                 )
             })
             .collect()
@@ -242,6 +233,30 @@ fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// `(event_id, name, type, t_string, t_float, t_int, t_datetime)` values of a
+/// typed `trait` row, text quoted by `literal`.
+fn trait_row_values(
+    id: i64,
+    name: &str,
+    v: &TraitValue,
+    literal: impl Fn(&str) -> String,
+) -> String {
+    let null = || "NULL".to_string();
+    let (ty, s, f, i, d) = match v {
+        TraitValue::Text(t) => (1, literal(t), null(), null(), null()),
+        TraitValue::Int(x) => (2, null(), null(), x.to_string(), null()),
+        TraitValue::Float(x) => (3, null(), format!("{x:e}"), null(), null()),
+        TraitValue::Datetime(t) => (
+            4,
+            null(),
+            null(),
+            null(),
+            stv3_event::to_micros(t).to_string(),
+        ),
+    };
+    format!("({id}, {}, {ty}, {s}, {f}, {i}, {d})", literal(name))
+}
+
 /// The fixture's events stored before traits documents (ids 1..=this).
 const FIXTURE_OLDER_EVENTS: i64 = 12;
 
@@ -332,37 +347,7 @@ fn fixture() -> Vec<String> {
     let mut documents: std::collections::BTreeMap<i64, stv3_event::Traits> = Default::default();
     for (id, name, v) in fixture_traits() {
         if id <= FIXTURE_OLDER_EVENTS {
-            let (ty, s, f, i, d) = match &v {
-                TraitValue::Text(t) => (
-                    1,
-                    q(t),
-                    "NULL".to_string(),
-                    "NULL".to_string(),
-                    "NULL".to_string(),
-                ),
-                TraitValue::Int(x) => (
-                    2,
-                    "NULL".into(),
-                    "NULL".into(),
-                    x.to_string(),
-                    "NULL".into(),
-                ),
-                TraitValue::Float(x) => (
-                    3,
-                    "NULL".into(),
-                    x.to_string(),
-                    "NULL".into(),
-                    "NULL".into(),
-                ),
-                TraitValue::Datetime(t) => (
-                    4,
-                    "NULL".into(),
-                    "NULL".into(),
-                    "NULL".into(),
-                    stv3_event::to_micros(t).to_string(),
-                ),
-            };
-            rows.push(format!("({id}, {}, {ty}, {s}, {f}, {i}, {d})", q(name)));
+            rows.push(trait_row_values(id, name, &v, q));
         } else {
             documents.entry(id).or_default().insert(name.into(), v);
         }

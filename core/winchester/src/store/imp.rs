@@ -317,26 +317,39 @@ impl ThisStore {
                 }
                 found.insert(id, StoredEvent { id, event });
             }
-            if legacy.is_empty() {
-                continue;
-            }
-            let sql = format!(
-                "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({})",
-                placeholders(legacy.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in &legacy {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                let id: i64 = r.try_get(0)?;
-                let name = text_col(&r, 1)?;
-                if let (Some(v), Some(e)) = (trait_from_row(&r, 2)?, found.get_mut(&id)) {
+            for (id, name, v) in self.legacy_traits(&legacy, None).await? {
+                if let Some(e) = found.get_mut(&id) {
                     e.event.traits.insert(name.into(), v);
                 }
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    /// The traits of events stored before traits documents, from their
+    /// `trait` rows: (event id, name, value); just trait `only` when given.
+    async fn legacy_traits(&self, ids: &[i64], only: Option<&str>) -> Result<Vec<(i64, String, TraitValue)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in shaped_chunks(ids, CHUNK) {
+            let sql = format!(
+                "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({}){}",
+                placeholders(chunk.len()),
+                if only.is_some() { " AND name = ?" } else { "" }
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            if let Some(name) = only {
+                q = q.bind(name.to_string());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                if let Some(v) = trait_from_row(&r, 2)? {
+                    out.push((r.try_get(0)?, text_col(&r, 1)?, v));
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn ids(&self, mut qb: QueryBuilder<'_, Db>) -> Result<Vec<i64>, StoreError> {
@@ -936,8 +949,8 @@ impl ThisStore {
         Ok(inserted.affected)
     }
 
-    /// The traits of stored events, for their index entries. `rows` are
-    /// `(event id, traits document)`; an event stored before documents has
+    /// The traits of stored events, for their index entries. `rows` are rows
+    /// of `SELECT id, traits FROM event`; an event stored before documents has
     /// its traits read from its `trait` rows on SQLite (on MySQL those rows
     /// are its index entries already, so it is skipped). `only`: just that
     /// trait name. An undecodable document (not written by stv3) is logged
@@ -945,49 +958,32 @@ impl ThisStore {
     /// bad row must not stop a purge or an upgrade for good.
     async fn index_traits(
         &self,
-        rows: &[(i64, Option<String>)],
+        rows: &[DbRow],
         only: Option<&str>,
     ) -> Result<(Vec<(i64, String, TraitValue)>, Vec<i64>), StoreError> {
         let mut out = Vec::new();
         let mut undecodable = Vec::new();
         let mut legacy = Vec::new();
-        for (id, doc) in rows {
-            match doc {
-                Some(doc) => match decode_traits(doc) {
+        for r in rows {
+            let id: i64 = r.try_get(0)?;
+            match opt_text_col(r, 1)? {
+                Some(doc) => match decode_traits(&doc) {
                     Ok(traits) => out.extend(
                         traits
                             .into_iter()
                             .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
-                            .map(|(n, v)| (*id, n.to_string(), v)),
+                            .map(|(n, v)| (id, n.to_string(), v)),
                     ),
                     Err(e) => {
-                        tracing::warn!(event_id = *id, error = %e, "undecodable traits document: no index entries from its traits");
-                        undecodable.push(*id);
+                        tracing::warn!(event_id = id, error = %e, "undecodable traits document: no index entries from its traits");
+                        undecodable.push(id);
                     }
                 },
-                None if DIALECT == Dialect::Sqlite => legacy.push(*id),
+                None if DIALECT == Dialect::Sqlite => legacy.push(id),
                 None => {}
             }
         }
-        for chunk in shaped_chunks(&legacy, CHUNK) {
-            let sql = format!(
-                "SELECT event_id, name, type, t_string, t_float, t_int, t_datetime FROM `trait` WHERE event_id IN ({}){}",
-                placeholders(chunk.len()),
-                if only.is_some() { " AND name = ?" } else { "" }
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            if let Some(name) = only {
-                q = q.bind(name.to_string());
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                if let Some(v) = trait_from_row(&r, 2)? {
-                    out.push((r.try_get(0)?, text_col(&r, 1)?, v));
-                }
-            }
-        }
+        out.extend(self.legacy_traits(&legacy, only).await?);
         Ok((out, undecodable))
     }
 
@@ -1042,11 +1038,7 @@ impl ThisStore {
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.try_get(0)?;
-            let rows = page
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, opt_text_col(r, 1)?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let (values, _undecodable) = self.index_traits(&rows, Some(name)).await?;
+            let (values, _undecodable) = self.index_traits(&page, Some(name)).await?;
             let entries: Vec<(i64, &str, &TraitValue)> = values.iter().map(|(id, n, v)| (*id, n.as_str(), v)).collect();
             let mut tx = self.begin_write().await?;
             added += self.write_index_rows(&mut tx, &entries, true).await?;
@@ -1421,12 +1413,7 @@ impl Store for ThisStore {
                 for id in chunk {
                     q = q.bind(*id);
                 }
-                let rows = q
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, opt_text_col(r, 1)?)))
-                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let rows = q.fetch_all(&self.pool).await?;
                 let (traits, bad) = self.index_traits(&rows, None).await?;
                 pairs.extend(traits.iter().map(|(id, n, v)| (index_key(n, v), *id)));
                 unknown.extend(bad);
